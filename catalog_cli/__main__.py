@@ -1,0 +1,3 @@
+from catalog_cli.main import main
+
+main()

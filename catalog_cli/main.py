@@ -1,0 +1,55 @@
+"""Entry point of the ``catalog`` command: wiring, logging, and errors mapped to exit codes."""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated
+
+import typer
+
+from catalog_core.errors import CatalogError
+from catalog_cli import backup_commands, store_commands
+from catalog_cli.output import err
+
+app = typer.Typer(
+    name="catalog",
+    help=(
+        "Ingest product batches into the catalog (products.json) safely.\n\n"
+        "Exit codes: 0 done, 1 batch rejected or catalog invalid, 2 bad input "
+        "(file, option, backup name), 3 cannot write safely (Redis, lock, corrupt catalog)."
+    ),
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+@app.callback()
+def configure(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log what happens (to stderr).")] = False,
+) -> None:
+    """Set up logging for every command."""
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+app.command()(store_commands.validate)
+app.command()(store_commands.apply)
+app.command()(store_commands.verify)
+app.command()(store_commands.stats)
+app.add_typer(backup_commands.app, name="backups")
+
+
+def main() -> None:
+    """Run the CLI; a ``CatalogError`` is a message and an exit code, never a traceback."""
+    try:
+        app()
+    except CatalogError as exc:
+        err.print(f"[red]error:[/] {exc}", markup=True, highlight=False)
+        raise SystemExit(exc.exit_code) from None
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        raise SystemExit(130) from None

@@ -1,0 +1,71 @@
+"""How results are shown: rich text for people, JSON Lines for programs."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import orjson
+from rich.console import Console
+from rich.markup import escape
+
+from catalog_core.errors import EXIT_OK, EXIT_REJECTED
+from producers.files import BatchFile
+from schemas import BatchResult, BatchStatus, RecordError
+
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+STATUS_STYLE = {
+    BatchStatus.APPLIED: "green",
+    BatchStatus.UNCHANGED: "cyan",
+    BatchStatus.REJECTED: "red",
+}
+
+
+def print_json_line(payload: dict[str, Any]) -> None:
+    sys.stdout.buffer.write(orjson.dumps(payload) + b"\n")
+    sys.stdout.flush()
+
+
+def describe_error(error: RecordError, batch: BatchFile | None) -> str:
+    """``file, line 3, product X, field pricing[0].price_aed: message``."""
+    where = []
+    if batch is not None:
+        where.append(batch.source)
+        line = batch.line_of(error.index)
+        if line is not None:
+            where.append(f"line {line}")
+    if error.index is not None:
+        where.append(f"record {error.index + 1}")
+    if error.product_id:
+        where.append(f"product {error.product_id}")
+    if error.loc:
+        where.append(f"field {error.loc}")
+    return f"{', '.join(where)}: {error.msg}"
+
+
+def result_payload(result: BatchResult, batch: BatchFile | None) -> dict[str, Any]:
+    payload = result.model_dump(mode="json")
+    if batch is not None:
+        payload["source"] = batch.source
+        for error in payload["errors"]:
+            error["line"] = batch.line_of(error["index"])
+    return payload
+
+
+def print_result(result: BatchResult, batch: BatchFile | None) -> None:
+    style = STATUS_STYLE.get(result.status, "yellow")
+    name = f"{escape(batch.source)}: " if batch else ""
+    counts = f"{result.created} created, {result.updated} updated, {result.unchanged} unchanged"
+    if result.status == BatchStatus.REJECTED:
+        counts = f"{len(result.errors)} problem(s); nothing was written"
+    out.print(f"{name}[{style}]{result.status.value}[/] (batch {escape(result.batch_id)}): {counts}")
+    for error in result.errors:
+        out.print(f"  - {escape(describe_error(error, batch))}")
+    if result.backup:
+        out.print(f"  previous version kept as {escape(result.backup)}")
+
+
+def exit_code_for(results: list[BatchResult]) -> int:
+    return EXIT_REJECTED if any(r.status == BatchStatus.REJECTED for r in results) else EXIT_OK

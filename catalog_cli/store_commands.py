@@ -1,0 +1,137 @@
+"""Commands that work on the catalog file directly: validate, apply, verify, stats."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from catalog_core.errors import EXIT_OK, EXIT_REJECTED, CatalogError
+from catalog_cli.options import CatalogOption, JsonOption, RedisUrlOption, settings_from
+from catalog_cli.output import describe_error, err, exit_code_for, out, print_json_line, print_result, result_payload
+from producers.files import BatchFile, read_batch_file
+from schemas import BatchResult, BatchStatus
+from worker.catalog_file import read_catalog
+from worker.inspect import catalog_stats, verify_catalog
+from worker.merge import merge_batch
+from worker.store import CatalogStore
+
+FilesArgument = Annotated[
+    list[Path],
+    typer.Argument(help="Batch files: a JSON array, one JSON object, or JSON Lines (.jsonl). '-' reads stdin.",
+                   show_default=False),
+]
+
+
+def read_all(files: list[Path], max_bytes: int, max_items: int) -> list[BatchFile]:
+    """Parse every file before touching anything, so a typo in file 3 does not leave files 1-2 half-done."""
+    batches, problems = [], []
+    for file in files:
+        try:
+            batch = read_batch_file(file, max_bytes)
+            if len(batch.records) > max_items:
+                problems.append(f"{file}: {len(batch.records):,} records, over the limit of {max_items:,} "
+                                "(CATALOG_MAX_BATCH_ITEMS); split it into smaller batches")
+            batches.append(batch)
+        except CatalogError as exc:
+            problems.append(str(exc))
+    if problems:
+        raise _FilesUnreadable(problems)
+    return batches
+
+
+class _FilesUnreadable(CatalogError):
+    """Raised when one or more batch files cannot be read or parsed."""
+
+    exit_code = 2
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems) + "\nnothing was applied")
+
+
+def validate(files: FilesArgument, catalog: CatalogOption = None, as_json: JsonOption = False) -> None:
+    """Check batch files against the current catalog, without writing and without Redis.
+
+    Each file is checked on its own as one batch: patches need their product in the catalog.
+    Exit 0 when all are valid, 1 when any record is invalid, 2 when a file cannot be read.
+    """
+    settings = settings_from(catalog, None)
+    batches = read_all(files, settings.max_batch_bytes, settings.max_batch_items)
+    current = read_catalog(settings.catalog_path)
+    results = []
+    for batch in batches:
+        outcome = merge_batch(current, batch.records)
+        status = BatchStatus.REJECTED if outcome.errors else BatchStatus.APPLIED
+        result = BatchResult(batch_id="(validate)", status=status, created=outcome.created,
+                             updated=outcome.updated, unchanged=outcome.unchanged, errors=outcome.errors)
+        results.append(result)
+        if as_json:
+            payload = result_payload(result, batch)
+            payload["status"] = "invalid" if outcome.errors else "valid"
+            print_json_line(payload)
+        elif outcome.errors:
+            out.print(f"{batch.source}: [red]invalid[/], {len(outcome.errors)} problem(s)")
+            for error in outcome.errors:
+                out.print(f"  - {describe_error(error, batch)}")
+        else:
+            out.print(f"{batch.source}: [green]valid[/]; would create {outcome.created}, update "
+                      f"{outcome.updated}, leave {outcome.unchanged} unchanged")
+    raise typer.Exit(exit_code_for(results))
+
+
+def apply(
+    files: FilesArgument,
+    catalog: CatalogOption = None,
+    redis_url: RedisUrlOption = None,
+    batch_id: Annotated[str | None, typer.Option(help="Batch id (one file only). Default: a new unique id.")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Apply batch files to the catalog now, in this process, under the same lock the workers use.
+
+    Each file is one all-or-nothing batch. Exit 0 applied or unchanged, 1 rejected (nothing
+    written), 2 file missing or unparseable, 3 cannot write safely (Redis, lock, corrupt catalog).
+    """
+    if batch_id is not None and len(files) != 1:
+        raise typer.BadParameter("--batch-id names one batch; give exactly one file", param_hint="--batch-id")
+    settings = settings_from(catalog, redis_url)
+    batches = read_all(files, settings.max_batch_bytes, settings.max_batch_items)
+    store = CatalogStore(settings)
+    results = []
+    for batch in batches:
+        result = store.apply(batch.records, batch_id or f"apply-{uuid.uuid4().hex}")
+        results.append(result)
+        if as_json:
+            print_json_line(result_payload(result, batch))
+        else:
+            print_result(result, batch)
+    raise typer.Exit(exit_code_for(results))
+
+
+def verify(catalog: CatalogOption = None) -> None:
+    """Check that the catalog parses and every product validates. Exit 0 if so, 1 with the problems."""
+    settings = settings_from(catalog, None)
+    count, problems = verify_catalog(settings.catalog_path)
+    if problems:
+        err.print(f"{settings.catalog_path}: [red]{len(problems)} problem(s)[/]")
+        for problem in problems:
+            err.print(f"  - {describe_error(problem, None)}")
+        raise typer.Exit(EXIT_REJECTED)
+    out.print(f"{settings.catalog_path}: [green]ok[/], {count} valid products")
+    raise typer.Exit(EXIT_OK)
+
+
+def stats(catalog: CatalogOption = None, as_json: JsonOption = False) -> None:
+    """Show products (active and inactive), categories, cities, file size, last change and backups."""
+    settings = settings_from(catalog, None)
+    figures = catalog_stats(settings.catalog_path, settings.backup_path)
+    if as_json:
+        print_json_line(figures.as_dict())
+        return
+    out.print(f"[bold]{figures.path}[/]")
+    out.print(f"  products: {figures.products} ({figures.active} active, {figures.inactive} inactive)")
+    out.print(f"  by category: {', '.join(f'{k} {v}' for k, v in figures.by_category.items()) or '-'}")
+    out.print(f"  by city: {', '.join(f'{k} {v}' for k, v in figures.by_city.items()) or '-'}")
+    out.print(f"  size: {figures.size_bytes:,} bytes, last change {figures.last_change}")
+    out.print(f"  backups: {figures.backups}" + (f", newest {figures.newest_backup}" if figures.newest_backup else ""))

@@ -1,0 +1,1 @@
+"""Pieces shared by producers, workers and the CLI: settings, errors, Redis plumbing."""

@@ -1,0 +1,82 @@
+"""The one error hierarchy of catalog-ingest.
+
+Every error a user can cause or meet is a ``CatalogError``. Each class carries
+the CLI exit code it maps to, so the CLI never has to guess, and the worker can
+tell a permanent problem (``retryable = False``) from a passing one.
+"""
+
+from __future__ import annotations
+
+EXIT_OK = 0
+EXIT_REJECTED = 1
+EXIT_BAD_INPUT = 2
+EXIT_CANNOT_WRITE = 3
+
+
+class CatalogError(Exception):
+    """Raised when catalog-ingest cannot do what it was asked; the base of all its errors."""
+
+    exit_code: int = EXIT_CANNOT_WRITE
+    retryable: bool = False
+
+
+class SettingsError(CatalogError):
+    """Raised when the configuration (environment or options) is invalid."""
+
+    exit_code = EXIT_BAD_INPUT
+
+
+class InputFileError(CatalogError):
+    """Raised when a batch file is missing, unreadable or not valid JSON/JSONL."""
+
+    exit_code = EXIT_BAD_INPUT
+
+
+class BatchTooLargeError(CatalogError):
+    """Raised when a batch has more records or bytes than the configured limits allow."""
+
+    exit_code = EXIT_BAD_INPUT
+
+
+class CatalogCorruptError(CatalogError):
+    """Raised when the catalog file exists but is not a valid catalog, so it must not be overwritten."""
+
+
+class CatalogMissingError(CatalogError):
+    """Raised when a command needs an existing catalog file and there is none."""
+
+    exit_code = EXIT_BAD_INPUT
+
+
+class RedisUnavailableError(CatalogError):
+    """Raised when the Redis server cannot be reached or fails mid-operation."""
+
+    retryable = True
+
+
+class LockTimeoutError(CatalogError):
+    """Raised when the catalog lock could not be acquired before the timeout."""
+
+    retryable = True
+
+
+class LockLostError(CatalogError):
+    """Raised when the catalog lock stopped being ours before the commit, so the write was abandoned."""
+
+    retryable = True
+
+
+class CommitError(CatalogError):
+    """Raised when writing the new catalog failed; the previous catalog is left intact."""
+
+    retryable = True
+
+
+class BackupError(CatalogError):
+    """Raised when a backup cannot be made, found or restored."""
+
+
+class BackupNotFoundError(BackupError):
+    """Raised when a named backup does not exist in the backup folder or the name is not a backup name."""
+
+    exit_code = EXIT_BAD_INPUT

@@ -1,0 +1,1 @@
+"""Everything a service needs to submit batches. Never imports ``worker``."""

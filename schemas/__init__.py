@@ -1,0 +1,17 @@
+"""Pure Pydantic models of catalog-ingest: products, batch messages and batch results.
+
+No I/O and no settings here, so any service can import these to validate data.
+"""
+
+from schemas.product import PricingTier, Product, ProductPatch, format_loc
+from schemas.result import BatchResult, BatchStatus, RecordError
+
+__all__ = [
+    "BatchResult",
+    "BatchStatus",
+    "PricingTier",
+    "Product",
+    "ProductPatch",
+    "RecordError",
+    "format_loc",
+]

@@ -1,0 +1,104 @@
+"""The product as stored in ``products.json``: field names, order and meaning of today's catalog."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, model_validator
+
+
+def _no_surrounding_space(value: str) -> str:
+    if value != value.strip():
+        raise ValueError("must not start or end with white space")
+    return value
+
+
+ProductId = Annotated[str, Field(min_length=1, strict=True), AfterValidator(_no_surrounding_space)]
+# Strict so that "350" or true never become a price; ints are still accepted as floats.
+PriceAed = Annotated[float, Field(ge=0, allow_inf_nan=False, strict=True)]
+Text = Annotated[str, Field(strict=True)]
+
+
+class PricingTier(BaseModel):
+    """One price of a product, in AED, optionally valid between two dates."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    tier_name: Annotated[str, Field(min_length=1, strict=True)]
+    price_aed: PriceAed
+    currency: Literal["AED"] = "AED"
+    validity_start: dt.date | None = None
+    validity_end: dt.date | None = None
+
+    @model_validator(mode="after")
+    def _validity_in_order(self) -> PricingTier:
+        if self.validity_start and self.validity_end and self.validity_end < self.validity_start:
+            raise ValueError("validity_end is before validity_start")
+        return self
+
+
+class Product(BaseModel):
+    """A complete catalog product. Unknown fields are errors, so a typo never vanishes."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    product_id: ProductId
+    product_name: Annotated[str, Field(min_length=1, strict=True)]
+    pricing: list[PricingTier]
+    inclusions: list[Text]
+    active: StrictBool = True
+    supplier_name: Text | None = None
+    destination_city: Text | None = None
+    category: Text | None = None
+    description_short: Text | None = None
+    description_long: Text | None = None
+    duration_hours: Annotated[float, Field(ge=0, allow_inf_nan=False, strict=True)] | None = None
+    exclusions: list[Text] | None = None
+    booking_policy: Text | None = None
+    source_document: list[Text] | Text | None = None
+
+    def to_record(self) -> dict[str, Any]:
+        """The product as a JSON-ready dict, every field present, in schema order."""
+        return self.model_dump(mode="json")
+
+
+PRODUCT_FIELDS: tuple[str, ...] = tuple(Product.model_fields)
+
+
+class ProductPatch(BaseModel):
+    """A batch record before merging: only ``product_id`` is required, every given field must be valid.
+
+    A record for an existing product replaces the top-level fields it names; a record for
+    a new product must be a complete ``Product``. This model checks what can be checked
+    without knowing the catalog.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    product_id: ProductId
+    product_name: Annotated[str, Field(min_length=1, strict=True)] | None = None
+    pricing: list[PricingTier] | None = None
+    inclusions: list[Text] | None = None
+    active: StrictBool | None = None
+    supplier_name: Text | None = None
+    destination_city: Text | None = None
+    category: Text | None = None
+    description_short: Text | None = None
+    description_long: Text | None = None
+    duration_hours: Annotated[float, Field(ge=0, allow_inf_nan=False, strict=True)] | None = None
+    exclusions: list[Text] | None = None
+    booking_policy: Text | None = None
+    source_document: list[Text] | Text | None = None
+
+
+def format_loc(loc: Sequence[int | str]) -> str:
+    """Turn a Pydantic error location into a readable field path: ``pricing[0].price_aed``."""
+    path = ""
+    for part in loc:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        else:
+            path += f".{part}" if path else str(part)
+    return path

@@ -1,0 +1,38 @@
+"""What a batch did to the catalog: the result every apply, task and CLI reports."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class BatchStatus(StrEnum):
+    """Final outcome of a batch."""
+
+    APPLIED = "applied"
+    UNCHANGED = "unchanged"
+    REJECTED = "rejected"
+
+
+class RecordError(BaseModel):
+    """One problem with one record of a batch."""
+
+    model_config = ConfigDict(frozen=True)
+
+    index: int | None = Field(description="Position of the record in the batch (0-based); None for the batch.")
+    product_id: str | None = Field(None, description="The record's product_id, when it has a readable one.")
+    loc: str = Field("", description="Field path inside the record, e.g. pricing[0].price_aed.")
+    msg: str
+
+
+class BatchResult(BaseModel):
+    """The outcome of applying one batch."""
+
+    batch_id: str
+    status: BatchStatus
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    errors: list[RecordError] = Field(default_factory=list)
+    backup: str | None = None

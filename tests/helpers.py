@@ -1,0 +1,24 @@
+"""Small builders for test data."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+
+def product(product_id: str, **fields: Any) -> dict[str, Any]:
+    """A minimal valid new product, with overrides."""
+    base: dict[str, Any] = {
+        "product_id": product_id,
+        "product_name": f"Product {product_id}",
+        "pricing": [{"tier_name": "Adult", "price_aed": 100.0, "currency": "AED"}],
+        "inclusions": ["Transfers"],
+    }
+    base.update(fields)
+    return base
+
+
+def write_jsonl(path: Path, records: list[Any]) -> Path:
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
+    return path

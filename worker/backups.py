@@ -1,0 +1,117 @@
+"""Backups of the catalog: named by UTC timestamp, rotated by age, restorable by name."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import re
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from catalog_core.errors import BackupError, BackupNotFoundError
+
+TIMESTAMP_FORMAT = "%Y%m%d_%H%M%S_%f"
+
+
+@dataclass(frozen=True)
+class Backup:
+    """One backup file and the instant its name records."""
+
+    path: Path
+    taken_at: dt.datetime
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+
+def _pattern(catalog: Path) -> re.Pattern[str]:
+    return re.compile(rf"^{re.escape(catalog.stem)}_(\d{{8}}_\d{{6}}_\d{{6}})\.json$")
+
+
+def backup_name(catalog: Path, taken_at: dt.datetime) -> str:
+    """``products_20251212_135521_004211.json`` for ``products.json`` at that UTC instant."""
+    return f"{catalog.stem}_{taken_at.astimezone(dt.UTC).strftime(TIMESTAMP_FORMAT)}.json"
+
+
+def _link_or_copy(source: Path, target: Path) -> None:
+    """Hard link (free: the catalog is about to be replaced, not modified), else an exclusive copy."""
+    try:
+        os.link(source, target)
+    except FileExistsError:
+        raise
+    except OSError:
+        with source.open("rb") as src, target.open("xb") as dst:
+            shutil.copyfileobj(src, dst)
+            dst.flush()
+            os.fsync(dst.fileno())
+
+
+def take_backup(catalog: Path, backup_dir: Path, now: dt.datetime | None = None) -> Path | None:
+    """Keep the current catalog as a backup; None when there is no catalog yet.
+
+    Names are unique across processes: when a name is taken, the next microsecond is tried.
+    """
+    if not catalog.exists():
+        return None
+    backup_dir.mkdir(parents=True, exist_ok=True)
+    taken_at = now or dt.datetime.now(dt.UTC)
+    for _ in range(10_000):
+        target = backup_dir / backup_name(catalog, taken_at)
+        try:
+            _link_or_copy(catalog, target)
+        except FileExistsError:
+            taken_at += dt.timedelta(microseconds=1)
+            continue
+        except OSError as exc:
+            raise BackupError(f"cannot back up {catalog} into {backup_dir}: {exc}") from exc
+        return target
+    raise BackupError(f"cannot find a free backup name in {backup_dir}")
+
+
+def list_backups(catalog: Path, backup_dir: Path) -> list[Backup]:
+    """Backups of this catalog, oldest first. Files that do not match the name pattern are ignored."""
+    pattern = _pattern(catalog)
+    found = []
+    try:
+        entries = list(backup_dir.iterdir())
+    except FileNotFoundError:
+        return []
+    for entry in entries:
+        match = pattern.match(entry.name)
+        if not match or not entry.is_file():
+            continue
+        taken_at = dt.datetime.strptime(match.group(1), TIMESTAMP_FORMAT).replace(tzinfo=dt.UTC)
+        found.append(Backup(entry, taken_at))
+    return sorted(found, key=lambda backup: backup.taken_at)
+
+
+def expired_backups(
+    catalog: Path, backup_dir: Path, retention_days: float, now: dt.datetime | None = None
+) -> list[Backup]:
+    """Backups older than the retention, judged by the name's timestamp; never the newest one."""
+    backups = list_backups(catalog, backup_dir)
+    cutoff = (now or dt.datetime.now(dt.UTC)) - dt.timedelta(days=retention_days)
+    return [backup for backup in backups[:-1] if backup.taken_at < cutoff]
+
+
+def rotate_backups(
+    catalog: Path, backup_dir: Path, retention_days: float, now: dt.datetime | None = None, dry_run: bool = False
+) -> list[Backup]:
+    """Delete expired backups and return them. Safe to run twice at once: a file already gone is skipped."""
+    expired = expired_backups(catalog, backup_dir, retention_days, now)
+    if not dry_run:
+        for backup in expired:
+            backup.path.unlink(missing_ok=True)
+    return expired
+
+
+def find_backup(catalog: Path, backup_dir: Path, name: str) -> Backup:
+    """The backup called ``name``; only a plain backup file name in the folder is accepted."""
+    if Path(name).name != name or name in {".", ".."}:
+        raise BackupNotFoundError(f"{name!r}: give only the name of a file in {backup_dir}, not a path")
+    for backup in list_backups(catalog, backup_dir):
+        if backup.name == name:
+            return backup
+    raise BackupNotFoundError(f"no backup named {name!r} in {backup_dir} (see `catalog backups list`)")

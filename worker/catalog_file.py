@@ -1,0 +1,56 @@
+"""Reading and serializing the catalog file. No locking here: readers never take the lock."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from catalog_core.errors import CatalogCorruptError
+
+RESTORE_HINT = "Nothing was overwritten. See `catalog backups list` and `catalog backups restore NAME`."
+
+
+def parse_catalog(data: bytes, source: Path | str) -> list[dict[str, Any]]:
+    """Parse catalog bytes and check their shape: a JSON array of objects with unique string product_ids.
+
+    Field-level validation is left to ``catalog verify`` and to the merge, which validates
+    every product it touches; checking the shape is enough to know the file is ours.
+    """
+    if not data.strip():
+        raise CatalogCorruptError(f"{source}: the catalog file is empty. {RESTORE_HINT}")
+    try:
+        products = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise CatalogCorruptError(
+            f"{source}: not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg}). {RESTORE_HINT}"
+        ) from None
+    if not isinstance(products, list):
+        raise CatalogCorruptError(f"{source}: a catalog is a JSON array, found {type(products).__name__}. {RESTORE_HINT}")
+    seen: set[str] = set()
+    for index, product in enumerate(products):
+        product_id = product.get("product_id") if isinstance(product, dict) else None
+        if not isinstance(product_id, str):
+            raise CatalogCorruptError(f"{source}: entry {index} is not a product with a product_id. {RESTORE_HINT}")
+        if product_id in seen:
+            raise CatalogCorruptError(f"{source}: product_id {product_id!r} appears twice. {RESTORE_HINT}")
+        seen.add(product_id)
+    return products
+
+
+def read_catalog(path: Path) -> list[dict[str, Any]]:
+    """The catalog's products; an absent file is an empty catalog."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return []
+    except OSError as exc:
+        raise CatalogCorruptError(f"{path}: cannot read the catalog: {exc.strerror}") from None
+    return parse_catalog(data, path)
+
+
+def serialize_catalog(products: Sequence[dict[str, Any]]) -> bytes:
+    """UTF-8 JSON, 2-space indent, non-ASCII kept as is, one trailing newline: readable and diffable."""
+    return orjson.dumps(list(products), option=orjson.OPT_INDENT_2) + b"\n"

@@ -1,0 +1,86 @@
+"""Read-only views of the catalog: verification and statistics. No lock: readers never take it."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from catalog_core.errors import CatalogCorruptError, CatalogMissingError
+from schemas import Product, RecordError, format_loc
+from worker.backups import list_backups
+from worker.catalog_file import parse_catalog
+
+
+def _read_existing(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise CatalogMissingError(f"{path}: no catalog file yet (the first applied batch creates it)") from None
+
+
+def verify_catalog(path: Path) -> tuple[int, list[RecordError]]:
+    """Number of products and every problem found: parse errors, invalid products, unknown fields."""
+    data = _read_existing(path)
+    try:
+        products = parse_catalog(data, path)
+    except CatalogCorruptError as exc:
+        return 0, [RecordError(index=None, msg=str(exc))]
+    problems = []
+    for index, product in enumerate(products):
+        try:
+            Product.model_validate(product)
+        except ValidationError as exc:
+            problems.extend(
+                RecordError(index=index, product_id=product["product_id"], loc=format_loc(e["loc"]), msg=e["msg"])
+                for e in exc.errors(include_url=False, include_input=False)
+            )
+    return len(products), problems
+
+
+@dataclass(frozen=True)
+class CatalogStats:
+    """What an operator wants to know about the catalog at a glance."""
+
+    path: str
+    products: int
+    active: int
+    inactive: int
+    by_category: dict[str, int]
+    by_city: dict[str, int]
+    size_bytes: int
+    last_change: str
+    backups: int
+    newest_backup: str | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def catalog_stats(path: Path, backup_dir: Path) -> CatalogStats:
+    data = _read_existing(path)
+    products = parse_catalog(data, path)
+    stat = path.stat()
+    backups = list_backups(path, backup_dir)
+    active = sum(1 for p in products if p.get("active", True) is not False)
+
+    def tally(field: str) -> dict[str, int]:
+        counts = Counter(str(p.get(field) or "(none)") for p in products)
+        return dict(sorted(counts.items(), key=lambda item: (-item[1], item[0])))
+
+    return CatalogStats(
+        path=str(path),
+        products=len(products),
+        active=active,
+        inactive=len(products) - active,
+        by_category=tally("category"),
+        by_city=tally("destination_city"),
+        size_bytes=len(data),
+        last_change=dt.datetime.fromtimestamp(stat.st_mtime, dt.UTC).isoformat(timespec="seconds"),
+        backups=len(backups),
+        newest_backup=backups[-1].name if backups else None,
+    )
