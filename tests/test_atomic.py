@@ -1,0 +1,121 @@
+"""worker.atomic: a failure at any step leaves the old file intact and no temp file behind."""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from catalog_core.errors import CommitError
+from worker import atomic
+from worker.atomic import atomic_write, remove_stale_temp_files
+
+
+def leftovers(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if p.name.endswith(".tmp"))
+
+
+@pytest.fixture
+def target(tmp_path: Path) -> Path:
+    path = tmp_path / "products.json"
+    path.write_bytes(b"OLD")
+    return path
+
+
+def test_a_write_replaces_the_file_and_leaves_no_temp_file(target: Path) -> None:
+    atomic_write(target, b"NEW")
+    assert target.read_bytes() == b"NEW"
+    assert leftovers(target.parent) == []
+
+
+def test_the_first_write_creates_the_folder(tmp_path: Path) -> None:
+    path = tmp_path / "deep" / "er" / "products.json"
+    atomic_write(path, b"[]")
+    assert path.read_bytes() == b"[]"
+
+
+def test_the_new_file_keeps_the_old_files_permissions(target: Path) -> None:
+    os.chmod(target, 0o640)
+    atomic_write(target, b"NEW")
+    assert stat.S_IMODE(target.stat().st_mode) == 0o640
+
+
+def test_a_new_file_is_readable_by_other_programs(tmp_path: Path) -> None:
+    path = tmp_path / "products.json"
+    atomic_write(path, b"[]")
+    assert stat.S_IMODE(path.stat().st_mode) & 0o044
+
+
+def _fail(*_args: object, **_kwargs: object) -> None:
+    raise OSError(28, "No space left on device")
+
+
+@pytest.mark.parametrize("step", ["fsync", "replace", "chmod"])
+def test_a_failing_commit_step_keeps_the_old_file_and_removes_the_temp(
+    target: Path, monkeypatch: pytest.MonkeyPatch, step: str
+) -> None:
+    monkeypatch.setattr(atomic.os, step, _fail)
+    with pytest.raises(CommitError, match="previous one is intact"):
+        atomic_write(target, b"NEW")
+    monkeypatch.undo()
+    assert target.read_bytes() == b"OLD"
+    assert leftovers(target.parent) == []
+
+
+def test_a_failing_write_keeps_the_old_file_and_removes_the_temp(
+    target: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_fdopen = os.fdopen
+
+    class FullDisk:
+        def __init__(self, fd: int, mode: str) -> None:
+            self.handle = real_fdopen(fd, mode)
+
+        def __enter__(self) -> FullDisk:
+            return self
+
+        def __exit__(self, *exc: object) -> None:
+            self.handle.close()
+
+        def write(self, _data: bytes) -> int:
+            raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(atomic.os, "fdopen", FullDisk)
+    with pytest.raises(CommitError):
+        atomic_write(target, b"NEW")
+    monkeypatch.undo()
+    assert target.read_bytes() == b"OLD"
+    assert leftovers(target.parent) == []
+
+
+def test_an_abort_before_replace_keeps_the_old_file_and_removes_the_temp(target: Path) -> None:
+    class Abort(Exception):
+        pass
+
+    def refuse() -> None:
+        raise Abort
+
+    with pytest.raises(Abort):
+        atomic_write(target, b"NEW", before_replace=refuse)
+    assert target.read_bytes() == b"OLD"
+    assert leftovers(target.parent) == []
+
+
+def test_a_failing_folder_sync_after_the_replace_is_logged_not_raised(
+    target: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(atomic, "fsync_dir", _fail)
+    atomic_write(target, b"NEW")
+    assert target.read_bytes() == b"NEW"
+    assert "power loss" in caplog.text
+
+
+def test_stale_temp_files_of_this_catalog_are_removed_and_others_kept(target: Path) -> None:
+    stale = target.parent / ".products.json.abc123.tmp"
+    stale.write_bytes(b"half a catalog")
+    other = target.parent / ".other.json.abc123.tmp"
+    other.write_bytes(b"not ours")
+    assert remove_stale_temp_files(target) == [stale]
+    assert not stale.exists() and other.exists()

@@ -1,0 +1,151 @@
+"""worker.store: applying batches and restoring backups through the lock, with a real Redis."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from catalog_core.errors import BatchTooLargeError, CatalogCorruptError, LockLostError, RedisUnavailableError
+from catalog_core.settings import Settings, load_settings
+from schemas import BatchStatus
+from producers.files import read_batch_file
+from tests.helpers import product
+from worker import store as store_module
+from worker.backups import list_backups
+from worker.store import CatalogStore
+
+
+def catalog_ids(settings: Settings) -> list[str]:
+    return [p["product_id"] for p in json.loads(settings.catalog_path.read_text())]
+
+
+def test_the_first_batch_creates_the_catalog_without_a_backup(settings: Settings) -> None:
+    result = CatalogStore(settings).apply([product("A"), product("B")], "b1")
+    assert result.status == BatchStatus.APPLIED
+    assert (result.created, result.updated, result.backup) == (2, 0, None)
+    assert catalog_ids(settings) == ["A", "B"]
+
+
+def test_each_write_keeps_the_previous_version_as_a_backup(settings: Settings) -> None:
+    store = CatalogStore(settings)
+    store.apply([product("A")], "b1")
+    first = settings.catalog_path.read_bytes()
+    result = store.apply([{"product_id": "A", "category": "Cruise"}], "b2")
+    assert result.status == BatchStatus.APPLIED and result.updated == 1
+    assert result.backup is not None and Path(result.backup).read_bytes() == first
+
+
+def test_a_batch_that_changes_nothing_writes_nothing_and_takes_no_backup(settings: Settings) -> None:
+    store = CatalogStore(settings)
+    store.apply([product("A", category="Tour")], "b1")
+    mtime = settings.catalog_path.stat().st_mtime_ns
+    result = store.apply([{"product_id": "A", "category": "Tour"}], "b2")
+    assert result.status == BatchStatus.UNCHANGED and result.unchanged == 1
+    assert settings.catalog_path.stat().st_mtime_ns == mtime
+    assert list_backups(settings.catalog_path, settings.backup_path) == []
+
+
+def test_a_rejected_batch_leaves_the_catalog_byte_for_byte(settings: Settings) -> None:
+    store = CatalogStore(settings)
+    store.apply([product("A")], "b1")
+    before = settings.catalog_path.read_bytes()
+    result = store.apply([product("B"), {"product_id": "A", "pricing": [{"tier_name": "x", "price_aed": -1}]}], "b2")
+    assert result.status == BatchStatus.REJECTED
+    assert [(e.index, e.loc) for e in result.errors] == [(1, "pricing[0].price_aed")]
+    assert settings.catalog_path.read_bytes() == before
+
+
+def test_a_corrupt_catalog_is_never_overwritten(settings: Settings) -> None:
+    settings.catalog_path.parent.mkdir(parents=True)
+    settings.catalog_path.write_text('[{"product_id": "A", ')
+    with pytest.raises(CatalogCorruptError, match="catalog backups"):
+        CatalogStore(settings).apply([product("B")], "b1")
+    assert settings.catalog_path.read_text() == '[{"product_id": "A", '
+
+
+def test_a_batch_over_the_item_limit_is_refused(catalog_path: Path, redis_url: str) -> None:
+    settings = load_settings(path=catalog_path, redis_url=redis_url, max_batch_items=3)
+    with pytest.raises(BatchTooLargeError, match="CATALOG_MAX_BATCH_ITEMS"):
+        CatalogStore(settings).apply([product(str(i)) for i in range(4)], "big")
+    assert not catalog_path.exists()
+
+
+def test_losing_the_lock_before_the_replace_abandons_the_write(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = CatalogStore(settings)
+    store.apply([product("A")], "b1")
+    before = settings.catalog_path.read_bytes()
+
+    def lost(self: object) -> None:
+        raise LockLostError("the catalog lock expired; write abandoned")
+
+    monkeypatch.setattr(store_module.HeldLock, "ensure_held", lost)
+    with pytest.raises(LockLostError):
+        store.apply([product("B")], "b2")
+    assert settings.catalog_path.read_bytes() == before
+    assert [p.name for p in settings.catalog_path.parent.iterdir() if p.suffix == ".tmp"] == []
+
+
+def test_an_unreachable_redis_refuses_to_write(catalog_path: Path) -> None:
+    settings = load_settings(path=catalog_path, redis_url="redis://127.0.0.1:1/0")
+    with pytest.raises(RedisUnavailableError, match="cannot reach Redis"):
+        CatalogStore(settings).apply([product("A")], "b1")
+    assert not catalog_path.exists()
+
+
+def test_restore_puts_a_backup_back_and_backs_up_the_current_version(settings: Settings) -> None:
+    store = CatalogStore(settings)
+    store.apply([product("A")], "b1")
+    first = store.apply([product("B")], "b2").backup
+    assert first is not None
+    current = settings.catalog_path.read_bytes()
+    undo = store.restore(Path(first).name)
+    assert catalog_ids(settings) == ["A"]
+    assert undo is not None and undo.read_bytes() == current
+
+
+def test_restore_rescues_a_corrupt_catalog(settings: Settings) -> None:
+    store = CatalogStore(settings)
+    store.apply([product("A")], "b1")
+    good = store.apply([product("B")], "b2").backup
+    assert good is not None
+    settings.catalog_path.write_text("garbage")
+    store.restore(Path(good).name)
+    assert catalog_ids(settings) == ["A"]
+
+
+def test_restore_refuses_a_backup_that_is_itself_broken(settings: Settings) -> None:
+    store = CatalogStore(settings)
+    store.apply([product("A")], "b1")
+    backup = Path(str(store.apply([product("B")], "b2").backup))
+    backup.unlink()
+    backup.write_text("[{")
+    before = settings.catalog_path.read_bytes()
+    with pytest.raises(CatalogCorruptError):
+        store.restore(backup.name)
+    assert settings.catalog_path.read_bytes() == before
+
+
+def test_a_crashed_writers_temp_file_is_cleaned_by_the_next_write(settings: Settings) -> None:
+    store = CatalogStore(settings)
+    store.apply([product("A")], "b1")
+    stale = settings.catalog_path.parent / ".products.json.crashed.tmp"
+    stale.write_text("[{half")
+    store.apply([product("B")], "b2")
+    assert not stale.exists()
+
+
+def test_seed_batches_apply_to_a_copy_of_the_seed_catalog(settings: Settings, seed_dir: Path) -> None:
+    settings.catalog_path.parent.mkdir(parents=True)
+    settings.catalog_path.write_bytes((seed_dir / "products.json").read_bytes())
+    store = CatalogStore(settings)
+    statuses = {}
+    for batch_path in sorted((seed_dir / "batches").glob("*.jsonl")):
+        result = store.apply(read_batch_file(batch_path, settings.max_batch_bytes).records, batch_path.stem)
+        assert result.status != BatchStatus.REJECTED, result.errors
+        statuses[batch_path.stem] = result.status
+    assert len(json.loads(settings.catalog_path.read_text())) == 52
+    assert BatchStatus.APPLIED in statuses.values()
