@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from catalog_core.errors import CatalogError
-from catalog_cli import backup_commands, store_commands
+from catalog_cli import backup_commands, dev, queue_commands, store_commands
 from catalog_cli.output import err
 
 app = typer.Typer(
@@ -16,7 +16,8 @@ app = typer.Typer(
     help=(
         "Ingest product batches into the catalog (products.json) safely.\n\n"
         "Exit codes: 0 done, 1 batch rejected or catalog invalid, 2 bad input "
-        "(file, option, backup name), 3 cannot write safely (Redis, lock, corrupt catalog)."
+        "(file, option, backup name), 3 cannot write safely (Redis, lock, corrupt catalog, "
+        "batch failed), 4 still pending when --wait timed out."
     ),
     no_args_is_help=True,
     pretty_exceptions_enable=False,
@@ -40,7 +41,11 @@ app.command()(store_commands.validate)
 app.command()(store_commands.apply)
 app.command()(store_commands.verify)
 app.command()(store_commands.stats)
+app.command()(queue_commands.enqueue)
+app.command()(queue_commands.status)
+app.command()(queue_commands.rejected)
 app.add_typer(backup_commands.app, name="backups")
+app.command()(dev.dev)
 
 
 def main() -> None:

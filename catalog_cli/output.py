@@ -42,7 +42,7 @@ def describe_error(error: RecordError, batch: BatchFile | None) -> str:
         where.append(f"product {error.product_id}")
     if error.loc:
         where.append(f"field {error.loc}")
-    return f"{', '.join(where)}: {error.msg}"
+    return f"{', '.join(where)}: {error.msg}" if where else error.msg
 
 
 def result_payload(result: BatchResult, batch: BatchFile | None) -> dict[str, Any]:

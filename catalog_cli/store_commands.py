@@ -14,7 +14,7 @@ from catalog_cli.output import describe_error, err, exit_code_for, out, print_js
 from producers.files import BatchFile, read_batch_file
 from schemas import BatchResult, BatchStatus
 from worker.catalog_file import read_catalog
-from worker.inspect import catalog_stats, verify_catalog
+from worker.inspect import CatalogStats, catalog_stats, verify_catalog
 from worker.merge import merge_batch
 from worker.store import CatalogStore
 
@@ -129,6 +129,10 @@ def stats(catalog: CatalogOption = None, as_json: JsonOption = False) -> None:
     if as_json:
         print_json_line(figures.as_dict())
         return
+    print_stats(figures)
+
+
+def print_stats(figures: CatalogStats) -> None:
     out.print(f"[bold]{figures.path}[/]")
     out.print(f"  products: {figures.products} ({figures.active} active, {figures.inactive} inactive)")
     out.print(f"  by category: {', '.join(f'{k} {v}' for k, v in figures.by_category.items()) or '-'}")

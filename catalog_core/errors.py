@@ -7,10 +7,13 @@ tell a permanent problem (``retryable = False``) from a passing one.
 
 from __future__ import annotations
 
+from typing import Any
+
 EXIT_OK = 0
 EXIT_REJECTED = 1
 EXIT_BAD_INPUT = 2
 EXIT_CANNOT_WRITE = 3
+EXIT_PENDING = 4
 
 
 class CatalogError(Exception):
@@ -36,6 +39,22 @@ class BatchTooLargeError(CatalogError):
     """Raised when a batch has more records or bytes than the configured limits allow."""
 
     exit_code = EXIT_BAD_INPUT
+
+
+class BatchRefusedError(CatalogError):
+    """Raised when a producer's own checks refuse a batch, so it never enters the queue."""
+
+    exit_code = EXIT_REJECTED
+
+    def __init__(self, message: str, errors: list[Any]) -> None:
+        super().__init__(message)
+        self.errors = errors
+
+
+class WaitTimeoutError(CatalogError):
+    """Raised when a batch has no final result before the wait timeout; it may still be applied later."""
+
+    exit_code = EXIT_PENDING
 
 
 class CatalogCorruptError(CatalogError):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from catalog_core.errors import SettingsError
@@ -24,6 +24,35 @@ class Settings(BaseSettings):
     lock_timeout: float = Field(60, gt=0, description="Seconds to wait for the lock.")
     max_batch_items: int = Field(5000, ge=1, description="Most records one batch may carry.")
     max_batch_bytes: int = Field(16 * 1024 * 1024, ge=1024, description="Largest batch, in bytes of JSON.")
+
+    # Celery (workers, producers, beat)
+    result_url: str | None = Field(None, description="Result backend; default: the Redis of redis_url.")
+    queue: str = Field("catalog-ingest", min_length=1, description="Queue the batches travel on.")
+    visibility_timeout: int = Field(900, ge=5, description="Seconds before an unacknowledged batch is redelivered.")
+    task_time_limit: int = Field(600, ge=3, description="Hard limit on one batch, in seconds.")
+    restore_interval: int = Field(5, ge=1, description="Seconds between sweeps for batches of dead workers.")
+    max_retries: int = Field(8, ge=0, description="Retries of a batch after a lock timeout or Redis failure.")
+    retry_backoff_max: int = Field(120, ge=1, description="Longest wait between retries, in seconds.")
+    result_expires: int = Field(7 * 24 * 3600, ge=60, description="Seconds batch results are kept.")
+    rejected_keep: int = Field(10_000, ge=1, description="How many rejected batches are remembered.")
+    rotate_every: float = Field(3600, gt=0, description="Seconds between backup rotations (beat).")
+
+    @model_validator(mode="after")
+    def _limits_fit_together(self) -> Settings:
+        # A batch still running when its visibility timeout ends would be delivered to a
+        # second worker while the first still works on it: the hard limit must end it first.
+        if not self.lock_timeout < self.task_time_limit < self.visibility_timeout:
+            raise ValueError(
+                "need lock_timeout < task_time_limit < visibility_timeout "
+                f"(got {self.lock_timeout:g} < {self.task_time_limit} < {self.visibility_timeout})"
+            )
+        if self.retry_backoff_max >= self.visibility_timeout:
+            raise ValueError("retry_backoff_max must be shorter than visibility_timeout")
+        return self
+
+    @property
+    def result_backend(self) -> str:
+        return self.result_url or self.redis_url
 
     @property
     def catalog_path(self) -> Path:
@@ -48,6 +77,8 @@ def load_settings(**overrides: Any) -> Settings:
         return Settings(**given)
     except ValidationError as exc:
         problems = "; ".join(
-            f"CATALOG_{'_'.join(str(p) for p in err['loc']).upper()}: {err['msg']}" for err in exc.errors()
+            f"CATALOG_{'_'.join(str(p) for p in err['loc']).upper()}: {err['msg']}" if err["loc"]
+            else err["msg"].removeprefix("Value error, ")
+            for err in exc.errors()
         )
         raise SettingsError(f"invalid configuration: {problems}") from None

@@ -4,9 +4,11 @@ No I/O and no settings here, so any service can import these to validate data.
 """
 
 from schemas.product import PricingTier, Product, ProductPatch, format_loc
+from schemas.batch import BatchMessage
 from schemas.result import BatchResult, BatchStatus, RecordError
 
 __all__ = [
+    "BatchMessage",
     "BatchResult",
     "BatchStatus",
     "PricingTier",

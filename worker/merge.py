@@ -18,10 +18,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from schemas import Product, ProductPatch, RecordError, format_loc
-
-NEW_PRODUCT_HINT = "required for a new product (no product with this product_id is in the catalog yet)"
-
+from schemas import Product, RecordError
+from schemas.validation import check_record, record_errors
 
 @dataclass
 class MergeOutcome:
@@ -38,38 +36,6 @@ class MergeOutcome:
         return not self.errors and (self.created + self.updated) > 0
 
 
-def _record_errors(exc: ValidationError, index: int, product_id: str | None, is_new: bool) -> list[RecordError]:
-    errors = []
-    for err in exc.errors(include_url=False, include_input=False):
-        loc = format_loc(err["loc"])
-        if err["type"] == "extra_forbidden":
-            msg = f"unknown field '{loc}' (not part of a product; check the spelling)"
-        elif err["type"] == "missing" and is_new and len(err["loc"]) == 1:
-            msg = f"field required: {NEW_PRODUCT_HINT}"
-        else:
-            msg = err["msg"].removeprefix("Value error, ")
-        errors.append(RecordError(index=index, product_id=product_id, loc=loc, msg=msg))
-    return errors
-
-
-def _readable_id(record: Any) -> str | None:
-    if isinstance(record, dict) and isinstance(record.get("product_id"), str):
-        return record["product_id"]
-    return None
-
-
-def check_record(record: Any, index: int) -> list[RecordError]:
-    """Errors that can be found in one record without the catalog (types, unknown fields)."""
-    product_id = _readable_id(record)
-    if not isinstance(record, dict):
-        return [RecordError(index=index, msg=f"a record must be a JSON object, not {type(record).__name__}")]
-    try:
-        ProductPatch.model_validate(record)
-    except ValidationError as exc:
-        return _record_errors(exc, index, product_id, is_new=False)
-    return []
-
-
 def merge_batch(catalog: Sequence[dict[str, Any]], records: Sequence[Any]) -> MergeOutcome:
     """Apply ``records`` to ``catalog`` in memory and return the outcome; ``catalog`` is not modified."""
     position = {product["product_id"]: i for i, product in enumerate(catalog)}
@@ -77,9 +43,9 @@ def merge_batch(catalog: Sequence[dict[str, Any]], records: Sequence[Any]) -> Me
     errors: list[RecordError] = []
 
     for index, record in enumerate(records):
-        record_errors = check_record(record, index)
-        if record_errors:
-            errors.extend(record_errors)
+        shape_errors = check_record(record, index)
+        if shape_errors:
+            errors.extend(shape_errors)
             continue
         product_id = record["product_id"]
         base = merged.get(product_id)
@@ -89,7 +55,7 @@ def merge_batch(catalog: Sequence[dict[str, Any]], records: Sequence[Any]) -> Me
         try:
             product = Product.model_validate(candidate)
         except ValidationError as exc:
-            errors.extend(_record_errors(exc, index, product_id, is_new=base is None))
+            errors.extend(record_errors(exc, index, product_id, is_new=base is None))
             continue
         merged[product_id] = product.to_record()
 

@@ -1,0 +1,34 @@
+# catalog-ingest: one image for the Celery worker, the Celery beat and the `catalog` CLI.
+FROM python:3.11-slim
+
+ENV PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    CATALOG_PATH=/data/catalog/products.json \
+    CATALOG_REDIS_URL=redis://redis:6379/0
+
+# An unprivileged user owns the data folder. A named volume mounted at /data starts with
+# the image's contents and ownership, so the catalog, its backups and the beat schedule
+# are writable by this user without a chown at start-up.
+RUN groupadd --system --gid 10001 catalog \
+    && useradd --system --uid 10001 --gid catalog --home-dir /app --no-create-home \
+       --shell /usr/sbin/nologin catalog \
+    && mkdir -p /data/catalog/backups /data/beat \
+    && chown -R catalog:catalog /data
+
+WORKDIR /app
+
+# Only what the build needs: the metadata (README.md is the package's readme) and the packages.
+COPY pyproject.toml README.md ./
+COPY schemas/ schemas/
+COPY producers/ producers/
+COPY worker/ worker/
+COPY catalog_core/ catalog_core/
+COPY catalog_cli/ catalog_cli/
+
+RUN pip install --no-cache-dir . \
+    && rm -rf build *.egg-info
+
+USER catalog:catalog
+
+CMD ["celery", "-A", "worker", "worker", "--loglevel=INFO"]

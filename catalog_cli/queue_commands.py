@@ -1,0 +1,167 @@
+"""Commands that go through the queue: enqueue, status, rejected."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.progress import BarColumn, Progress, TextColumn
+
+from catalog_core.errors import EXIT_CANNOT_WRITE, EXIT_OK, EXIT_PENDING, EXIT_REJECTED, BatchRefusedError
+from catalog_core.rejections import find_rejection, list_rejections
+from catalog_core.redis_client import connect
+from catalog_cli.options import JsonOption, RedisUrlOption, settings_from
+from catalog_cli.output import describe_error, err, out, print_json_line, print_result, result_payload
+from catalog_cli.store_commands import FilesArgument, read_all
+from producers.api import BatchHandle, BatchState, Producer, chunked
+from producers.files import BatchFile
+from schemas import BatchResult, BatchStatus
+
+STATE_EXIT = {"queued": EXIT_PENDING, "running": EXIT_PENDING, "retrying": EXIT_PENDING, "failed": EXIT_CANNOT_WRITE}
+
+
+def _exit_for(states: list[BatchState]) -> int:
+    codes = [EXIT_OK]
+    for state in states:
+        if state.result is not None:
+            codes.append(EXIT_REJECTED if state.result.status == BatchStatus.REJECTED else EXIT_OK)
+        else:
+            codes.append(STATE_EXIT.get(state.state, EXIT_PENDING))
+    return max(codes)
+
+
+def _show_state(state: BatchState, batch: BatchFile | None, as_json: bool) -> None:
+    if as_json:
+        if state.result is not None:
+            print_json_line(result_payload(state.result, batch))
+        else:
+            payload = {"batch_id": state.batch_id, "status": state.state, "reason": state.reason}
+            if batch is not None:
+                payload["source"] = batch.source
+            print_json_line(payload)
+    elif state.result is not None:
+        print_result(state.result, batch)
+    else:
+        where = f"{batch.source}: " if batch else ""
+        reason = f": {state.reason}" if state.reason else ""
+        out.print(f"{where}batch {state.batch_id} is [yellow]{state.state}[/]{reason}")
+
+
+def _wait_all(handles: list[tuple[BatchHandle, BatchFile]], timeout: float, show_progress: bool) -> list[BatchState]:
+    deadline = time.monotonic() + timeout
+    states: dict[str, BatchState] = {}
+    with Progress(TextColumn("waiting for batches"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                  console=err, disable=not show_progress, transient=True) as progress:
+        bar = progress.add_task("wait", total=len(handles))
+        while True:
+            for handle, _ in handles:
+                if handle.batch_id not in states or not states[handle.batch_id].final:
+                    states[handle.batch_id] = handle.state()
+            done = sum(1 for s in states.values() if s.final)
+            progress.update(bar, completed=done)
+            if done == len(handles) or time.monotonic() >= deadline:
+                break
+            time.sleep(0.2)
+    return [states[h.batch_id] for h, _ in handles]
+
+
+def enqueue(
+    files: FilesArgument,
+    redis_url: RedisUrlOption = None,
+    wait: Annotated[bool, typer.Option("--wait", help="Wait for the results and show them.")] = False,
+    timeout: Annotated[float, typer.Option(help="Seconds --wait waits in all (exit 4 if not done).", min=0)] = 300,
+    source: Annotated[str | None, typer.Option(help="Label for logs and results. Default: the file name.")] = None,
+    batch_id: Annotated[str | None, typer.Option(help="Batch id (one file): resubmitting it is safe.")] = None,
+    chunk_size: Annotated[int | None, typer.Option(help="Split each file into batches of N records; each "
+                                                   "chunk is then all or nothing on its own.", min=1)] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Queue batch files for the workers; each file is one all-or-nothing batch.
+
+    Records are checked here first: a batch with records that can never be valid is refused
+    and never queued. Exit 0 queued (or, with --wait, applied/unchanged), 1 rejected, 2 file
+    unreadable or too large, 3 broker unreachable or batch failed, 4 still pending at --timeout.
+    """
+    if batch_id is not None and len(files) != 1:
+        raise typer.BadParameter("--batch-id names one batch; give exactly one file", param_hint="--batch-id")
+    settings = settings_from(None, redis_url)
+    byte_limit = settings.max_batch_bytes * (64 if chunk_size else 1)
+    item_limit = 2**62 if chunk_size else settings.max_batch_items
+    batches = read_all(files, byte_limit, item_limit)
+    producer = Producer(settings)
+    submitted: list[tuple[BatchHandle, BatchFile]] = []
+    refused: list[BatchState] = []
+    for batch in batches:
+        chunks = chunked(batch.records, chunk_size)
+        if len(chunks) > 1 and not as_json:
+            err.print(f"{batch.source}: split into {len(chunks)} batches of up to {chunk_size} records; "
+                      "each is applied or rejected on its own")
+        for number, chunk in enumerate(chunks, start=1):
+            offset = (number - 1) * (chunk_size or 0)
+            part = BatchFile(batch.source, list(chunk), batch.lines[offset : offset + len(chunk)])
+            chunk_id = batch_id if len(chunks) == 1 else (f"{batch_id}.{number:04d}" if batch_id else None)
+            label = source or Path(batch.source).name + (f"#{number}" if len(chunks) > 1 else "")
+            try:
+                handle = producer.submit(part.records, batch_id=chunk_id, source=label)
+            except BatchRefusedError as exc:
+                result = BatchResult(batch_id=chunk_id or "(not queued)", status=BatchStatus.REJECTED, errors=exc.errors)
+                state = BatchState(result.batch_id, "done", result=result)
+                refused.append(state)
+                _show_state(state, part, as_json)
+                if not as_json:
+                    err.print("  refused by the producer's checks: the batch was not queued")
+                continue
+            submitted.append((handle, part))
+            if not wait:
+                if as_json:
+                    print_json_line({"batch_id": handle.batch_id, "status": "queued", "source": part.source,
+                                     "records": len(part.records)})
+                else:
+                    out.print(f"{part.source}: queued as batch [bold]{handle.batch_id}[/] ({len(part.records)} records)")
+    if not wait:
+        raise typer.Exit(EXIT_REJECTED if refused else EXIT_OK)
+    states = _wait_all(submitted, timeout, show_progress=not as_json and err.is_terminal)
+    for state, (_, part) in zip(states, submitted, strict=True):
+        _show_state(state, part, as_json)
+    raise typer.Exit(_exit_for(states + refused))
+
+
+def status(
+    batch_id: Annotated[str, typer.Argument(help="The id `catalog enqueue` printed.")],
+    redis_url: RedisUrlOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Show where a batch is: queued, running, retrying, applied, unchanged, rejected or failed.
+
+    Results are kept for CATALOG_RESULT_EXPIRES seconds; an unknown id shows as queued.
+    """
+    settings = settings_from(None, redis_url)
+    state = Producer(settings).handle(batch_id).state()
+    if state.result is None:
+        rejection = find_rejection(connect(settings.redis_url), settings.queue, batch_id)
+        if rejection is not None:
+            state = BatchState(batch_id, "done", result=rejection.result)
+    _show_state(state, None, as_json)
+    raise typer.Exit(_exit_for([state]))
+
+
+def rejected(
+    redis_url: RedisUrlOption = None,
+    limit: Annotated[int, typer.Option(help="Show at most this many, newest first.", min=1)] = 50,
+    as_json: JsonOption = False,
+) -> None:
+    """List batches the workers rejected, newest first, with every reason."""
+    settings = settings_from(None, redis_url)
+    rejections = list_rejections(connect(settings.redis_url), settings.queue, limit)
+    for item in rejections:
+        if as_json:
+            print_json_line(item.model_dump(mode="json"))
+            continue
+        out.print(f"[red]{item.batch_id}[/] from {item.source}, rejected {item.rejected_at:%Y-%m-%d %H:%M:%S} UTC")
+        for error in item.result.errors:
+            out.print(f"  - {describe_error(error, None)}")
+    if not rejections and not as_json:
+        out.print("no rejected batches")
+

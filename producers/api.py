@@ -1,0 +1,151 @@
+"""The producer API: submit batches to the queue and follow them. Never imports ``worker``.
+
+    settings = load_settings()
+    producer = Producer(settings)
+    handle = producer.submit(records, source="supplier-feed")
+    result = handle.wait(timeout=60)
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+from celery import Celery
+from celery.result import AsyncResult
+from kombu.exceptions import OperationalError
+
+from catalog_core.celery_config import TASK_INGEST, celery_config
+from catalog_core.errors import BatchRefusedError, BatchTooLargeError, RedisUnavailableError, WaitTimeoutError
+from catalog_core.settings import Settings
+from producers.files import read_batch_file
+from schemas import BatchMessage, BatchResult
+from schemas.validation import check_record
+
+# Celery states as people say them.
+STATE_NAMES = {"PENDING": "queued", "RECEIVED": "queued", "STARTED": "running", "RETRY": "retrying",
+               "FAILURE": "failed", "REVOKED": "failed"}
+FINAL_STATES = {"SUCCESS", "FAILURE", "REVOKED"}
+
+
+def new_batch_id() -> str:
+    return f"batch-{uuid.uuid4().hex}"
+
+
+def client_app(settings: Settings) -> Celery:
+    """A Celery app that only sends: same serializer, queue and transport options as the workers."""
+    app = Celery("catalog-ingest-producer", set_as_current=False)
+    app.conf.update(celery_config(settings))
+    return app
+
+
+@dataclass(frozen=True)
+class BatchState:
+    """Where a batch is: ``queued``, ``running``, ``retrying``, ``failed``, or its final status."""
+
+    batch_id: str
+    state: str
+    result: BatchResult | None = None
+    reason: str | None = None
+
+    @property
+    def final(self) -> bool:
+        return self.result is not None or self.state == "failed"
+
+
+class BatchHandle:
+    """A submitted batch: ask its state, or wait for its result."""
+
+    def __init__(self, batch_id: str, app: Celery, records: int = 0) -> None:
+        self.batch_id = batch_id
+        self.records = records
+        self._result = AsyncResult(batch_id, app=app)
+
+    def state(self) -> BatchState:
+        try:
+            raw_state = self._result.state
+            if raw_state == "SUCCESS":
+                return BatchState(self.batch_id, "done", result=BatchResult.model_validate(self._result.result))
+            reason = str(self._result.result) if raw_state in {"FAILURE", "RETRY", "REVOKED"} else None
+        except OperationalError as exc:
+            raise RedisUnavailableError(f"cannot read the state of batch {self.batch_id}: {exc}") from None
+        return BatchState(self.batch_id, STATE_NAMES.get(raw_state, raw_state.lower()), reason=reason)
+
+    def wait(self, timeout: float, poll: float = 0.2) -> BatchState:
+        """Poll until the batch is final; ``WaitTimeoutError`` when ``timeout`` runs out first."""
+        deadline = time.monotonic() + timeout
+        while True:
+            current = self.state()
+            if current.final:
+                return current
+            if time.monotonic() >= deadline:
+                raise WaitTimeoutError(
+                    f"batch {self.batch_id} is still {current.state} after {timeout:g}s; "
+                    f"ask again with `catalog status {self.batch_id}`"
+                )
+            time.sleep(poll)
+
+
+def chunked(records: Sequence[Any], size: int | None) -> list[Sequence[Any]]:
+    if not size or len(records) <= size:
+        return [records]
+    return [records[start : start + size] for start in range(0, len(records), size)]
+
+
+class Producer:
+    """Submits batches, checking locally first what can be checked without the catalog."""
+
+    def __init__(self, settings: Settings, app: Celery | None = None) -> None:
+        self.settings = settings
+        self.app = app or client_app(settings)
+
+    def check(self, records: Sequence[Any]) -> None:
+        """Refuse, before queueing, a batch over the limits or with records that can never be valid."""
+        limit = self.settings.max_batch_items
+        if len(records) > limit:
+            raise BatchTooLargeError(f"batch has {len(records):,} records, over the limit of {limit:,} "
+                                     "(CATALOG_MAX_BATCH_ITEMS); split it (catalog enqueue --chunk-size N)")
+        size = len(orjson.dumps(list(records), default=str))
+        if size > self.settings.max_batch_bytes:
+            raise BatchTooLargeError(f"batch is {size:,} bytes of JSON, over the {self.settings.max_batch_bytes:,}"
+                                     "-byte limit (CATALOG_MAX_BATCH_BYTES); split it into smaller batches")
+        errors = [error for index, record in enumerate(records) for error in check_record(record, index)]
+        if errors:
+            raise BatchRefusedError(f"{len(errors)} invalid record(s); the batch was not queued", errors)
+
+    def submit(self, records: Iterable[Any], *, batch_id: str | None = None, source: str = "api") -> BatchHandle:
+        """Check and queue one all-or-nothing batch. ``batch_id`` lets a caller retry safely."""
+        items = list(records)
+        self.check(items)
+        message = BatchMessage(batch_id=batch_id or new_batch_id(), source=source, items=items)
+        try:
+            self.app.send_task(
+                TASK_INGEST, args=[message.model_dump(mode="json")], task_id=message.batch_id,
+                queue=self.settings.queue,
+            )
+        except OperationalError as exc:
+            raise RedisUnavailableError(f"cannot reach the broker at {self.settings.redis_url}: {exc}") from None
+        return BatchHandle(message.batch_id, self.app, records=len(items))
+
+    def submit_file(self, path: str | Path, *, source: str | None = None, batch_id: str | None = None,
+                    chunk_size: int | None = None) -> list[BatchHandle]:
+        """Queue a batch file; with ``chunk_size``, as several batches, each all or nothing on its own."""
+        limit = self.settings.max_batch_bytes * (64 if chunk_size else 1)
+        batch = read_batch_file(path, limit)
+        chunks = chunked(batch.records, chunk_size)
+        for chunk in chunks:
+            self.check(chunk)
+        label = source or Path(str(path)).name
+        if len(chunks) == 1:
+            return [self.submit(chunks[0], batch_id=batch_id, source=label)]
+        prefix = batch_id or new_batch_id()
+        return [self.submit(chunk, batch_id=f"{prefix}.{n:04d}", source=f"{label}#{n}")
+                for n, chunk in enumerate(chunks, start=1)]
+
+    def handle(self, batch_id: str) -> BatchHandle:
+        return BatchHandle(batch_id, self.app)

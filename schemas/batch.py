@@ -1,0 +1,28 @@
+"""The message a producer puts on the queue for one batch."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated, Any, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+SCHEMA_VERSION = 1
+
+BatchId = Annotated[
+    str,
+    Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:@/-]*$",
+          description="Unique id of the batch; also the Celery task id, so status can be asked by it."),
+]
+
+
+class BatchMessage(BaseModel):
+    """One batch on the queue. Workers refuse a message they do not understand."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    batch_id: BatchId
+    source: Annotated[str, Field(min_length=1, max_length=200)] = "unknown"
+    submitted_at: AwareDatetime = Field(default_factory=lambda: dt.datetime.now(dt.UTC))
+    items: list[Any] = Field(description="Product records; checked one by one by the store, all or nothing.")

@@ -1,0 +1,124 @@
+"""Celery tasks: thin. Parse the message, call the store, report.
+
+Outcomes of ``catalog.ingest_batch``:
+- ``applied`` / ``unchanged``: returned as the task result;
+- ``rejected`` (invalid records, bad or too large message): returned, recorded for
+  ``catalog rejected``, never retried;
+- lock timeout, Redis failure, corrupt catalog: retried with exponential backoff and full
+  jitter, up to ``CATALOG_MAX_RETRIES``, then the task fails with the reason.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from typing import TYPE_CHECKING, Any, Protocol
+
+from celery import Celery, Task
+from celery.utils.time import get_exponential_backoff_interval
+from pydantic import ValidationError
+
+from catalog_core.celery_config import TASK_INGEST, TASK_ROTATE
+from catalog_core.errors import BatchTooLargeError, CatalogError
+from catalog_core.rejections import RejectedBatch, record_rejection
+from catalog_core.settings import Settings
+from schemas import BatchMessage, BatchResult, BatchStatus, RecordError, format_loc
+from worker.backups import rotate_backups
+
+if TYPE_CHECKING:
+    from worker.store import CatalogStore
+
+log = logging.getLogger("catalog.worker")
+
+
+class Context(Protocol):
+    @property
+    def settings(self) -> Settings: ...
+
+    @property
+    def store(self) -> CatalogStore: ...
+
+
+class BatchFailedError(CatalogError):
+    """Raised when a batch could not be applied after every retry; its reason is in the message."""
+
+
+def _parse_message(payload: Any, task_id: str) -> BatchMessage | BatchResult:
+    """The message, or a rejection that says why this worker does not understand it."""
+    try:
+        return BatchMessage.model_validate(payload)
+    except ValidationError as exc:
+        errors = [
+            RecordError(index=None, loc=format_loc(e["loc"]), msg=f"invalid batch message: {e['msg']}")
+            for e in exc.errors(include_url=False, include_input=False)
+        ]
+        batch_id = payload.get("batch_id") if isinstance(payload, dict) else None
+        return BatchResult(batch_id=str(batch_id or task_id), status=BatchStatus.REJECTED, errors=errors)
+
+
+def _reject(context: Context, result: BatchResult, message: BatchMessage | None) -> dict[str, Any]:
+    rejected = RejectedBatch(
+        batch_id=result.batch_id,
+        source=message.source if message else "unknown",
+        submitted_at=message.submitted_at if message else None,
+        rejected_at=dt.datetime.now(dt.UTC),
+        result=result,
+    )
+    settings = context.settings
+    record_rejection(context.store.redis, settings.queue, rejected, settings.rejected_keep)
+    log.warning(
+        "batch %s from %s rejected: %d problem(s), first: %s",
+        result.batch_id, rejected.source, len(result.errors), result.errors[0].msg if result.errors else "-",
+    )
+    return result.model_dump(mode="json")
+
+
+def ingest_batch(task: Task, context: Context, payload: Any) -> dict[str, Any]:
+    parsed = _parse_message(payload, task.request.id)
+    if isinstance(parsed, BatchResult):
+        return _reject(context, parsed, None)
+    message = parsed
+    log.info("batch %s from %s: %d record(s), attempt %d",
+             message.batch_id, message.source, len(message.items), task.request.retries + 1)
+    try:
+        result = context.store.apply(message.items, message.batch_id)
+    except BatchTooLargeError as exc:
+        too_large = BatchResult(batch_id=message.batch_id, status=BatchStatus.REJECTED,
+                                errors=[RecordError(index=None, msg=str(exc))])
+        return _reject(context, too_large, message)
+    except CatalogError as exc:
+        settings = context.settings
+        if task.request.retries >= settings.max_retries:
+            log.error("batch %s from %s failed after %d attempts: %s",
+                      message.batch_id, message.source, task.request.retries + 1, exc)
+            raise BatchFailedError(f"gave up after {task.request.retries + 1} attempts: {exc}") from None
+        countdown = get_exponential_backoff_interval(
+            factor=1, retries=task.request.retries, maximum=settings.retry_backoff_max, full_jitter=True
+        )
+        log.warning("batch %s from %s will retry in %ss: %s", message.batch_id, message.source, countdown, exc)
+        raise task.retry(exc=exc, countdown=countdown, max_retries=settings.max_retries) from None
+    if result.status == BatchStatus.REJECTED:
+        return _reject(context, result, message)
+    log.info("batch %s from %s %s: %d created, %d updated, %d unchanged",
+             message.batch_id, message.source, result.status.value, result.created, result.updated, result.unchanged)
+    return result.model_dump(mode="json")
+
+
+def rotate(context: Context) -> dict[str, Any]:
+    settings = context.settings
+    removed = rotate_backups(settings.catalog_path, settings.backup_path, settings.backup_retention_days)
+    if removed:
+        log.info("rotated %d backup(s) older than %g day(s)", len(removed), settings.backup_retention_days)
+    return {"removed": [backup.name for backup in removed]}
+
+
+def register_tasks(app: Celery, context: Context) -> None:
+    """Bind the tasks to ``app``; they reach settings and store through ``context``."""
+
+    @app.task(name=TASK_INGEST, bind=True, acks_late=True, reject_on_worker_lost=True)
+    def ingest_batch_task(self: Task, payload: Any) -> dict[str, Any]:
+        return ingest_batch(self, context, payload)
+
+    @app.task(name=TASK_ROTATE, ignore_result=True)
+    def rotate_backups_task() -> dict[str, Any]:
+        return rotate(context)
