@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import redis
 from celery import Celery
 from celery.result import AsyncResult
 from kombu.exceptions import OperationalError
@@ -37,10 +38,18 @@ def new_batch_id() -> str:
     return f"batch-{uuid.uuid4().hex}"
 
 
-def client_app(settings: Settings) -> Celery:
-    """A Celery app that only sends: same serializer, queue and transport options as the workers."""
+def client_app(settings: Settings, *, results: bool) -> Celery:
+    """A Celery app with the workers' serializer, queue and transport options.
+
+    The sending app has no result backend: with one, Celery subscribes to every sent task's
+    result channel, and after a Redis outage that subscriber gives up for good. Results are
+    read by polling (a GET per look) through a second app that only reads.
+    """
     app = Celery("catalog-ingest-producer", set_as_current=False)
-    app.conf.update(celery_config(settings))
+    config = celery_config(settings)
+    if not results:
+        config["result_backend"] = None
+    app.conf.update(config)
     return app
 
 
@@ -72,7 +81,7 @@ class BatchHandle:
             if raw_state == "SUCCESS":
                 return BatchState(self.batch_id, "done", result=BatchResult.model_validate(self._result.result))
             reason = str(self._result.result) if raw_state in {"FAILURE", "RETRY", "REVOKED"} else None
-        except OperationalError as exc:
+        except (OperationalError, redis.RedisError) as exc:
             raise RedisUnavailableError(f"cannot read the state of batch {self.batch_id}: {exc}") from None
         return BatchState(self.batch_id, STATE_NAMES.get(raw_state, raw_state.lower()), reason=reason)
 
@@ -100,9 +109,10 @@ def chunked(records: Sequence[Any], size: int | None) -> list[Sequence[Any]]:
 class Producer:
     """Submits batches, checking locally first what can be checked without the catalog."""
 
-    def __init__(self, settings: Settings, app: Celery | None = None) -> None:
+    def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.app = app or client_app(settings)
+        self.app = client_app(settings, results=False)
+        self.results_app = client_app(settings, results=True)
 
     def check(self, records: Sequence[Any]) -> None:
         """Refuse, before queueing, a batch over the limits or with records that can never be valid."""
@@ -130,7 +140,7 @@ class Producer:
             )
         except OperationalError as exc:
             raise RedisUnavailableError(f"cannot reach the broker at {self.settings.redis_url}: {exc}") from None
-        return BatchHandle(message.batch_id, self.app, records=len(items))
+        return BatchHandle(message.batch_id, self.results_app, records=len(items))
 
     def submit_file(self, path: str | Path, *, source: str | None = None, batch_id: str | None = None,
                     chunk_size: int | None = None) -> list[BatchHandle]:
@@ -148,4 +158,4 @@ class Producer:
                 for n, chunk in enumerate(chunks, start=1)]
 
     def handle(self, batch_id: str) -> BatchHandle:
-        return BatchHandle(batch_id, self.app)
+        return BatchHandle(batch_id, self.results_app)

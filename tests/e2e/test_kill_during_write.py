@@ -193,4 +193,3 @@ def test_a_writer_killed_mid_write_leaves_the_old_catalog_and_the_next_writer_wa
     assert 1 <= len(backups) <= 2, [b.name for b in backups]
     assert all(b.path.read_bytes() == old for b in backups)
     assert not client.exists(lock_key), "the second writer did not release the lock"
-    print("ATTEMPTS", [(a.size, a.reason) for a in attempts], "ttl", attempt.lock_ttl_ms, "wait", round(finished - attempt.killed_at, 2), "second", round(finished-started,2), len(backups))

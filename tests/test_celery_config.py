@@ -1,0 +1,52 @@
+"""catalog_core.celery_config: the reliability settings producers and workers share."""
+
+from __future__ import annotations
+
+from catalog_core.celery_config import celery_config, soft_time_limit
+from catalog_core.settings import load_settings
+from worker.app import create_app, worker_config
+
+
+def test_only_json_is_sent_or_accepted() -> None:
+    config = celery_config(load_settings())
+    assert config["task_serializer"] == config["result_serializer"] == "json"
+    assert config["accept_content"] == config["result_accept_content"] == ["json"]
+
+
+def test_batches_are_acknowledged_late_and_requeued_when_a_worker_dies() -> None:
+    config = celery_config(load_settings())
+    assert config["task_acks_late"] and config["task_reject_on_worker_lost"]
+    assert config["worker_prefetch_multiplier"] == 1
+
+
+def test_the_visibility_timeout_is_set_for_broker_and_results_and_swept_promptly() -> None:
+    config = celery_config(load_settings(visibility_timeout=120, task_time_limit=100, lock_timeout=30, retry_backoff_max=60,
+                                         restore_interval=2))
+    assert config["broker_transport_options"]["visibility_timeout"] == 120
+    assert config["result_backend_transport_options"]["visibility_timeout"] == 120
+    assert config["broker_transport_options"]["unacked_restore_interval"] == 2
+    assert config["broker_transport_options"]["unacked_restore_throttle"] == 1
+
+
+def test_time_limits_end_a_batch_before_it_could_be_redelivered() -> None:
+    settings = load_settings()
+    config = celery_config(settings)
+    assert config["task_soft_time_limit"] < config["task_time_limit"] < settings.visibility_timeout
+    assert soft_time_limit(load_settings(task_time_limit=3, lock_timeout=1, visibility_timeout=10, retry_backoff_max=5)) >= 1
+
+
+def test_batches_travel_on_the_configured_queue() -> None:
+    config = celery_config(load_settings(queue="catalog-test"))
+    assert config["task_default_queue"] == "catalog-test"
+
+
+def test_the_worker_app_is_configured_only_when_celery_needs_it(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    app = create_app()
+    monkeypatch.setenv("CATALOG_REDIS_URL", "redis://late:7/0")
+    assert app.conf.broker_url == "redis://late:7/0"
+    assert {"catalog.ingest_batch", "catalog.rotate_backups"} <= set(app.tasks)
+
+
+def test_beat_rotates_backups_at_the_configured_period() -> None:
+    schedule = worker_config(load_settings(rotate_every=42))["beat_schedule"]["rotate-backups"]
+    assert (schedule["task"], schedule["schedule"]) == ("catalog.rotate_backups", 42)

@@ -1,0 +1,55 @@
+"""catalog_core.settings: one settings object from CATALOG_* variables, checked as a whole."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from catalog_core.errors import SettingsError
+from catalog_core.settings import load_settings
+
+
+def test_defaults_match_the_documentation() -> None:
+    settings = load_settings()
+    assert settings.path == Path("data/products.json")
+    assert settings.redis_url == "redis://localhost:6379/0"
+    assert (settings.backup_retention_days, settings.lock_expire, settings.lock_timeout) == (7, 30, 60)
+    assert settings.max_batch_items == 5000
+
+
+def test_environment_variables_with_the_catalog_prefix_are_read(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("CATALOG_PATH", str(tmp_path / "c.json"))
+    monkeypatch.setenv("CATALOG_LOCK_EXPIRE", "12")
+    settings = load_settings()
+    assert settings.catalog_path == tmp_path / "c.json"
+    assert settings.lock_expire == 12
+
+
+def test_explicit_options_win_over_the_environment_and_none_is_ignored(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CATALOG_REDIS_URL", "redis://env:1/0")
+    assert load_settings(redis_url="redis://option:2/0").redis_url == "redis://option:2/0"
+    assert load_settings(redis_url=None).redis_url == "redis://env:1/0"
+
+
+def test_backups_default_to_a_folder_beside_the_catalog(tmp_path: Path) -> None:
+    settings = load_settings(path=tmp_path / "x" / "products.json")
+    assert settings.backup_path == tmp_path / "x" / "backups"
+    assert load_settings(path=tmp_path / "p.json", backup_dir=tmp_path / "b").backup_path == tmp_path / "b"
+
+
+def test_an_invalid_value_names_the_variable() -> None:
+    with pytest.raises(SettingsError, match="CATALOG_LOCK_EXPIRE"):
+        load_settings(lock_expire="soon")
+
+
+def test_limits_that_would_let_a_batch_run_past_its_visibility_timeout_are_refused() -> None:
+    with pytest.raises(SettingsError, match="task_time_limit < visibility_timeout"):
+        load_settings(task_time_limit=900, visibility_timeout=600)
+    with pytest.raises(SettingsError, match="lock_timeout"):
+        load_settings(lock_timeout=700)
+
+
+def test_the_result_backend_defaults_to_the_redis_url() -> None:
+    assert load_settings(redis_url="redis://a:1/0").result_backend == "redis://a:1/0"
+    assert load_settings(redis_url="redis://a:1/0", result_url="redis://b:2/1").result_backend == "redis://b:2/1"

@@ -1,0 +1,118 @@
+"""worker.tasks: the task bodies against a real Redis and catalog; Celery's delivery is in tests/e2e."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+import redis
+
+from catalog_core.rejections import find_rejection, list_rejections
+from catalog_core.settings import Settings, load_settings
+from schemas import BatchMessage
+from tests.helpers import product
+from worker.app import WorkerContext
+from worker.backups import backup_name
+from worker.lock import lock_name
+from worker.tasks import BatchFailedError, ingest_batch, rotate
+
+
+class RetryRequested(Exception):
+    pass
+
+
+@dataclass
+class StubTask:
+    """Stands in for Celery's bound task: the request it reads and the retry it asks for."""
+
+    retries: int = 0
+    retried_with: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def request(self) -> SimpleNamespace:
+        return SimpleNamespace(id="task-id", retries=self.retries)
+
+    def retry(self, **kwargs: Any) -> RetryRequested:
+        self.retried_with.append(kwargs)
+        return RetryRequested()
+
+
+def message(batch_id: str, items: list[Any]) -> dict[str, Any]:
+    return BatchMessage(batch_id=batch_id, source="tests", items=items).model_dump(mode="json")
+
+
+@pytest.fixture
+def context(settings: Settings) -> WorkerContext:
+    return WorkerContext(settings)
+
+
+def test_a_valid_batch_is_applied_and_reported(context: WorkerContext) -> None:
+    result = ingest_batch(StubTask(), context, message("b1", [product("A")]))
+    assert (result["batch_id"], result["status"], result["created"]) == ("b1", "applied", 1)
+
+
+def test_an_invalid_batch_is_rejected_recorded_and_not_retried(context: WorkerContext) -> None:
+    task = StubTask()
+    result = ingest_batch(task, context, message("b2", [{"product_id": "GHOST", "category": "x"}]))
+    assert result["status"] == "rejected" and task.retried_with == []
+    rejection = find_rejection(context.store.redis, context.settings.queue, "b2")
+    assert rejection is not None and rejection.source == "tests"
+    assert rejection.result.errors[0].product_id == "GHOST"
+
+
+def test_a_message_of_an_unknown_schema_version_is_refused_clearly(context: WorkerContext) -> None:
+    result = ingest_batch(StubTask(), context, {"schema_version": 99, "batch_id": "weird", "items": []})
+    assert result["status"] == "rejected" and result["batch_id"] == "weird"
+    assert any(e["loc"] == "schema_version" for e in result["errors"])
+
+
+def test_a_message_that_is_not_an_object_is_refused_under_the_task_id(context: WorkerContext) -> None:
+    result = ingest_batch(StubTask(), context, ["not", "a", "message"])
+    assert result["status"] == "rejected" and result["batch_id"] == "task-id"
+
+
+def test_a_batch_over_the_limit_is_rejected_at_the_worker(catalog_path, redis_url) -> None:  # type: ignore[no-untyped-def]
+    context = WorkerContext(load_settings(path=catalog_path, redis_url=redis_url, max_batch_items=2))
+    result = ingest_batch(StubTask(), context, message("big", [product(str(i)) for i in range(3)]))
+    assert result["status"] == "rejected" and "CATALOG_MAX_BATCH_ITEMS" in result["errors"][0]["msg"]
+    assert not catalog_path.exists()
+
+
+def test_a_held_lock_makes_the_batch_retry_with_backoff(catalog_path, redis_url) -> None:  # type: ignore[no-untyped-def]
+    settings = load_settings(path=catalog_path, redis_url=redis_url, lock_timeout=1, retry_backoff_max=30)
+    redis.Redis.from_url(redis_url).set(f"lock:{lock_name(catalog_path)}", b"other", ex=30)
+    task = StubTask(retries=2)
+    with pytest.raises(RetryRequested):
+        ingest_batch(task, WorkerContext(settings), message("b3", [product("A")]))
+    [retry] = task.retried_with
+    assert 0 <= retry["countdown"] <= 30 and retry["max_retries"] == settings.max_retries
+    assert "lock" in str(retry["exc"])
+
+
+def test_a_batch_fails_with_its_reason_after_the_last_retry(catalog_path, redis_url) -> None:  # type: ignore[no-untyped-def]
+    settings = load_settings(path=catalog_path, redis_url=redis_url, lock_timeout=1, max_retries=3)
+    redis.Redis.from_url(redis_url).set(f"lock:{lock_name(catalog_path)}", b"other", ex=30)
+    with pytest.raises(BatchFailedError, match="gave up after 4 attempts"):
+        ingest_batch(StubTask(retries=3), WorkerContext(settings), message("b4", [product("A")]))
+
+
+def test_rotation_removes_old_backups(context: WorkerContext) -> None:
+    settings = context.settings
+    settings.backup_path.mkdir(parents=True)
+    old = settings.backup_path / backup_name(settings.catalog_path, dt.datetime(2020, 1, 1, tzinfo=dt.UTC))
+    new = settings.backup_path / backup_name(settings.catalog_path, dt.datetime.now(dt.UTC))
+    old.write_text("[]")
+    new.write_text("[]")
+    assert rotate(context) == {"removed": [old.name]}
+    assert new.exists()
+
+
+def test_rejections_are_listed_newest_first_and_bounded(catalog_path, redis_url) -> None:  # type: ignore[no-untyped-def]
+    context = WorkerContext(load_settings(path=catalog_path, redis_url=redis_url, rejected_keep=3))
+    for n in range(5):
+        ingest_batch(StubTask(), context, message(f"bad-{n}", [{"product_id": "GHOST", "x": 1}]))
+    listed = [r.batch_id for r in list_rejections(context.store.redis, context.settings.queue)]
+    assert listed == ["bad-4", "bad-3", "bad-2"]
