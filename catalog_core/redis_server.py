@@ -78,10 +78,12 @@ class RedisServer:
                 log_tail = (self.data_dir / "redis.log").read_text(errors="replace")[-2000:]
                 raise RedisUnavailableError(f"redis-server exited at start:\n{log_tail}")
             try:
-                if client.ping():
+                # Answering is not enough: another server may own the port we were given.
+                if self.process is None or client.info("server")["process_id"] == self.process.pid:
                     return
             except redis.RedisError:
-                time.sleep(0.05)
+                pass
+            time.sleep(0.05)
         raise RedisUnavailableError(f"redis-server did not answer on port {self.port} within {timeout:g}s")
 
     def stop(self, timeout: float = 10.0) -> None:

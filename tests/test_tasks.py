@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import redis
 
-from catalog_core.rejections import find_rejection, list_rejections
+from catalog_core.rejections import find_rejection
 from catalog_core.settings import Settings, load_settings
 from schemas import BatchMessage
 from tests.helpers import product
@@ -110,9 +110,3 @@ def test_rotation_removes_old_backups(context: WorkerContext) -> None:
     assert new.exists()
 
 
-def test_rejections_are_listed_newest_first_and_bounded(catalog_path, redis_url) -> None:  # type: ignore[no-untyped-def]
-    context = WorkerContext(load_settings(path=catalog_path, redis_url=redis_url, rejected_keep=3))
-    for n in range(5):
-        ingest_batch(StubTask(), context, message(f"bad-{n}", [{"product_id": "GHOST", "x": 1}]))
-    listed = [r.batch_id for r in list_rejections(context.store.redis, context.settings.queue)]
-    assert listed == ["bad-4", "bad-3", "bad-2"]

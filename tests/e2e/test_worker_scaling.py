@@ -1,0 +1,156 @@
+"""Horizontal scaling: several worker processes and several producer processes on one catalog.
+
+4 producer processes enqueue 60 batches at the same moment (they wait on a start file); 3
+`celery worker` processes apply them. Every batch creates its own product and patches
+``description_short`` of one of a few shared products to its own batch id, so that:
+- nothing is lost: every batch is applied and every new product exists;
+- every write saw the latest catalog: replaying the backups in order (each is the catalog as
+  it was before one write) shows each write changing exactly one batch's records on top of
+  the previous version, and each batch's write appearing exactly once;
+- the shared products end with the value of the last batch that wrote them.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from schemas import Product
+from tests.e2e.worker_fixtures import REPO_ROOT, Stack, stack, stack_factory  # noqa: F401 - fixtures
+from tests.helpers import product
+from worker.backups import list_backups
+
+pytestmark = pytest.mark.slow
+
+WORKERS = 3
+PRODUCERS = 4
+BATCHES_PER_PRODUCER = 15
+SHARED = ("SHARED-0", "SHARED-1", "SHARED-2")
+FILLER = 300  # a catalog of a few hundred KB: each write takes long enough for the workers to overlap
+WAIT_FOR_BATCHES_S = 120.0
+
+# One producer process: waits for the start file, then submits its batches as fast as it can
+# and prints their ids. Batch k of producer p creates NEW-p-k and patches one shared product.
+PRODUCER_SCRIPT = """
+import os, sys, time, orjson
+from pathlib import Path
+from catalog_core.settings import load_settings
+from producers.api import Producer
+
+p, count, go = int(sys.argv[1]), int(sys.argv[2]), Path(sys.argv[3])
+shared = orjson.loads(sys.argv[4])
+producer = Producer(load_settings())
+deadline = time.monotonic() + 60
+while not go.exists() and time.monotonic() < deadline:
+    time.sleep(0.01)
+ids = []
+for k in range(count):
+    batch_id = f"scale-p{p}-k{k:02d}"
+    records = [
+        {"product_id": f"NEW-{p}-{k}", "product_name": f"New {p}/{k}", "category": f"producer {p}",
+         "pricing": [{"tier_name": "Adult", "price_aed": float(10 * p + k)}], "inclusions": []},
+        {"product_id": shared[(p + k) % len(shared)], "description_short": batch_id},
+    ]
+    ids.append(producer.submit(records, batch_id=batch_id, source=f"producer-{p}").batch_id)
+print(orjson.dumps(ids).decode())
+"""
+
+
+def new_id(batch_id: str) -> str:
+    _, p, k = batch_id.split("-")
+    return f"NEW-{int(p[1:])}-{int(k[1:])}"
+
+
+def shared_of(batch_id: str) -> str:
+    _, p, k = batch_id.split("-")
+    return SHARED[(int(p[1:]) + int(k[1:])) % len(SHARED)]
+
+
+def by_id(products: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {p["product_id"]: p for p in products}
+
+
+def batch_of_transition(before: dict[str, dict[str, Any]], after: dict[str, dict[str, Any]]) -> str:
+    """The one batch whose write turned ``before`` into ``after``; fails if it was anything else."""
+    added = sorted(set(after) - set(before))
+    assert not set(before) - set(after), "a write lost products"
+    assert len(added) == 1, f"a write created {added}, not exactly one batch's product"
+    changed = sorted(pid for pid in before if before[pid] != after[pid])
+    assert len(changed) == 1, f"a write changed {changed}, not exactly one shared product"
+    batch_id = after[changed[0]]["description_short"]
+    assert added == [new_id(batch_id)], f"the write of {batch_id} created {added}"
+    assert changed == [shared_of(batch_id)], f"the write of {batch_id} changed {changed}"
+    expected = {**before[changed[0]], "description_short": batch_id}
+    assert after[changed[0]] == expected, f"the write of {batch_id} changed more than description_short"
+    return batch_id
+
+
+def test_three_workers_apply_sixty_batches_from_four_producers_without_losing_any_write(stack: Stack) -> None:
+    # Stored as the workers store products (every field present), so a write that patches one
+    # field changes exactly that field.
+    seed = [Product.model_validate(product(pid, description_short="seed")).to_record() for pid in SHARED]
+    seed += [Product.model_validate(product(f"FILL-{n:04d}", description_long="x" * 500)).to_record()
+             for n in range(FILLER)]
+    stack.seed(seed)
+    go = stack.tmp_path / "go"
+    producers = [
+        subprocess.Popen(
+            [sys.executable, "-c", PRODUCER_SCRIPT, str(p), str(BATCHES_PER_PRODUCER), str(go),
+             orjson.dumps(SHARED).decode()],
+            env=stack.env, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )
+        for p in range(PRODUCERS)
+    ]
+    try:
+        stack.start_workers(WORKERS)
+        go.touch()  # every producer is up by now (the workers took longer): they enqueue together
+        outputs = [proc.communicate(timeout=90) for proc in producers]
+    finally:
+        for proc in producers:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(10)
+    for proc, (stdout, stderr) in zip(producers, outputs, strict=True):
+        assert proc.returncode == 0, stderr
+    batch_ids = [batch_id for stdout, _ in outputs for batch_id in orjson.loads(stdout)]
+    assert len(batch_ids) == len(set(batch_ids)) == PRODUCERS * BATCHES_PER_PRODUCER
+
+    started = time.monotonic()
+    states = stack.wait_all([stack.producer.handle(b) for b in batch_ids], WAIT_FOR_BATCHES_S)
+    elapsed = time.monotonic() - started
+    print(f"{len(batch_ids)} batches applied by {WORKERS} workers in {elapsed:.1f}s after the last enqueue")
+
+    statuses = {b: (s.result.status if s.result else f"{s.state}: {s.reason}") for b, s in states.items()}
+    assert all(status == "applied" for status in statuses.values()), statuses
+    assert all(s.result is not None and (s.result.created, s.result.updated) == (1, 1) for s in states.values())
+
+    # Every worker took part (the queue is shared, not pinned to one worker).
+    for worker in stack.processes:
+        assert "scale-p" in worker.log(), f"{worker.name} applied no batch\n{stack.logs()}"
+
+    final = by_id(orjson.loads(stack.settings.catalog_path.read_bytes()))
+    assert set(final) == {p["product_id"] for p in seed} | {new_id(b) for b in batch_ids}
+    for pid in SHARED:
+        assert final[pid]["description_short"] in {b for b in batch_ids if shared_of(b) == pid}
+
+    verified = stack.cli("verify")
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+
+    # One backup per applied batch, and replaying them shows every batch written exactly once,
+    # each on top of the catalog the previous batch wrote.
+    backups = list_backups(stack.settings.catalog_path, stack.settings.backup_path)
+    assert len(backups) == len(batch_ids)
+    assert {Path(s.result.backup).name for s in states.values() if s.result} == {b.name for b in backups}
+    versions = [by_id(orjson.loads(b.path.read_bytes())) for b in backups] + [final]
+    assert versions[0] == by_id(seed)
+    order = [batch_of_transition(before, after) for before, after in zip(versions, versions[1:])]
+    assert sorted(order) == sorted(batch_ids)
+    for pid in SHARED:
+        last_writer = [b for b in order if shared_of(b) == pid][-1]
+        assert final[pid]["description_short"] == last_writer

@@ -1,0 +1,43 @@
+"""catalog_core.redis_server: a real, private redis-server process."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import redis
+
+from catalog_core.errors import RedisUnavailableError
+from catalog_core.redis_server import RedisServer, find_redis_server, free_port
+
+
+def test_a_redis_server_binary_is_found_on_a_bare_machine() -> None:
+    assert Path(find_redis_server()).exists()
+
+
+def test_a_private_server_starts_on_a_free_port_and_stops(tmp_path: Path) -> None:
+    with RedisServer(tmp_path / "r") as server:
+        assert server.port != 6379
+        assert redis.Redis.from_url(server.url).ping()
+    assert server.process is not None and server.process.poll() is not None
+
+
+def test_a_server_with_aof_keeps_data_across_a_crash_and_restart(tmp_path: Path) -> None:
+    port = free_port()
+    server = RedisServer(tmp_path / "r", port=port, appendonly=True).start()
+    client = redis.Redis.from_url(server.url)
+    client.set("kept", "yes")
+    client.execute_command("BGREWRITEAOF")
+    client.close()
+    server.stop()
+    restarted = RedisServer(tmp_path / "r", port=port, appendonly=True).start()
+    try:
+        assert redis.Redis.from_url(restarted.url).get("kept") == b"yes"
+    finally:
+        restarted.stop()
+
+
+def test_a_server_that_cannot_start_says_why(tmp_path: Path) -> None:
+    with RedisServer(tmp_path / "a") as first:
+        with pytest.raises(RedisUnavailableError, match="exited at start"):
+            RedisServer(tmp_path / "b", port=first.port).start(timeout=5)
