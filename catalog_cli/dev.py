@@ -14,7 +14,7 @@ import time
 from contextlib import ExitStack
 from pathlib import Path
 from types import FrameType
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -25,8 +25,10 @@ from catalog_core.settings import Settings
 from catalog_cli.options import CatalogOption, RedisUrlOption, settings_from
 from catalog_cli.output import err, out, print_result
 from catalog_cli.store_commands import print_stats
-from producers.api import Producer
 from worker.inspect import catalog_stats
+
+if TYPE_CHECKING:
+    from producers.api import Producer
 
 # The same commands docker-compose.yml runs (there as `celery ...`).
 WORKER_ARGS = ["-A", "worker", "worker", "--loglevel=INFO"]
@@ -113,6 +115,8 @@ def dev(
 
     Ctrl-C stops everything cleanly. Use --no-demo to keep the stack for real work.
     """
+    from producers.api import Producer  # noqa: PLC0415 - Celery is slow to import; only here
+
     settings = settings_from(catalog, redis_url)
     signal.signal(signal.SIGTERM, _raise_interrupt)
     with ExitStack() as stack:

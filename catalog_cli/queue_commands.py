@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import TYPE_CHECKING
 from pathlib import Path
 from typing import Annotated
 
@@ -15,9 +16,12 @@ from catalog_core.redis_client import connect
 from catalog_cli.options import JsonOption, RedisUrlOption, settings_from
 from catalog_cli.output import describe_error, err, out, print_json_line, print_result, result_payload
 from catalog_cli.store_commands import FilesArgument, read_all
-from producers.api import BatchHandle, BatchState, Producer, chunked
+from producers.state import BatchState
 from producers.files import BatchFile
 from schemas import BatchResult, BatchStatus
+
+if TYPE_CHECKING:
+    from producers.api import BatchHandle
 
 STATE_EXIT = {"queued": EXIT_PENDING, "running": EXIT_PENDING, "retrying": EXIT_PENDING, "failed": EXIT_CANNOT_WRITE}
 
@@ -86,6 +90,8 @@ def enqueue(
     """
     if batch_id is not None and len(files) != 1:
         raise typer.BadParameter("--batch-id names one batch; give exactly one file", param_hint="--batch-id")
+    from producers.api import Producer, chunked  # noqa: PLC0415 - Celery is slow to import; only here
+
     settings = settings_from(None, redis_url)
     byte_limit = settings.max_batch_bytes * (64 if chunk_size else 1)
     item_limit = 2**62 if chunk_size else settings.max_batch_items
@@ -137,6 +143,8 @@ def status(
 
     Results are kept for CATALOG_RESULT_EXPIRES seconds; an unknown id shows as queued.
     """
+    from producers.api import Producer  # noqa: PLC0415 - Celery is slow to import; only here
+
     settings = settings_from(None, redis_url)
     state = Producer(settings).handle(batch_id).state()
     if state.result is None:

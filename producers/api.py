@@ -11,7 +11,6 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +24,7 @@ from catalog_core.celery_config import TASK_INGEST, celery_config
 from catalog_core.errors import BatchRefusedError, BatchTooLargeError, RedisUnavailableError, WaitTimeoutError
 from catalog_core.settings import Settings
 from producers.files import read_batch_file
+from producers.state import BatchState
 from schemas import BatchMessage, BatchResult
 from schemas.validation import check_record
 
@@ -51,20 +51,6 @@ def client_app(settings: Settings, *, results: bool) -> Celery:
         config["result_backend"] = None
     app.conf.update(config)
     return app
-
-
-@dataclass(frozen=True)
-class BatchState:
-    """Where a batch is: ``queued``, ``running``, ``retrying``, ``failed``, or its final status."""
-
-    batch_id: str
-    state: str
-    result: BatchResult | None = None
-    reason: str | None = None
-
-    @property
-    def final(self) -> bool:
-        return self.result is not None or self.state == "failed"
 
 
 class BatchHandle:

@@ -113,9 +113,19 @@ def test_a_failing_folder_sync_after_the_replace_is_logged_not_raised(
 
 
 def test_stale_temp_files_of_this_catalog_are_removed_and_others_kept(target: Path) -> None:
-    stale = target.parent / ".products.json.abc123.tmp"
+    stale = target.parent / ".products.json.0badc0de.tmp"
     stale.write_bytes(b"half a catalog")
-    other = target.parent / ".other.json.abc123.tmp"
-    other.write_bytes(b"not ours")
+    others = [target.parent / name for name in (".other.json.0badc0de.tmp", ".products.json.staging.0badc0de.tmp")]
+    for other in others:
+        other.write_bytes(b"not ours: another catalog, another lock")
     assert remove_stale_temp_files(target) == [stale]
-    assert not stale.exists() and other.exists()
+    assert not stale.exists() and all(other.exists() for other in others)
+
+
+def test_a_new_catalog_gets_the_usual_mode_for_new_files(tmp_path: Path) -> None:
+    previous = os.umask(0o027)
+    try:
+        atomic_write(tmp_path / "products.json", b"[]")
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE((tmp_path / "products.json").stat().st_mode) == 0o640

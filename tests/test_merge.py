@@ -17,6 +17,13 @@ def test_new_products_are_created_and_appended_in_batch_order() -> None:
     assert (outcome.created, outcome.updated, outcome.unchanged) == (2, 0, 0)
 
 
+def test_a_patch_repeating_the_stored_values_of_a_product_stored_without_defaults_is_unchanged() -> None:
+    stored = product("A", category="Tour")  # no "active", no optional fields: as hand-written catalogs are
+    outcome = merge_batch([stored], [{"product_id": "A", "category": "Tour"}])
+    assert (outcome.updated, outcome.unchanged) == (0, 1)
+    assert outcome.products == [stored]
+
+
 def test_a_record_for_an_existing_product_replaces_only_the_top_level_keys_it_names() -> None:
     stored = Product.model_validate(product("A", category="Tour", inclusions=["Lunch"])).to_record()
     outcome = merge_batch([stored], [{"product_id": "A", "category": "Cruise"}])

@@ -132,7 +132,7 @@ def test_restore_refuses_a_backup_that_is_itself_broken(settings: Settings) -> N
 def test_a_crashed_writers_temp_file_is_cleaned_by_the_next_write(settings: Settings) -> None:
     store = CatalogStore(settings)
     store.apply([product("A")], "b1")
-    stale = settings.catalog_path.parent / ".products.json.crashed.tmp"
+    stale = settings.catalog_path.parent / ".products.json.deadbeef.tmp"
     stale.write_text("[{half")
     store.apply([product("B")], "b2")
     assert not stale.exists()

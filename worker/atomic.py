@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
+import re
+import secrets
 from collections.abc import Callable
 from contextlib import suppress
 from pathlib import Path
@@ -14,11 +15,27 @@ from catalog_core.errors import CommitError
 log = logging.getLogger(__name__)
 
 TEMP_SUFFIX = ".tmp"
+TEMP_TOKEN_LENGTH = 8
 
 
 def temp_prefix(path: Path) -> str:
     """Temp files are hidden siblings, so they share the catalog's file system and rename atomically."""
     return f".{path.name}."
+
+
+def _temp_name_pattern(path: Path) -> re.Pattern[str]:
+    # Exact shape, so that the temp files of a catalog called products.json.staging are not ours.
+    return re.compile(rf"^{re.escape(temp_prefix(path))}[0-9a-f]{{{TEMP_TOKEN_LENGTH}}}{re.escape(TEMP_SUFFIX)}$")
+
+
+def _create_temp(path: Path) -> tuple[int, Path]:
+    """A new, exclusive temp file. Created with 0666 so the kernel applies the umask, as for any new file."""
+    while True:
+        temp = path.parent / f"{temp_prefix(path)}{secrets.token_hex(TEMP_TOKEN_LENGTH // 2)}{TEMP_SUFFIX}"
+        try:
+            return os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), temp
+        except FileExistsError:
+            continue
 
 
 def fsync_dir(folder: Path) -> None:
@@ -33,20 +50,14 @@ def fsync_dir(folder: Path) -> None:
 def remove_stale_temp_files(path: Path) -> list[Path]:
     """Delete temp files left by writers that crashed. Call only while holding the write lock."""
     removed = []
+    pattern = _temp_name_pattern(path)
     for candidate in path.parent.glob(f"{temp_prefix(path)}*{TEMP_SUFFIX}"):
+        if not pattern.match(candidate.name):
+            continue
         with suppress(FileNotFoundError):
             candidate.unlink()
             removed.append(candidate)
     return removed
-
-
-def _target_mode(path: Path) -> int:
-    try:
-        return path.stat().st_mode & 0o777
-    except FileNotFoundError:
-        umask = os.umask(0)
-        os.umask(umask)
-        return 0o666 & ~umask
 
 
 def atomic_write(path: Path, data: bytes, before_replace: Callable[[], None] | None = None) -> None:
@@ -57,15 +68,15 @@ def atomic_write(path: Path, data: bytes, before_replace: Callable[[], None] | N
     the replace fails, the old file is intact and the temp file is removed.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temp_name = tempfile.mkstemp(dir=path.parent, prefix=temp_prefix(path), suffix=TEMP_SUFFIX)
-    temp = Path(temp_name)
+    fd, temp = _create_temp(path)
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
-        # mkstemp makes 0600; readers such as a website build need the catalog's usual mode.
-        os.chmod(temp, _target_mode(path))
+        with suppress(FileNotFoundError):
+            # Readers such as a website build rely on the catalog's mode staying what it was.
+            os.chmod(temp, path.stat().st_mode & 0o7777)
         if before_replace is not None:
             before_replace()
         os.replace(temp, path)

@@ -67,9 +67,19 @@ def merge_batch(catalog: Sequence[dict[str, Any]], records: Sequence[Any]) -> Me
         if product_id not in position:
             outcome.products.append(product)
             outcome.created += 1
-        elif product != catalog[position[product_id]]:
+        elif _same_product(product, catalog[position[product_id]]):
+            outcome.unchanged += 1
+        else:
             outcome.products[position[product_id]] = product
             outcome.updated += 1
-        else:
-            outcome.unchanged += 1
     return outcome
+
+
+def _same_product(merged: dict[str, Any], stored: dict[str, Any]) -> bool:
+    """Equal data, even when the stored product lacks fields that only hold their defaults."""
+    if merged == stored:
+        return True
+    try:
+        return Product.model_validate(stored).to_record() == merged
+    except ValidationError:
+        return False

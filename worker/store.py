@@ -50,8 +50,9 @@ class CatalogStore:
         backup: list[Path | None] = [None]
 
         def before_replace() -> None:
-            backup[0] = take_backup(self.path, self.backup_dir)
+            # Lock check first: a writer that lost the lock must leave no trace, not even a backup.
             held.ensure_held()
+            backup[0] = take_backup(self.path, self.backup_dir)
 
         atomic_write(self.path, data, before_replace=before_replace)
         return backup[0]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle
 import time
 from pathlib import Path
 
@@ -113,9 +114,11 @@ def test_a_message_serialized_with_pickle_is_refused_and_never_run(stack: Stack)
     stack.seed([product("REAL-1")])
     worker = stack.start_worker(1)
     marker = stack.tmp_path / "unpickled-in-the-worker"
+    control = stack.tmp_path / "unpickled-here"
+    assert pickle.loads(pickle.dumps(Trap(control))) == "pickled-source" and control.exists()  # the trap works
 
     # A producer that would allow pickle: the worker must not.
-    pickler = client_app(stack.settings)
+    pickler = client_app(stack.settings, results=False)
     pickler.conf.update(task_serializer="pickle", accept_content=["json", "pickle"])
     payload = {"schema_version": 1, "batch_id": "pickled-1", "source": Trap(marker), "items": [product("PICKLED-1")]}
     pickler.send_task(TASK_INGEST, args=[payload], task_id="pickled-1", queue=stack.settings.queue,
