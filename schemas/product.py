@@ -6,7 +6,8 @@ import datetime as dt
 from collections.abc import Sequence
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, create_model, model_validator
+from pydantic.fields import FieldInfo
 
 
 def _no_surrounding_space(value: str) -> str:
@@ -67,30 +68,30 @@ class Product(BaseModel):
 PRODUCT_FIELDS: tuple[str, ...] = tuple(Product.model_fields)
 
 
-class ProductPatch(BaseModel):
-    """A batch record before merging: only ``product_id`` is required, every given field must be valid.
+def _optional(field: FieldInfo) -> tuple[Any, None]:
+    """The same field, constraints kept, but absent or null allowed."""
+    annotation = field.annotation | None
+    return (Annotated[annotation, *field.metadata] if field.metadata else annotation, None)
 
-    A record for an existing product replaces the top-level fields it names; a record for
-    a new product must be a complete ``Product``. This model checks what can be checked
-    without knowing the catalog.
-    """
 
-    model_config = ConfigDict(extra="forbid")
+def _patch_model() -> type[BaseModel]:
+    id_field = Product.model_fields["product_id"]
+    optional = {name: _optional(field) for name, field in Product.model_fields.items() if name != "product_id"}
+    return create_model(  # type: ignore[call-overload, no-any-return]
+        "ProductPatch",
+        __config__=ConfigDict(extra="forbid"),
+        __doc__=(
+            "A batch record before merging: only ``product_id`` is required; every field it gives must be "
+            "valid.\n\nA record for an existing product replaces the top-level fields it names; a record "
+            "for a new product must be a complete ``Product``. Derived from ``Product``, so the two never "
+            "drift apart."
+        ),
+        product_id=(Annotated[id_field.annotation, *id_field.metadata], ...),
+        **optional,
+    )
 
-    product_id: ProductId
-    product_name: Annotated[str, Field(min_length=1, strict=True)] | None = None
-    pricing: list[PricingTier] | None = None
-    inclusions: list[Text] | None = None
-    active: StrictBool | None = None
-    supplier_name: Text | None = None
-    destination_city: Text | None = None
-    category: Text | None = None
-    description_short: Text | None = None
-    description_long: Text | None = None
-    duration_hours: Annotated[float, Field(ge=0, allow_inf_nan=False, strict=True)] | None = None
-    exclusions: list[Text] | None = None
-    booking_policy: Text | None = None
-    source_document: list[Text] | Text | None = None
+
+ProductPatch = _patch_model()
 
 
 def format_loc(loc: Sequence[int | str]) -> str:
