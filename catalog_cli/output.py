@@ -20,7 +20,9 @@ STATUS_STYLE = {
     BatchStatus.APPLIED: "green",
     BatchStatus.UNCHANGED: "cyan",
     BatchStatus.REJECTED: "red",
+    BatchStatus.DUPLICATE: "magenta",
 }
+SUPERSEDED_SHOWN = 10
 
 
 def print_json_line(payload: dict[str, Any]) -> None:
@@ -60,9 +62,20 @@ def print_result(result: BatchResult, batch: BatchFile | None) -> None:
     counts = f"{result.created} created, {result.updated} updated, {result.unchanged} unchanged"
     if result.status == BatchStatus.REJECTED:
         counts = f"{len(result.errors)} problem(s); nothing was written"
-    out.print(f"{name}[{style}]{result.status.value}[/] (batch {escape(result.batch_id)}): {counts}")
+    if result.status == BatchStatus.DUPLICATE and result.original is not None:
+        first = result.original
+        counts = (f"already {first.status.value} as sequence {first.sequence} ({first.created} created, "
+                  f"{first.updated} updated, {first.unchanged} unchanged); nothing changed now")
+    where = f", sequence {result.sequence}" if result.sequence is not None else ""
+    out.print(f"{name}[{style}]{result.status.value}[/] (batch {escape(result.batch_id)}{where}): {counts}")
     for error in result.errors:
         out.print(f"  - {escape(describe_error(error, batch))}")
+    if result.superseded:
+        out.print(f"  {len(result.superseded)} field(s) [yellow]superseded[/], kept from newer batches:")
+        for item in result.superseded[:SUPERSEDED_SHOWN]:
+            out.print(f"  - {escape(item.product_id)}.{item.field} (written by sequence {item.by_sequence})")
+        if len(result.superseded) > SUPERSEDED_SHOWN:
+            out.print(f"  - and {len(result.superseded) - SUPERSEDED_SHOWN} more (see --json)")
     if result.backup:
         out.print(f"  previous version kept as {escape(result.backup)}")
 

@@ -85,6 +85,18 @@ class LockLostError(CatalogError):
     retryable = True
 
 
+class FencedError(CatalogError):
+    """Raised when a writer with a newer fencing token committed since this writer read the catalog."""
+
+    retryable = True
+
+
+class ProductNotYetCreatedError(CatalogError):
+    """Raised when a batch patches products that do not exist yet while lower-sequence batches are pending."""
+
+    retryable = True
+
+
 class CommitError(CatalogError):
     """Raised when writing the new catalog failed; the previous catalog is left intact."""
 

@@ -25,6 +25,9 @@ class Settings(BaseSettings):
     max_batch_items: int = Field(5000, ge=1, description="Most records one batch may carry.")
     max_batch_bytes: int = Field(16 * 1024 * 1024, ge=1024, description="Largest batch, in bytes of JSON.")
 
+    ledger_days: float = Field(30, gt=0, description="Days a batch id is remembered as applied.")
+    ledger_max_ids: int = Field(100_000, ge=1, description="Most batch ids remembered as applied.")
+
     # Celery (workers, producers, beat)
     result_url: str | None = Field(None, description="Result backend; default: the Redis of redis_url.")
     queue: str = Field("catalog-ingest", min_length=1, description="Queue the batches travel on.")

@@ -21,6 +21,8 @@ from celery.result import AsyncResult
 from kombu.exceptions import OperationalError
 
 from catalog_core.celery_config import TASK_INGEST, celery_config
+from catalog_core.redis_client import connect
+from catalog_core.sequence import next_sequence
 from catalog_core.errors import BatchRefusedError, BatchTooLargeError, RedisUnavailableError, WaitTimeoutError
 from catalog_core.settings import Settings
 from producers.files import read_batch_file
@@ -56,9 +58,10 @@ def client_app(settings: Settings, *, results: bool) -> Celery:
 class BatchHandle:
     """A submitted batch: ask its state, or wait for its result."""
 
-    def __init__(self, batch_id: str, app: Celery, records: int = 0) -> None:
+    def __init__(self, batch_id: str, app: Celery, records: int = 0, sequence: int | None = None) -> None:
         self.batch_id = batch_id
         self.records = records
+        self.sequence = sequence
         self._result = AsyncResult(batch_id, app=app)
 
     def state(self) -> BatchState:
@@ -99,6 +102,13 @@ class Producer:
         self.settings = settings
         self.app = client_app(settings, results=False)
         self.results_app = client_app(settings, results=True)
+        self._redis: redis.Redis | None = None
+
+    @property
+    def redis(self) -> redis.Redis:
+        if self._redis is None:
+            self._redis = connect(self.settings.redis_url)
+        return self._redis
 
     def check(self, records: Sequence[Any]) -> None:
         """Refuse, before queueing, a batch over the limits or with records that can never be valid."""
@@ -118,7 +128,9 @@ class Producer:
         """Check and queue one all-or-nothing batch. ``batch_id`` lets a caller retry safely."""
         items = list(records)
         self.check(items)
-        message = BatchMessage(batch_id=batch_id or new_batch_id(), source=source, items=items)
+        # Taken after the checks, so refused batches leave no gap in the sequence.
+        sequence = next_sequence(self.redis, self.settings.queue)
+        message = BatchMessage(batch_id=batch_id or new_batch_id(), source=source, items=items, sequence=sequence)
         try:
             self.app.send_task(
                 TASK_INGEST, args=[message.model_dump(mode="json")], task_id=message.batch_id,
@@ -126,7 +138,7 @@ class Producer:
             )
         except OperationalError as exc:
             raise RedisUnavailableError(f"cannot reach the broker at {self.settings.redis_url}: {exc}") from None
-        return BatchHandle(message.batch_id, self.results_app, records=len(items))
+        return BatchHandle(message.batch_id, self.results_app, records=len(items), sequence=sequence)
 
     def submit_file(self, path: str | Path, *, source: str | None = None, batch_id: str | None = None,
                     chunk_size: int | None = None) -> list[BatchHandle]:

@@ -5,7 +5,7 @@ No I/O and no settings here, so any service can import these to validate data.
 
 from schemas.product import PricingTier, Product, ProductPatch, format_loc
 from schemas.batch import BatchMessage
-from schemas.result import BatchResult, BatchStatus, RecordError
+from schemas.result import BatchResult, BatchStatus, RecordError, SupersededField
 
 __all__ = [
     "BatchMessage",
@@ -15,5 +15,6 @@ __all__ = [
     "Product",
     "ProductPatch",
     "RecordError",
+    "SupersededField",
     "format_loc",
 ]

@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 BatchId = Annotated[
     str,
@@ -21,8 +21,10 @@ class BatchMessage(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    schema_version: Literal[1] = SCHEMA_VERSION
+    # 1: no sequence (the worker takes one when it applies); 2: sequence taken at enqueue.
+    schema_version: Literal[1, 2] = SCHEMA_VERSION
     batch_id: BatchId
+    sequence: int | None = Field(None, ge=1, description="Submission order: Redis INCR when enqueued.")
     source: Annotated[str, Field(min_length=1, max_length=200)] = "unknown"
     submitted_at: AwareDatetime = Field(default_factory=lambda: dt.datetime.now(dt.UTC))
     items: list[Any] = Field(description="Product records; checked one by one by the store, all or nothing.")

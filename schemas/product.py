@@ -69,8 +69,9 @@ PRODUCT_FIELDS: tuple[str, ...] = tuple(Product.model_fields)
 
 
 def _optional(field: FieldInfo) -> tuple[Any, None]:
-    """The same field, constraints kept, but absent or null allowed."""
-    annotation = field.annotation | None
+    """The same field, constraints kept, but it may be absent. Null only where a product allows it,
+    so whether a patch is valid never depends on the product it lands on (or on batch order)."""
+    annotation = field.annotation
     return (Annotated[annotation, *field.metadata] if field.metadata else annotation, None)
 
 

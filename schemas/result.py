@@ -13,6 +13,7 @@ class BatchStatus(StrEnum):
     APPLIED = "applied"
     UNCHANGED = "unchanged"
     REJECTED = "rejected"
+    DUPLICATE = "duplicate"
 
 
 class RecordError(BaseModel):
@@ -26,6 +27,17 @@ class RecordError(BaseModel):
     msg: str
 
 
+class SupersededField(BaseModel):
+    """A field a batch did not write, because a batch with a higher sequence already had."""
+
+    model_config = ConfigDict(frozen=True)
+
+    index: int = Field(description="Position of the record in the batch (0-based).")
+    product_id: str
+    field: str
+    by_sequence: int = Field(description="Sequence of the batch that last wrote the field.")
+
+
 class BatchResult(BaseModel):
     """The outcome of applying one batch."""
 
@@ -36,3 +48,7 @@ class BatchResult(BaseModel):
     unchanged: int = 0
     errors: list[RecordError] = Field(default_factory=list)
     backup: str | None = None
+    sequence: int | None = Field(None, description="Submission order of the batch (Redis INCR at enqueue).")
+    fence: int | None = Field(None, description="Fencing token of the lock acquisition that recorded it.")
+    superseded: list[SupersededField] = Field(default_factory=list)
+    original: BatchResult | None = Field(None, description="For a duplicate: the result it first had.")

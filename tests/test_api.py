@@ -25,7 +25,7 @@ def test_a_batch_is_queued_as_json_under_its_batch_id(settings: Settings) -> Non
     handle = Producer(settings).submit([product("A")], batch_id="feed-1", source="tests")
     assert handle.batch_id == "feed-1"
     [(args, _kwargs, _embed)] = queued_messages(settings)
-    assert args[0]["batch_id"] == "feed-1" and args[0]["source"] == "tests" and args[0]["schema_version"] == 1
+    assert args[0]["batch_id"] == "feed-1" and args[0]["source"] == "tests" and args[0]["schema_version"] == 2 and args[0]["sequence"] >= 1
     assert args[0]["items"][0]["product_id"] == "A"
 
 
@@ -81,7 +81,7 @@ def test_a_queued_batch_reports_queued_and_waiting_times_out(settings: Settings)
 def test_an_unreachable_broker_is_a_clear_error_and_fails_fast(catalog_path: Path) -> None:
     producer = Producer(load_settings(path=catalog_path, redis_url="redis://127.0.0.1:1/0"))
     started = time.monotonic()
-    with pytest.raises(RedisUnavailableError, match="cannot reach the broker"):
+    with pytest.raises(RedisUnavailableError, match="cannot reach"):
         producer.submit([product("A")])
     assert time.monotonic() - started < 30
 

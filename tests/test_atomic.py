@@ -57,7 +57,7 @@ def test_a_failing_commit_step_keeps_the_old_file_and_removes_the_temp(
     target: Path, monkeypatch: pytest.MonkeyPatch, step: str
 ) -> None:
     monkeypatch.setattr(atomic.os, step, _fail)
-    with pytest.raises(CommitError, match="previous one is intact"):
+    with pytest.raises(CommitError, match="previous version is intact"):
         atomic_write(target, b"NEW")
     monkeypatch.undo()
     assert target.read_bytes() == b"OLD"

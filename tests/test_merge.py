@@ -132,3 +132,66 @@ def test_seed_products_with_empty_pricing_stay_valid(seed_dir: Path) -> None:
     assert empty, "the seed catalog is expected to hold products with empty pricing"
     outcome = merge_batch(catalog, [{"product_id": empty[0]["product_id"], "active": False}])
     assert outcome.errors == [] and outcome.updated == 1
+
+
+# --- order safety: any processing order gives the catalog of sequence order -----------------
+
+from hypothesis import given, settings as hypothesis_settings, strategies as st  # noqa: E402
+
+from worker.merge import CREATED  # noqa: E402
+
+INITIAL_IDS = ["A", "B", "C"]
+NEW_IDS = ["N1", "N2", "N3"]
+tiers = st.lists(st.builds(lambda n, p: {"tier_name": n, "price_aed": p}, st.sampled_from(["Adult", "Child"]),
+                           st.integers(0, 500)), max_size=2)
+patch_fields = st.fixed_dictionaries({}, optional={
+    "category": st.sampled_from(["Tour", "Cruise", "Museum"]),
+    "description_short": st.text(alphabet="abc", max_size=3),
+    "duration_hours": st.none() | st.integers(0, 12),
+    "active": st.booleans(),
+    "pricing": tiers,
+})
+patches = st.builds(lambda pid, fields: {"product_id": pid, **fields}, st.sampled_from(INITIAL_IDS), patch_fields)
+creations = st.builds(lambda pid, fields: {**product(pid), **fields}, st.sampled_from(NEW_IDS), patch_fields)
+invalid = st.just({"product_id": "A", "pricing": [{"tier_name": "x", "price_aed": -1}]})
+batches = st.lists(st.lists(patches | creations | invalid, min_size=1, max_size=4), min_size=1, max_size=6)
+
+
+def in_sequence_order(catalog: list[dict], batches_in_order: list[list[dict]]) -> list[dict]:
+    for records in batches_in_order:
+        outcome = merge_batch(catalog, records)
+        if not outcome.errors:
+            catalog = outcome.products
+    return catalog
+
+
+@hypothesis_settings(max_examples=300, deadline=None)
+@given(batches=batches, order=st.randoms(use_true_random=False))
+def test_any_processing_order_gives_the_catalog_of_sequence_order(batches: list[list[dict]], order) -> None:  # type: ignore[no-untyped-def]
+    initial = [Product.model_validate(product(pid)).to_record() for pid in INITIAL_IDS]
+    expected = in_sequence_order(initial, batches)
+    sequenced = list(enumerate(batches, start=1))
+    order.shuffle(sequenced)
+    catalog, versions = initial, {}
+    for sequence, records in sequenced:
+        outcome = merge_batch(catalog, records, sequence, versions)
+        if not outcome.errors:
+            catalog = outcome.products
+            versions = {**versions, **outcome.versions}
+    assert catalog == expected
+
+
+def test_a_field_written_by_a_later_batch_is_superseded_and_the_rest_still_applies() -> None:
+    stored = Product.model_validate(product("A")).to_record()
+    versions = {"A": {"category": 7}}
+    outcome = merge_batch([stored], [{"product_id": "A", "category": "Old", "duration_hours": 2}], 5, versions)
+    assert [(s.field, s.by_sequence) for s in outcome.superseded] == [("category", 7)]
+    assert outcome.products[0]["category"] is None and outcome.products[0]["duration_hours"] == 2
+    assert outcome.versions["A"] == {"category": 7, "duration_hours": 5}
+
+
+def test_a_product_is_placed_by_the_sequence_that_created_it() -> None:
+    later = merge_batch([], [product("LATER")], 9, {})
+    earlier = merge_batch(later.products, [product("EARLY"), product("LATER")], 4, later.versions)
+    assert [p["product_id"] for p in earlier.products] == ["EARLY", "LATER"]
+    assert earlier.versions["LATER"][CREATED] == 4 and earlier.changed

@@ -60,13 +60,8 @@ def remove_stale_temp_files(path: Path) -> list[Path]:
     return removed
 
 
-def atomic_write(path: Path, data: bytes, before_replace: Callable[[], None] | None = None) -> None:
-    """Write ``data`` to ``path`` atomically and durably.
-
-    Steps: temp file in the same folder, write, flush, fsync, ``before_replace`` (backup and
-    lock check; it may raise to abort), ``os.replace``, fsync of the folder. If any step up to
-    the replace fails, the old file is intact and the temp file is removed.
-    """
+def write_temp(path: Path, data: bytes) -> Path:
+    """Write ``data`` to a new fsynced temp sibling of ``path``, with ``path``'s mode if it exists."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, temp = _create_temp(path)
     try:
@@ -77,18 +72,46 @@ def atomic_write(path: Path, data: bytes, before_replace: Callable[[], None] | N
         with suppress(FileNotFoundError):
             # Readers such as a website build rely on the catalog's mode staying what it was.
             os.chmod(temp, path.stat().st_mode & 0o7777)
-        if before_replace is not None:
-            before_replace()
-        os.replace(temp, path)
     except BaseException as exc:
         with suppress(FileNotFoundError):
             temp.unlink()
         if isinstance(exc, OSError):
-            raise CommitError(f"{path}: could not write the new catalog ({exc}); the previous one is intact") from exc
+            raise CommitError(f"{path}: could not write the new version ({exc}); the previous version is intact") from exc
         raise
+    return temp
+
+
+def discard(*temps: Path | None) -> None:
+    for temp in temps:
+        if temp is not None:
+            with suppress(FileNotFoundError):
+                temp.unlink()
+
+
+def sync_folder_or_warn(folder: Path) -> None:
     try:
-        fsync_dir(path.parent)
+        fsync_dir(folder)
     except OSError as exc:
-        # The new file is already in place and visible; failing now would report a write
-        # that happened as one that did not. Say loudly that durability is not guaranteed.
-        log.warning("%s replaced, but syncing its folder failed (%s): a power loss may undo it", path, exc)
+        # The rename is already visible; failing now would report a write that happened as one
+        # that did not. Say loudly that durability is not guaranteed.
+        log.warning("syncing %s failed (%s): a power loss may undo the last write", folder, exc)
+
+
+def atomic_write(path: Path, data: bytes, before_replace: Callable[[], None] | None = None) -> None:
+    """Write ``data`` to ``path`` atomically and durably.
+
+    Steps: temp file in the same folder, write, flush, fsync, ``before_replace`` (it may raise
+    to abort), ``os.replace``, fsync of the folder. If any step up to the replace fails, the
+    old file is intact and the temp file is removed.
+    """
+    temp = write_temp(path, data)
+    try:
+        if before_replace is not None:
+            before_replace()
+        os.replace(temp, path)
+    except BaseException as exc:
+        discard(temp)
+        if isinstance(exc, OSError):
+            raise CommitError(f"{path}: could not replace it ({exc}); the previous version is intact") from exc
+        raise
+    sync_folder_or_warn(path.parent)

@@ -14,6 +14,7 @@ from catalog_core.errors import CatalogCorruptError, CatalogMissingError
 from schemas import Product, RecordError, format_loc
 from worker.backups import list_backups
 from worker.catalog_file import parse_catalog
+from worker.state import read_state, sha256_of, state_path
 
 
 def _read_existing(path: Path) -> bytes:
@@ -23,14 +24,28 @@ def _read_existing(path: Path) -> bytes:
         raise CatalogMissingError(f"{path}: no catalog file yet (the first applied batch creates it)") from None
 
 
+def _state_problems(path: Path, data: bytes) -> list[RecordError]:
+    """The state file must describe this very catalog (sha256), or a commit was interrupted."""
+    try:
+        state = read_state(state_path(path))
+    except CatalogCorruptError as exc:
+        return [RecordError(index=None, msg=str(exc))]
+    if state is None or state.catalog_sha256 == sha256_of(data):
+        return []
+    return [RecordError(index=None, msg=(
+        f"{state_path(path).name} describes another version of the catalog (sha256 {state.catalog_sha256}, "
+        f"file has {sha256_of(data)}): a commit was interrupted or the file was edited by hand; the next "
+        "write recovers (`catalog apply` of an empty batch does it now)"))]
+
+
 def verify_catalog(path: Path) -> tuple[int, list[RecordError]]:
-    """Number of products and every problem found: parse errors, invalid products, unknown fields."""
+    """Number of products and every problem: parse errors, invalid products, disagreement with the state."""
     data = _read_existing(path)
     try:
         products = parse_catalog(data, path)
     except CatalogCorruptError as exc:
         return 0, [RecordError(index=None, msg=str(exc))]
-    problems = []
+    problems = _state_problems(path, data)
     for index, product in enumerate(products):
         try:
             Product.model_validate(product)

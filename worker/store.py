@@ -1,30 +1,82 @@
 """The catalog store: every write to the catalog goes through here. No Celery inside.
 
-A write is: take the lock, remove temp files of crashed writers, read the catalog (only now,
-so that it is the latest), compute the new one, write it to a temp file, take a backup of the
-current file, confirm the lock is still ours, replace, sync the folder, release.
+A write: take the lock, recover from any interrupted commit, take a fencing token, read the
+state and the catalog (only now, so they are the latest), compute the outcome, then commit
+catalog and state together (worker/commit.py), with a backup of the replaced catalog.
+
+Exactly-once effects on top of at-least-once delivery:
+- a batch id already in the state's ledger is not applied again: the result is ``duplicate``
+  with the original outcome;
+- fields last written by a batch with a higher sequence are skipped (``superseded``), so the
+  catalog does not depend on the order in which batches ran;
+- a writer whose fencing token is not above the last committed one does not commit.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
+import os
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
 import redis
 
-from catalog_core.errors import BatchTooLargeError
+from catalog_core.errors import BatchTooLargeError, FencedError, LockLostError, ProductNotYetCreatedError
 from catalog_core.redis_client import connect
+from catalog_core.sequence import fence_key, incr_above, next_sequence
 from catalog_core.settings import Settings
 from schemas import BatchResult, BatchStatus
-from worker.atomic import atomic_write, remove_stale_temp_files
 from worker.backups import find_backup, take_backup
 from worker.catalog_file import parse_catalog, read_catalog, serialize_catalog
-from worker.lock import HeldLock, catalog_lock
-from worker.merge import merge_batch
+from worker.commit import commit, recover
+from worker.lock import HeldLock, catalog_lock, lock_name
+from worker.merge import MergeOutcome, merge_batch
+from worker.state import CatalogState, read_state, state_path
 
 log = logging.getLogger(__name__)
+
+COMMIT_ATTEMPTS = 3
+
+
+class _Write:
+    """One locked attempt: the lock, the fencing token, and the state as it was read."""
+
+    def __init__(self, store: CatalogStore, held: HeldLock, state: CatalogState, fence: int) -> None:
+        self.store, self.held, self.state, self.fence = store, held, state, fence
+        self.state_inode = _inode(state_path(store.path))
+
+    def check(self) -> None:
+        """Right before the commit point: still the lock owner, and nobody committed since our read."""
+        self.held.ensure_held()
+        if _inode(state_path(self.store.path)) != self.state_inode:
+            committed = read_state(state_path(self.store.path))
+            last = committed.fence if committed else 0
+            if last >= self.fence:
+                raise FencedError(f"fencing token {self.fence} is not above the last committed one ({last})")
+
+    def commit(self, new_catalog: bytes | None) -> Path | None:
+        backup: list[Path | None] = [None]
+
+        def before_commit() -> None:
+            self.check()
+            if new_catalog is not None:
+                backup[0] = take_backup(self.store.path, self.store.backup_dir)
+
+        self.state.fence = self.fence
+        if new_catalog is not None:
+            self.state.commits += 1
+        commit(self.store.path, new_catalog, self.state, before_commit)
+        return backup[0]
+
+
+def _inode(path: Path) -> int | None:
+    try:
+        return os.stat(path).st_ino
+    except FileNotFoundError:
+        return None
 
 
 class CatalogStore:
@@ -43,19 +95,24 @@ class CatalogStore:
             self._client = self._client_factory(self.settings.redis_url)
         return self._client
 
-    def _locked(self):  # type: ignore[no-untyped-def]
+    def _locked(self) -> AbstractContextManager[HeldLock]:
         return catalog_lock(self.redis, self.path, self.settings.lock_expire, self.settings.lock_timeout)
 
-    def _commit(self, data: bytes, held: HeldLock) -> Path | None:
-        backup: list[Path | None] = [None]
+    def _begin(self, held: HeldLock) -> _Write:
+        state, _ = recover(self.path)
+        fence = incr_above(self.redis, fence_key(lock_name(self.path)), state.fence)
+        return _Write(self, held, state, fence)
 
-        def before_replace() -> None:
-            # Lock check first: a writer that lost the lock must leave no trace, not even a backup.
-            held.ensure_held()
-            backup[0] = take_backup(self.path, self.backup_dir)
-
-        atomic_write(self.path, data, before_replace=before_replace)
-        return backup[0]
+    def _with_retries(self, attempt: Callable[[], Any]) -> Any:
+        """A writer that lost its lock or was fenced starts over: new lock, fresh read."""
+        for number in range(1, COMMIT_ATTEMPTS + 1):
+            try:
+                return attempt()
+            except (LockLostError, FencedError) as exc:
+                if number == COMMIT_ATTEMPTS:
+                    raise
+                log.warning("write abandoned (%s); starting over (attempt %d)", exc, number + 1)
+        raise AssertionError("unreachable")
 
     def check_size(self, records: Sequence[Any]) -> None:
         """Refuse batches over ``max_batch_items`` before any work is done."""
@@ -66,45 +123,79 @@ class CatalogStore:
                 "split it into smaller batches"
             )
 
-    def apply(self, records: Sequence[Any], batch_id: str) -> BatchResult:
-        """Merge-upsert ``records`` as one all-or-nothing batch and report what happened."""
+    def apply(self, records: Sequence[Any], batch_id: str, sequence: int | None = None,
+              final_attempt: bool = True) -> BatchResult:
+        """Merge-upsert ``records`` as one all-or-nothing batch and report what happened.
+
+        ``sequence`` is the batch's submission order (taken now when None). When the batch
+        only fails because it patches products that lower-sequence, still pending batches may
+        create, and this is not the ``final_attempt``, ``ProductNotYetCreatedError`` asks for
+        a retry instead of a rejection.
+        """
         self.check_size(records)
+        result: BatchResult = self._with_retries(
+            lambda: self._apply_once(records, batch_id, sequence, final_attempt)
+        )
+        return result
+
+    def _apply_once(self, records: Sequence[Any], batch_id: str, sequence: int | None,
+                    final_attempt: bool) -> BatchResult:
         with self._locked() as held:
-            for stale in remove_stale_temp_files(self.path):
-                log.warning("removed %s, left by a writer that crashed", stale)
-            current = read_catalog(self.path)
-            outcome = merge_batch(current, records)
-            result = BatchResult(
-                batch_id=batch_id,
-                status=BatchStatus.REJECTED,
-                created=outcome.created,
-                updated=outcome.updated,
-                unchanged=outcome.unchanged,
-                errors=outcome.errors,
+            write = self._begin(held)
+            state = write.state
+            if sequence is None:
+                sequence = next_sequence(self.redis, self.settings.queue, floor=state.sequence_high)
+            original = state.original(batch_id)
+            if original is not None:
+                log.info("batch %s was already %s: duplicate", batch_id, original.status.value)
+                duplicate = BatchResult(batch_id=batch_id, status=BatchStatus.DUPLICATE, sequence=sequence,
+                                        fence=write.fence, original=original)
+                if not state.is_complete(sequence):
+                    state.complete(sequence)
+                    write.commit(None)
+                return duplicate
+            outcome = merge_batch(read_catalog(self.path), records, sequence, state.versions)
+            status = self._status(outcome, batch_id, sequence, state, final_attempt)
+            result = BatchResult(batch_id=batch_id, status=status, created=outcome.created, updated=outcome.updated,
+                                 unchanged=outcome.unchanged, errors=outcome.errors, sequence=sequence,
+                                 fence=write.fence, superseded=outcome.superseded)
+            state.versions.update(outcome.versions)
+            state.record(result, dt.datetime.now(dt.UTC), self.settings.ledger_days, self.settings.ledger_max_ids)
+            new_catalog = serialize_catalog(outcome.products) if status == BatchStatus.APPLIED else None
+            backup = write.commit(new_catalog)
+        log.info("batch %s (sequence %d) %s: %d created, %d updated, %d unchanged, %d superseded field(s)",
+                 batch_id, sequence, status.value, result.created, result.updated, result.unchanged,
+                 len(result.superseded))
+        return result.model_copy(update={"backup": str(backup) if backup else None})
+
+    @staticmethod
+    def _status(outcome: MergeOutcome, batch_id: str, sequence: int, state: CatalogState,
+                final_attempt: bool) -> BatchStatus:
+        if not outcome.errors:
+            return BatchStatus.APPLIED if outcome.changed else BatchStatus.UNCHANGED
+        only_missing = bool(outcome.missing_products) and all(
+            error.product_id in outcome.missing_products for error in outcome.errors
+        )
+        if only_missing and not final_attempt and state.lower_pending(sequence):
+            missing = ", ".join(sorted(outcome.missing_products))
+            raise ProductNotYetCreatedError(
+                f"batch {batch_id} patches products that do not exist yet ({missing}) while batches with a "
+                "lower sequence are pending; retrying"
             )
-            if outcome.errors:
-                log.info("batch %s rejected: %d invalid record(s)", batch_id, len(outcome.errors))
-                return result
-            if not outcome.changed:
-                log.info("batch %s changed nothing", batch_id)
-                return result.model_copy(update={"status": BatchStatus.UNCHANGED})
-            backup = self._commit(serialize_catalog(outcome.products), held)
-        log.info(
-            "batch %s applied: %d created, %d updated, %d unchanged",
-            batch_id, outcome.created, outcome.updated, outcome.unchanged,
-        )
-        return result.model_copy(
-            update={"status": BatchStatus.APPLIED, "backup": str(backup) if backup else None}
-        )
+        return BatchStatus.REJECTED
 
     def restore(self, name: str) -> Path | None:
         """Put backup ``name`` back as the catalog, backing up the current version first (so it can be undone).
 
-        Returns the backup taken of the version that was replaced.
+        The ledger and field versions are kept. Returns the backup taken of the replaced version.
         """
         backup = find_backup(self.path, self.backup_dir, name)
         data = backup.path.read_bytes()
         parse_catalog(data, backup.path)  # never restore a backup that is itself broken
-        with self._locked() as held:
-            remove_stale_temp_files(self.path)
-            return self._commit(data, held)
+
+        def attempt() -> Path | None:
+            with self._locked() as held:
+                return self._begin(held).commit(data)
+
+        restored: Path | None = self._with_retries(attempt)
+        return restored

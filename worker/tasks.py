@@ -4,8 +4,12 @@ Outcomes of ``catalog.ingest_batch``:
 - ``applied`` / ``unchanged``: returned as the task result;
 - ``rejected`` (invalid records, bad or too large message): returned, recorded for
   ``catalog rejected``, never retried;
-- lock timeout, Redis failure, corrupt catalog: retried with exponential backoff and full
-  jitter, up to ``CATALOG_MAX_RETRIES``, then the task fails with the reason.
+- ``duplicate``: the batch id was already applied (a redelivery, a producer's retry):
+  returned with the original outcome, nothing changes;
+- lock timeout, Redis failure, corrupt catalog, or a patch of products that lower-sequence
+  batches may still create: retried with exponential backoff and full jitter, up to
+  ``CATALOG_MAX_RETRIES``, then the task fails with the reason (or, for the last case, the
+  batch is rejected).
 """
 
 from __future__ import annotations
@@ -80,8 +84,9 @@ def ingest_batch(task: Task, context: Context, payload: Any) -> dict[str, Any]:
     message = parsed
     log.info("batch %s from %s: %d record(s), attempt %d",
              message.batch_id, message.source, len(message.items), task.request.retries + 1)
+    final_attempt = task.request.retries >= context.settings.max_retries
     try:
-        result = context.store.apply(message.items, message.batch_id)
+        result = context.store.apply(message.items, message.batch_id, message.sequence, final_attempt)
     except BatchTooLargeError as exc:
         too_large = BatchResult(batch_id=message.batch_id, status=BatchStatus.REJECTED,
                                 errors=[RecordError(index=None, msg=str(exc))])
@@ -99,8 +104,9 @@ def ingest_batch(task: Task, context: Context, payload: Any) -> dict[str, Any]:
         raise task.retry(exc=exc, countdown=countdown, max_retries=settings.max_retries) from None
     if result.status == BatchStatus.REJECTED:
         return _reject(context, result, message)
-    log.info("batch %s from %s %s: %d created, %d updated, %d unchanged",
-             message.batch_id, message.source, result.status.value, result.created, result.updated, result.unchanged)
+    log.info("batch %s from %s %s (sequence %s): %d created, %d updated, %d unchanged, %d superseded field(s)",
+             message.batch_id, message.source, result.status.value, result.sequence, result.created, result.updated,
+             result.unchanged, len(result.superseded))
     return result.model_dump(mode="json")
 
 

@@ -1,0 +1,312 @@
+#!/usr/bin/env python
+"""Throughput of the whole queue path: Producer -> Redis -> W real `celery worker` processes -> catalog.
+
+Starts its own private redis-server (catalog_core.redis_server.RedisServer) in a temp folder,
+writes a synthetic catalog of C products, starts W workers exactly as ``catalog dev`` does
+(``celery -A worker worker --loglevel=INFO --concurrency=1 --pool=prefork``), waits until each
+answers a ping, then enqueues N batches of M records (80 % patches of existing products, 20 %
+new products) through ``producers.api.Producer`` as fast as it can and polls every batch until
+it has its final result.
+
+Prints one JSON object:
+- ``batches_per_s``, ``records_per_s``: N (and N*M) over the time from the first enqueue to the
+  completion of the last batch;
+- ``latency_s``: p50/p95/max of enqueue -> completion per batch. Completion is the result's
+  ``date_done`` written by the worker (same machine, same clock), else the moment polling saw
+  the result;
+- ``peak_worker_rss_mb``: the highest sum, over all workers, of the RSS of the worker's main
+  process and its children (the prefork pool), sampled every 0.2 s during the run.
+
+    .venv/bin/python bench/throughput.py --batches 40 --records 100 --products 10000 --workers 2
+
+Run it on a quiet machine: other processes running at the same time change the figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import random
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+if str(REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT))
+
+from catalog_cli.dev import WORKER_ARGS, celery_command  # noqa: E402
+from catalog_core.redis_server import RedisServer  # noqa: E402
+from catalog_core.settings import Settings, load_settings  # noqa: E402
+from producers.api import BatchHandle, Producer  # noqa: E402
+from worker.catalog_file import serialize_catalog  # noqa: E402
+
+CITIES = ("Dubai", "Abu Dhabi", "Sharjah", "Ras Al Khaimah", "Fujairah")
+CATEGORIES = ("Sightseeing", "Adventure", "Attraction", "Cruise", "Transfer", "Concierge")
+NEW_SHARE = 0.2
+WORKER_START_TIMEOUT_S = 60.0
+
+
+def make_product(product_id: str, rng: random.Random) -> dict[str, Any]:
+    """A complete product with every field, about the size of a real catalog's products."""
+    city = rng.choice(CITIES)
+    return {
+        "product_id": product_id,
+        "product_name": f"{city} experience {product_id}",
+        "pricing": [
+            {"tier_name": "Adult", "price_aed": float(rng.randint(50, 1500)), "currency": "AED",
+             "validity_start": "2025-12-12", "validity_end": "2026-12-31"},
+            {"tier_name": "Child (3-11 years)", "price_aed": float(rng.randint(25, 900)), "currency": "AED",
+             "validity_start": "2025-12-12", "validity_end": "2026-12-31"},
+        ],
+        "inclusions": ["Hotel pick-up/drop-off", "Entry tickets", "English-speaking guide", "Soft drinks"],
+        "active": True,
+        "supplier_name": "Benchmark Tours LLC",
+        "destination_city": city,
+        "category": rng.choice(CATEGORIES),
+        "description_short": f"A half-day {city} outing with transfers, tickets and a guide ({product_id}).",
+        "description_long": (f"Guests are collected from their hotel in {city} and driven to the first stop. "
+                             "The guide explains the history of each place; photo stops are included, "
+                             "and the tour ends with refreshments before the drive back."),
+        "duration_hours": float(rng.randint(1, 12)),
+        "exclusions": ["Meals", "Gratuities", "Personal expenses"],
+        "booking_policy": "Free cancellation up to 24 hours before the start. Subject to weather.",
+        "source_document": "benchmark.pdf",
+    }
+
+
+def make_batch(number: int, records: int, products: int, rng: random.Random) -> list[dict[str, Any]]:
+    """``records`` records: patches of distinct existing products, and new products of this batch."""
+    new = max(1, round(records * NEW_SHARE)) if records > 1 else 0
+    patched = rng.sample(range(products), min(records - new, products))
+    batch: list[dict[str, Any]] = [
+        {"product_id": f"P{i:06d}", "pricing": [{"tier_name": "Adult", "price_aed": float(rng.randint(50, 1500))}],
+         "description_short": f"updated by batch {number}"}
+        for i in patched
+    ]
+    batch += [make_product(f"NEW-{number:05d}-{k:04d}", rng) for k in range(records - len(batch))]
+    rng.shuffle(batch)
+    return batch
+
+
+def worker_env(settings: Settings) -> dict[str, str]:
+    return {
+        **os.environ,
+        "CATALOG_PATH": str(settings.catalog_path),
+        "CATALOG_BACKUP_DIR": str(settings.backup_path),
+        "CATALOG_REDIS_URL": settings.redis_url,
+        "CATALOG_LOCK_EXPIRE": str(settings.lock_expire),
+        "CATALOG_LOCK_TIMEOUT": str(settings.lock_timeout),
+        "CATALOG_TASK_TIME_LIMIT": str(settings.task_time_limit),
+        "CATALOG_VISIBILITY_TIMEOUT": str(settings.visibility_timeout),
+        "CATALOG_RETRY_BACKOFF_MAX": str(settings.retry_backoff_max),
+        "CATALOG_RESTORE_INTERVAL": str(settings.restore_interval),
+    }
+
+
+def start_workers(settings: Settings, count: int, log_dir: Path) -> list[subprocess.Popen[bytes]]:
+    workers = []
+    for n in range(1, count + 1):
+        command = celery_command(*WORKER_ARGS, "--concurrency=1", "--pool=prefork", f"--hostname=bench{n}@%h")
+        with (log_dir / f"worker{n}.log").open("wb") as log:
+            workers.append(subprocess.Popen(command, env=worker_env(settings), cwd=REPO_ROOT, stdout=log,
+                                            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                            start_new_session=True))
+    return workers
+
+
+def wait_for_workers(producer: Producer, workers: list[subprocess.Popen[bytes]], log_dir: Path) -> None:
+    expected = {f"bench{n}" for n in range(1, len(workers) + 1)}
+    deadline = time.monotonic() + WORKER_START_TIMEOUT_S
+    while expected and time.monotonic() < deadline:
+        for n, worker in enumerate(workers, start=1):
+            if worker.poll() is not None:
+                log = (log_dir / f"worker{n}.log").read_text(errors="replace")[-3000:]
+                raise SystemExit(f"worker {n} exited at start (code {worker.returncode}):\n{log}")
+        replies = producer.app.control.ping(timeout=0.5) or []
+        expected -= {name.split("@", 1)[0] for reply in replies for name in reply}
+    if expected:
+        raise SystemExit(f"workers {sorted(expected)} did not answer within {WORKER_START_TIMEOUT_S:g}s")
+
+
+def stop_workers(workers: list[subprocess.Popen[bytes]]) -> None:
+    for worker in workers:
+        if worker.poll() is None:
+            worker.send_signal(signal.SIGTERM)
+    for worker in workers:
+        try:
+            worker.wait(20)
+        except subprocess.TimeoutExpired:
+            pass
+        try:
+            os.killpg(worker.pid, signal.SIGKILL)  # the prefork children too
+        except ProcessLookupError:
+            pass
+        try:
+            worker.wait(10)
+        except subprocess.TimeoutExpired:
+            pass
+
+
+class RssSampler:
+    """Samples the summed RSS of the workers (main process + children) in a thread; keeps the peak."""
+
+    def __init__(self, pids: list[int], every: float = 0.2) -> None:
+        self.pids = pids
+        self.every = every
+        self.peak = 0
+        self.samples = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def sample(self) -> int:
+        total = 0
+        for pid in self.pids:
+            try:
+                main = psutil.Process(pid)
+                family = [main, *main.children(recursive=True)]
+            except psutil.NoSuchProcess:
+                continue
+            for process in family:
+                try:
+                    total += process.memory_info().rss
+                except psutil.NoSuchProcess:
+                    pass
+        return total
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, self.sample())
+            self.samples += 1
+            self._stop.wait(self.every)
+
+    def __enter__(self) -> RssSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        self.peak = max(self.peak, self.sample())
+
+
+def completion_time(handle: BatchHandle, producer: Producer, seen_at: float,
+                    wall_minus_mono: float) -> tuple[float, str]:
+    """Monotonic time the worker finished the batch: its result's date_done, else when polling saw it."""
+    done = producer.results_app.AsyncResult(handle.batch_id).date_done
+    if isinstance(done, str):
+        done = dt.datetime.fromisoformat(done)
+    if isinstance(done, dt.datetime):
+        if done.tzinfo is None:
+            done = done.replace(tzinfo=dt.UTC)
+        return min(done.timestamp() - wall_minus_mono, seen_at), "date_done"
+    return seen_at, "polled"
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    if len(ordered) == 1:
+        return ordered[0]
+    return statistics.quantiles(ordered, n=100, method="inclusive")[round(fraction * 100) - 1]
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    rng = random.Random(args.seed)
+    with tempfile.TemporaryDirectory(prefix="catalog-throughput-") as temp:
+        root = Path(temp)
+        server = RedisServer(root / "redis").start()
+        workers: list[subprocess.Popen[bytes]] = []
+        try:
+            settings = load_settings(path=root / "catalog" / "products.json", redis_url=server.url)
+            settings.catalog_path.parent.mkdir(parents=True)
+            settings.catalog_path.write_bytes(
+                serialize_catalog([make_product(f"P{i:06d}", rng) for i in range(args.products)]))
+            catalog_bytes = settings.catalog_path.stat().st_size
+            batches = [make_batch(n, args.records, args.products, rng) for n in range(args.batches)]
+
+            producer = Producer(settings)
+            workers = start_workers(settings, args.workers, root)
+            wait_for_workers(producer, workers, root)
+
+            wall_minus_mono = time.time() - time.monotonic()
+            with RssSampler([w.pid for w in workers]) as rss:
+                started = time.monotonic()
+                submitted: list[tuple[BatchHandle, float]] = []
+                for n, batch in enumerate(batches):
+                    submitted.append((producer.submit(batch, batch_id=f"bench-{n:05d}", source="bench"),
+                                      time.monotonic()))
+                enqueued = time.monotonic()
+                finished: dict[str, tuple[Any, float]] = {}
+                deadline = started + args.timeout
+                while len(finished) < len(submitted) and time.monotonic() < deadline:
+                    for handle, _ in submitted:
+                        if handle.batch_id not in finished:
+                            state = handle.state()
+                            if state.final:
+                                finished[handle.batch_id] = (state, time.monotonic())
+                    time.sleep(0.05)
+            if len(finished) < len(submitted):
+                raise SystemExit(f"only {len(finished)} of {len(submitted)} batches done after {args.timeout:g}s")
+
+            latencies, completions, statuses, sources = [], [], Counter(), Counter()
+            for handle, sent_at in submitted:
+                state, seen_at = finished[handle.batch_id]
+                statuses[state.result.status.value if state.result else state.state] += 1
+                completed, source = completion_time(handle, producer, seen_at, wall_minus_mono)
+                sources[source] += 1
+                completions.append(completed)
+                latencies.append(max(completed - sent_at, 0.0))
+            elapsed = max(completions) - started
+            return {
+                "batches": args.batches,
+                "records_per_batch": args.records,
+                "catalog_products": args.products,
+                "catalog_mb": round(catalog_bytes / 1e6, 2),
+                "workers": args.workers,
+                "statuses": dict(statuses),
+                "enqueue_s": round(enqueued - started, 3),
+                "elapsed_s": round(elapsed, 3),
+                "batches_per_s": round(args.batches / elapsed, 2),
+                "records_per_s": round(args.batches * args.records / elapsed, 1),
+                "latency_s": {"p50": round(percentile(latencies, 0.50), 3),
+                              "p95": round(percentile(latencies, 0.95), 3),
+                              "max": round(max(latencies), 3)},
+                "completion_from": dict(sources),
+                "peak_worker_rss_mb": round(rss.peak / 2**20, 1),
+                "rss_samples": rss.samples,
+                "cpus": os.cpu_count(),
+                "python": platform.python_version(),
+            }
+        finally:
+            stop_workers(workers)
+            server.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--batches", type=int, default=40, help="number of batches N (default 40)")
+    parser.add_argument("--records", type=int, default=100, help="records per batch M (default 100)")
+    parser.add_argument("--products", type=int, default=10_000, help="products in the catalog C (default 10000)")
+    parser.add_argument("--workers", type=int, default=1, help="worker processes W (default 1)")
+    parser.add_argument("--timeout", type=float, default=600, help="seconds to wait for all batches")
+    parser.add_argument("--seed", type=int, default=1, help="random seed of the synthetic data")
+    args = parser.parse_args()
+    if min(args.batches, args.records, args.products, args.workers) < 1:
+        parser.error("--batches, --records, --products and --workers must be at least 1")
+    print(json.dumps(run(args)))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,120 @@
+"""Committing catalog and state together, and recovering from a crash between their renames.
+
+The protocol (docs/commit-protocol.md has the crash-point table):
+1. write the new catalog to a temp file and fsync it (when the catalog changes);
+2. write the new state to a temp file and fsync it; it names that catalog temp file and
+   carries its sha256;
+3. check the lock and the fence, and take the backup; any failure aborts here, temps removed;
+4. hard-link the current state as ``.state.prev``;
+5. rename the state temp over the state file and fsync the folder: the commit point;
+6. rename the catalog temp over the catalog and fsync the folder.
+Recovery at the next load compares the catalog's sha256 with the state's and rolls forward
+(the named temp file) or back (``.state.prev``) until they agree.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable
+from contextlib import suppress
+from pathlib import Path
+
+from catalog_core.errors import CommitError
+from worker.atomic import discard, remove_stale_temp_files, sync_folder_or_warn, write_temp
+from worker.state import CatalogState, previous_state_path, read_state, serialize_state, sha256_of, state_path
+
+log = logging.getLogger(__name__)
+
+
+def _read_catalog_bytes(catalog: Path) -> bytes | None:
+    try:
+        return catalog.read_bytes()
+    except FileNotFoundError:
+        return None
+
+
+def _link_previous(state_file: Path, previous: Path) -> None:
+    """Keep the state being replaced, for a roll back; a hard link costs nothing."""
+    if not state_file.exists():
+        return
+    staging = previous.with_name(previous.name + ".new")
+    with suppress(FileNotFoundError):
+        staging.unlink()
+    os.link(state_file, staging)
+    os.replace(staging, previous)
+
+
+def commit(catalog: Path, new_catalog: bytes | None, state: CatalogState,
+           before_commit: Callable[[], None]) -> None:
+    """Write ``state`` (and ``new_catalog``, when given) as one atomic change."""
+    state_file, previous = state_path(catalog), previous_state_path(catalog)
+    catalog_temp = state_temp = None
+    try:
+        if new_catalog is not None:
+            catalog_temp = write_temp(catalog, new_catalog)
+            state.catalog_sha256 = sha256_of(new_catalog)
+            state.pending_catalog = catalog_temp.name
+        state_temp = write_temp(state_file, serialize_state(state))
+        before_commit()
+        _link_previous(state_file, previous)
+        os.replace(state_temp, state_file)
+    except BaseException as exc:
+        discard(catalog_temp, state_temp)
+        if isinstance(exc, OSError):
+            raise CommitError(f"{catalog}: could not commit ({exc}); the previous version is intact") from exc
+        raise
+    # The state rename must be durable before the catalog's: recovery rolls forward from it.
+    sync_folder_or_warn(catalog.parent)
+    if catalog_temp is not None:
+        try:
+            os.replace(catalog_temp, catalog)
+        except OSError as exc:
+            raise CommitError(f"{catalog}: committed, but the rename failed ({exc}); the next load rolls it "
+                              "forward") from exc
+        sync_folder_or_warn(catalog.parent)
+
+
+def recover(catalog: Path) -> tuple[CatalogState, str | None]:
+    """Bring catalog and state into agreement. Call only while holding the write lock.
+
+    Returns the state and what was done: None (they agreed), or a sentence for the log.
+    """
+    state_file = state_path(catalog)
+    state = read_state(state_file)
+    current = _read_catalog_bytes(catalog)
+    current_sha = sha256_of(current)
+    action = None
+    if state is None:
+        state = CatalogState(catalog_sha256=current_sha)
+        if current is not None:
+            action = "no state file yet: started one for the existing catalog"
+    elif state.catalog_sha256 != current_sha:
+        action = _reconcile(catalog, state, current_sha)
+        state = read_state(state_file) or state
+    for stale in remove_stale_temp_files(catalog) + remove_stale_temp_files(state_file):
+        log.warning("removed %s, left by a writer that crashed", stale)
+    if action:
+        log.warning("%s: %s", catalog, action)
+    return state, action
+
+
+def _reconcile(catalog: Path, state: CatalogState, current_sha: str | None) -> str:
+    state_file = state_path(catalog)
+    pending = catalog.parent / state.pending_catalog if state.pending_catalog else None
+    if pending is not None and pending.exists() and sha256_of(pending.read_bytes()) == state.catalog_sha256:
+        os.replace(pending, catalog)
+        sync_folder_or_warn(catalog.parent)
+        return f"rolled forward: a commit had stopped between its two renames ({pending.name} put in place)"
+    previous = read_state(previous_state_path(catalog))
+    if previous is not None and previous.catalog_sha256 == current_sha:
+        os.replace(write_temp(state_file, serialize_state(previous)), state_file)
+        sync_folder_or_warn(catalog.parent)
+        return "rolled back to the previous state: the new catalog of an interrupted commit was lost"
+    # Neither: the file was changed by hand (an edit, a copy). Keep it; it becomes the truth.
+    state.catalog_sha256 = current_sha
+    os.replace(write_temp(state_file, serialize_state(state)), state_file)
+    sync_folder_or_warn(catalog.parent)
+    return "the catalog was changed outside catalog-ingest; its current content is kept and adopted"
+
+
