@@ -7,7 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from catalog_core.errors import BatchTooLargeError, CatalogCorruptError, LockLostError, RedisUnavailableError
+from catalog_core.errors import (
+    BatchTooLargeError, CatalogCorruptError, LockLostError, ProductNotYetCreatedError, RedisUnavailableError,
+)
 from catalog_core.settings import Settings, load_settings
 from schemas import BatchStatus
 from producers.files import read_batch_file
@@ -149,3 +151,93 @@ def test_seed_batches_apply_to_a_copy_of_the_seed_catalog(settings: Settings, se
         statuses[batch_path.stem] = result.status
     assert len(json.loads(settings.catalog_path.read_text())) == 52
     assert BatchStatus.APPLIED in statuses.values()
+
+
+# --- exactly-once effects ----------------------------------------------------------------------
+
+def test_a_batch_id_applied_once_is_a_duplicate_afterwards_with_its_original_result(settings: Settings) -> None:
+    store = CatalogStore(settings)
+    first = store.apply([product("A")], "feed-1")
+    after_first = settings.catalog_path.read_bytes()
+    again = store.apply([product("A", category="Changed")], "feed-1")
+    assert again.status == BatchStatus.DUPLICATE
+    assert again.original is not None and again.original.status == BatchStatus.APPLIED
+    assert again.original.sequence == first.sequence and again.original.created == 1
+    assert settings.catalog_path.read_bytes() == after_first
+
+
+def test_a_rejected_batch_stays_rejected_when_it_comes_again(settings: Settings) -> None:
+    store = CatalogStore(settings)
+    store.apply([{"product_id": "GHOST", "category": "x"}], "bad-1")
+    again = store.apply([{"product_id": "GHOST", "category": "x"}], "bad-1")
+    assert again.status == BatchStatus.DUPLICATE and again.original.status == BatchStatus.REJECTED  # type: ignore[union-attr]
+
+
+def test_an_older_batch_does_not_overwrite_fields_a_newer_one_wrote(settings: Settings) -> None:
+    store = CatalogStore(settings)
+    store.apply([product("A", category="First")], "create", sequence=1)
+    newer = store.apply([{"product_id": "A", "category": "Newest"}], "price-1001", sequence=3)
+    older = store.apply([{"product_id": "A", "category": "Stale", "duration_hours": 4}], "feed-1000", sequence=2)
+    assert newer.status == BatchStatus.APPLIED
+    assert older.status == BatchStatus.APPLIED
+    assert [(s.product_id, s.field, s.by_sequence) for s in older.superseded] == [("A", "category", 3)]
+    [stored] = json.loads(settings.catalog_path.read_text())
+    assert (stored["category"], stored["duration_hours"]) == ("Newest", 4)
+
+
+def test_apply_takes_a_sequence_and_a_fence_and_reports_them(settings: Settings) -> None:
+    store = CatalogStore(settings)
+    first = store.apply([product("A")], "b1")
+    second = store.apply([product("B")], "b2")
+    assert first.sequence is not None and second.sequence is not None and second.sequence > first.sequence
+    assert first.fence is not None and second.fence is not None and second.fence > first.fence
+
+
+def test_a_patch_of_a_product_a_pending_lower_batch_may_create_is_retried_not_rejected(settings: Settings) -> None:
+    store = CatalogStore(settings)
+    store.apply([product("SEED")], "seed", sequence=1)
+    with pytest.raises(ProductNotYetCreatedError, match="lower sequence are pending"):
+        store.apply([{"product_id": "LATE", "category": "x"}], "patch", sequence=3, final_attempt=False)
+    store.apply([product("LATE")], "create", sequence=2)
+    patched = store.apply([{"product_id": "LATE", "category": "x"}], "patch", sequence=3, final_attempt=False)
+    assert patched.status == BatchStatus.APPLIED
+
+
+def test_on_its_last_attempt_such_a_patch_is_rejected(settings: Settings) -> None:
+    store = CatalogStore(settings)
+    store.apply([product("SEED")], "seed", sequence=1)
+    result = store.apply([{"product_id": "LATE", "category": "x"}], "patch", sequence=3, final_attempt=True)
+    assert result.status == BatchStatus.REJECTED
+
+
+def test_a_writer_fenced_by_a_newer_commit_does_not_replace_the_catalog(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The lock check is blinded, as if the lock had silently passed to another writer."""
+    store = CatalogStore(settings)
+    store.apply([product("A")], "b1")
+    other = CatalogStore(settings)
+    real_check = store_module._Write.check
+    calls = []
+
+    def newer_writer_commits_first(self: store_module._Write) -> None:
+        if not calls:
+            calls.append(1)
+            monkeypatch.setattr(store_module.HeldLock, "ensure_held", lambda _self: None)
+            # Another writer gets a higher token and commits while we are about to commit.
+            other_write = other._begin(self.held)
+            other_write.commit(b'[{"product_id": "OTHER"}]\n')
+        real_check(self)
+
+    monkeypatch.setattr(store_module._Write, "check", newer_writer_commits_first)
+    result = store.apply([product("B")], "b2")  # fenced on the first try, then starts over
+    assert result.status == BatchStatus.APPLIED
+    assert [p["product_id"] for p in json.loads(settings.catalog_path.read_text())] == ["OTHER", "B"]
+
+
+def test_fencing_tokens_stay_above_the_last_commit_after_redis_lost_its_data(settings: Settings) -> None:
+    store = CatalogStore(settings)
+    before = store.apply([product("A")], "b1")
+    store.redis.flushall()
+    after = store.apply([product("B")], "b2")
+    assert after.fence is not None and before.fence is not None and after.fence > before.fence

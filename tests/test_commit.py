@@ -1,0 +1,142 @@
+"""worker.commit: a crash between any two steps of a commit is recovered at the next load."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from worker import commit as commit_module
+from worker.commit import commit, recover
+from worker.state import CatalogState, previous_state_path, read_state, sha256_of, state_path
+
+OLD = b'[{"product_id": "OLD"}]\n'
+NEW = b'[{"product_id": "NEW"}]\n'
+
+
+@pytest.fixture
+def catalog(tmp_path: Path) -> Path:
+    """A committed catalog (OLD) with its state."""
+    path = tmp_path / "products.json"
+    state = CatalogState(fence=1)
+    commit(path, OLD, state, lambda: None)
+    return path
+
+
+def temps(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if p.name.endswith(".tmp"))
+
+
+def crash_in_child(catalog: Path, at: str) -> None:
+    """Run a commit of NEW in a forked child that dies with os._exit at ``at``: no cleanup runs."""
+    pid = os.fork()
+    if pid == 0:  # the child
+        real_replace = os.replace
+
+        def replace(source: object, target: object) -> None:
+            if at == "before the state rename" and str(target).endswith(".state"):
+                os._exit(9)
+            real_replace(source, target)  # type: ignore[arg-type]
+            if at == "between the renames" and str(target).endswith(".state"):
+                os._exit(9)
+            if at == "after the catalog rename" and str(target).endswith("products.json"):
+                os._exit(9)
+
+        def check() -> None:
+            if at == "after both temp files are written":
+                os._exit(9)
+
+        commit_module.os.replace = replace  # type: ignore[assignment]
+        state = read_state(state_path(catalog)) or CatalogState()
+        state.fence = 2
+        commit(catalog, NEW, state, check)
+        os._exit(0)
+    _, status = os.waitpid(pid, 0)
+    assert os.WEXITSTATUS(status) == 9, "the child did not crash where it was told to"
+
+
+@pytest.mark.parametrize(
+    ("crash_point", "expected"),
+    [
+        ("after both temp files are written", OLD),
+        ("before the state rename", OLD),
+        ("between the renames", NEW),
+        ("after the catalog rename", NEW),
+    ],
+)
+def test_a_crash_at_any_point_is_recovered_to_an_agreeing_catalog_and_state(
+    catalog: Path, crash_point: str, expected: bytes
+) -> None:
+    crash_in_child(catalog, crash_point)
+    state, _action = recover(catalog)
+    assert catalog.read_bytes() == expected
+    assert state.catalog_sha256 == sha256_of(expected)
+    assert read_state(state_path(catalog)) == state
+    assert state.fence == (2 if expected == NEW else 1)
+    assert temps(catalog.parent) == []
+
+
+def test_the_crash_between_the_renames_is_rolled_forward_and_said(catalog: Path) -> None:
+    crash_in_child(catalog, "between the renames")
+    assert catalog.read_bytes() == OLD  # what a reader sees until the next load
+    _, action = recover(catalog)
+    assert action is not None and "rolled forward" in action
+
+
+def test_a_lost_new_catalog_is_rolled_back_to_the_previous_state(catalog: Path) -> None:
+    crash_in_child(catalog, "between the renames")
+    for name in temps(catalog.parent):
+        (catalog.parent / name).unlink()  # the new catalog is gone for good
+    state, action = recover(catalog)
+    assert action is not None and "rolled back" in action
+    assert catalog.read_bytes() == OLD and state.catalog_sha256 == sha256_of(OLD) and state.fence == 1
+
+
+def test_a_catalog_edited_by_hand_is_adopted_not_overwritten(catalog: Path) -> None:
+    catalog.write_bytes(b'[{"product_id": "HAND"}]')
+    state, action = recover(catalog)
+    assert action is not None and "outside catalog-ingest" in action
+    assert json.loads(catalog.read_bytes()) == [{"product_id": "HAND"}]
+    assert state.catalog_sha256 == sha256_of(catalog.read_bytes())
+
+
+def test_an_existing_catalog_without_state_gets_one(tmp_path: Path) -> None:
+    path = tmp_path / "products.json"
+    path.write_bytes(OLD)
+    state, action = recover(path)
+    assert state.catalog_sha256 == sha256_of(OLD) and action is not None
+
+
+def test_a_commit_keeps_the_replaced_state_for_a_roll_back(catalog: Path) -> None:
+    first = read_state(state_path(catalog))
+    commit(catalog, NEW, CatalogState(fence=2), lambda: None)
+    assert read_state(previous_state_path(catalog)) == first
+
+
+def test_an_aborted_commit_leaves_everything_as_it_was(catalog: Path) -> None:
+    before = (catalog.read_bytes(), state_path(catalog).read_bytes())
+
+    class Abort(Exception):
+        pass
+
+    def refuse() -> None:
+        raise Abort
+
+    with pytest.raises(Abort):
+        commit(catalog, NEW, CatalogState(fence=2), refuse)
+    assert (catalog.read_bytes(), state_path(catalog).read_bytes()) == before
+    assert temps(catalog.parent) == []
+
+
+def test_a_state_only_commit_leaves_the_catalog_file_alone(catalog: Path) -> None:
+    inode = catalog.stat().st_ino
+    state = read_state(state_path(catalog))
+    assert state is not None
+    state.fence = 5
+    commit(catalog, None, state, lambda: None)
+    assert catalog.stat().st_ino == inode
+    assert read_state(state_path(catalog)).fence == 5  # type: ignore[union-attr]
+
+
