@@ -35,20 +35,17 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from catalog_core.redis_client import connect
+from catalog_core.redis_server import RedisServer
+from catalog_core.settings import Settings, load_settings
+from worker.atomic import atomic_write
+from worker.backups import take_backup
+from worker.catalog_file import parse_catalog, read_catalog, serialize_catalog
+from worker.lock import catalog_lock
+from worker.merge import merge_batch
+from worker.store import CatalogStore
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
-if str(REPO_ROOT) not in sys.path:
-    sys.path.insert(0, str(REPO_ROOT))
-
-from catalog_core.redis_client import connect  # noqa: E402
-from catalog_core.redis_server import RedisServer  # noqa: E402
-from catalog_core.settings import Settings, load_settings  # noqa: E402
-from worker.atomic import atomic_write  # noqa: E402
-from worker.backups import take_backup  # noqa: E402
-from worker.catalog_file import parse_catalog, read_catalog, serialize_catalog  # noqa: E402
-from worker.lock import catalog_lock  # noqa: E402
-from worker.merge import merge_batch  # noqa: E402
-from worker.store import CatalogStore  # noqa: E402
-
 CITIES = ("Dubai", "Abu Dhabi", "Sharjah", "Ras Al Khaimah", "Fujairah")
 CATEGORIES = ("Sightseeing", "Adventure", "Attraction", "Cruise", "Transfer", "Concierge")
 

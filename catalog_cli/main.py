@@ -9,6 +9,7 @@ import typer
 
 from catalog_core.errors import CatalogError
 from catalog_cli import backup_commands, dev, queue_commands, store_commands
+from catalog_cli.chaos import command as chaos_command
 from catalog_cli.output import err
 
 app = typer.Typer(
@@ -46,6 +47,7 @@ app.command()(queue_commands.status)
 app.command()(queue_commands.rejected)
 app.add_typer(backup_commands.app, name="backups")
 app.command()(dev.dev)
+app.command()(chaos_command.chaos)
 
 
 def main() -> None:

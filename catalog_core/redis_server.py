@@ -47,6 +47,7 @@ class RedisServer:
     data_dir: Path
     port: int = 0
     appendonly: bool = False
+    appendfsync: str = "everysec"
     binary: str = field(default_factory=find_redis_server)
     process: subprocess.Popen[bytes] | None = None
 
@@ -60,7 +61,7 @@ class RedisServer:
             self.port = free_port()
         args = [
             self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.data_dir),
-            "--save", "", "--appendonly", "yes" if self.appendonly else "no",
+            "--save", "", "--appendonly", "yes" if self.appendonly else "no", "--appendfsync", self.appendfsync,
             "--logfile", str(self.data_dir / "redis.log"), "--daemonize", "no",
         ]
         # Own session: a Ctrl-C meant for our parent must not stop Redis before the workers.

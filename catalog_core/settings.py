@@ -26,7 +26,7 @@ class Settings(BaseSettings):
     max_batch_bytes: int = Field(16 * 1024 * 1024, ge=1024, description="Largest batch, in bytes of JSON.")
 
     ledger_days: float = Field(30, gt=0, description="Days a batch id is remembered as applied.")
-    ledger_max_ids: int = Field(100_000, ge=1, description="Most batch ids remembered as applied.")
+    ledger_max_ids: int = Field(20_000, ge=1, description="Most batch ids remembered as applied.")
 
     # Celery (workers, producers, beat)
     result_url: str | None = Field(None, description="Result backend; default: the Redis of redis_url.")

@@ -110,3 +110,19 @@ def test_rotation_removes_old_backups(context: WorkerContext) -> None:
     assert new.exists()
 
 
+
+
+def test_a_retry_that_cannot_be_published_hands_the_batch_back_instead_of_dropping_it(
+    catalog_path, redis_url  # type: ignore[no-untyped-def]
+) -> None:
+    from celery.exceptions import Reject
+
+    class BrokerDown(StubTask):
+        def retry(self, **kwargs: Any) -> Exception:
+            return Reject("connection refused", requeue=False)  # what Celery raises then
+
+    settings = load_settings(path=catalog_path, redis_url=redis_url, lock_timeout=1)
+    redis.Redis.from_url(redis_url).set(f"lock:{lock_name(catalog_path)}", b"other", ex=30)
+    with pytest.raises(Reject) as info:
+        ingest_batch(BrokerDown(), WorkerContext(settings), message("b5", [product("A")]))
+    assert info.value.requeue is True

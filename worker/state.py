@@ -10,7 +10,7 @@ from __future__ import annotations
 import bisect
 import datetime as dt
 import hashlib
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +44,7 @@ class CatalogState:
     catalog_sha256: str | None = None
     pending_catalog: str | None = None
     commits: int = 0
+    duplicates: int = 0
     watermark: int = 0
     completed: list[int] = field(default_factory=list)
     ledger: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -78,10 +79,14 @@ class CatalogState:
     # --- ledger --------------------------------------------------------------------------
     def record(self, result: BatchResult, now: dt.datetime, keep_days: float, keep_ids: int) -> None:
         """Remember a batch's final outcome, then forget the oldest beyond the window."""
-        entry = result.model_dump(mode="json", exclude={"original", "superseded"})
-        entry["errors"] = entry["errors"][:LEDGER_ERRORS_KEPT]
-        entry["superseded_fields"] = len(result.superseded)
-        entry["recorded_at"] = now.timestamp()
+        # Compact: this is rewritten with every commit. Errors stay in `catalog rejected`.
+        entry = result.model_dump(mode="json", include={"status", "created", "updated", "unchanged", "sequence",
+                                                        "fence"})
+        if result.errors:
+            entry["errors"] = [e.model_dump(mode="json") for e in result.errors[:LEDGER_ERRORS_KEPT]]
+        if result.superseded:
+            entry["superseded_fields"] = len(result.superseded)
+        entry["recorded_at"] = round(now.timestamp(), 3)
         self.ledger.pop(result.batch_id, None)
         self.ledger[result.batch_id] = entry
         self.complete(result.sequence)
@@ -97,11 +102,11 @@ class CatalogState:
         if entry is None:
             return None
         fields = {k: v for k, v in entry.items() if k in BatchResult.model_fields}
-        return BatchResult.model_validate(fields)
+        return BatchResult.model_validate({"batch_id": batch_id, **fields})
 
 
 def serialize_state(state: CatalogState) -> bytes:
-    return orjson.dumps(asdict(state))
+    return orjson.dumps(state)  # orjson writes dataclasses natively, without asdict's deep copy
 
 
 def parse_state(data: bytes, source: Path) -> CatalogState:

@@ -150,9 +150,9 @@ class CatalogStore:
                 log.info("batch %s was already %s: duplicate", batch_id, original.status.value)
                 duplicate = BatchResult(batch_id=batch_id, status=BatchStatus.DUPLICATE, sequence=sequence,
                                         fence=write.fence, original=original)
-                if not state.is_complete(sequence):
-                    state.complete(sequence)
-                    write.commit(None)
+                state.complete(sequence)
+                state.duplicates += 1
+                write.commit(None)
                 return duplicate
             outcome = merge_batch(read_catalog(self.path), records, sequence, state.versions)
             status = self._status(outcome, batch_id, sequence, state, final_attempt)

@@ -19,6 +19,7 @@ import logging
 from typing import TYPE_CHECKING, Any, Protocol
 
 from celery import Celery, Task
+from celery.exceptions import Reject
 from celery.utils.time import get_exponential_backoff_interval
 from pydantic import ValidationError
 
@@ -101,7 +102,14 @@ def ingest_batch(task: Task, context: Context, payload: Any) -> dict[str, Any]:
             factor=1, retries=task.request.retries, maximum=settings.retry_backoff_max, full_jitter=True
         )
         log.warning("batch %s from %s will retry in %ss: %s", message.batch_id, message.source, countdown, exc)
-        raise task.retry(exc=exc, countdown=countdown, max_retries=settings.max_retries) from None
+        try:
+            raise task.retry(exc=exc, countdown=countdown, max_retries=settings.max_retries) from None
+        except Reject as failed:
+            # Celery could not publish the retry (Redis is down) and would drop the batch
+            # (requeue=False). Give it back instead: requeued now, or redelivered after the
+            # visibility timeout if Redis cannot even take the requeue.
+            log.warning("batch %s: could not schedule the retry (%s); handing it back", message.batch_id, failed)
+            raise Reject(failed.reason, requeue=True) from None
     if result.status == BatchStatus.REJECTED:
         return _reject(context, result, message)
     log.info("batch %s from %s %s (sequence %s): %d created, %d updated, %d unchanged, %d superseded field(s)",

@@ -2,12 +2,16 @@
 
 4 producer processes enqueue 60 batches at the same moment (they wait on a start file); 3
 `celery worker` processes apply them. Every batch creates its own product and patches
-``description_short`` of one of a few shared products to its own batch id, so that:
-- nothing is lost: every batch is applied and every new product exists;
+``description_short`` of one of a few shared products to its own batch id. Each batch gets a
+sequence number when it is enqueued (its submission order); workers may run batches in another
+order, and the store keeps the catalog as if they had run in sequence order. So:
+- nothing is lost: every batch is applied, once, and every new product exists;
+- each shared product ends with the value of the highest-sequence batch that patched it; a
+  batch that ran after a higher-sequence one reports its patch as superseded;
+- new products stand in the catalog in sequence order, whatever order the workers ran in;
 - every write saw the latest catalog: replaying the backups in order (each is the catalog as
-  it was before one write) shows each write changing exactly one batch's records on top of
-  the previous version, and each batch's write appearing exactly once;
-- the shared products end with the value of the last batch that wrote them.
+  it was before one write) shows each write adding exactly its own batch's product on top of
+  the previous version, and at most its own patch, and only ever to a higher sequence.
 """
 
 from __future__ import annotations
@@ -76,18 +80,20 @@ def by_id(products: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     return {p["product_id"]: p for p in products}
 
 
-def batch_of_transition(before: dict[str, dict[str, Any]], after: dict[str, dict[str, Any]]) -> str:
+def batch_of_write(before: dict[str, dict[str, Any]], after: dict[str, dict[str, Any]],
+                   sequence_of: dict[str, int]) -> str:
     """The one batch whose write turned ``before`` into ``after``; fails if it was anything else."""
-    added = sorted(set(after) - set(before))
     assert not set(before) - set(after), "a write lost products"
+    added = sorted(set(after) - set(before))
     assert len(added) == 1, f"a write created {added}, not exactly one batch's product"
+    [batch_id] = [b for b in sequence_of if new_id(b) == added[0]]
     changed = sorted(pid for pid in before if before[pid] != after[pid])
-    assert len(changed) == 1, f"a write changed {changed}, not exactly one shared product"
-    batch_id = after[changed[0]]["description_short"]
-    assert added == [new_id(batch_id)], f"the write of {batch_id} created {added}"
-    assert changed == [shared_of(batch_id)], f"the write of {batch_id} changed {changed}"
-    expected = {**before[changed[0]], "description_short": batch_id}
-    assert after[changed[0]] == expected, f"the write of {batch_id} changed more than description_short"
+    if changed:  # its patch landed: on its own shared product, and over a lower sequence only
+        shared = shared_of(batch_id)
+        assert changed == [shared], f"the write of {batch_id} changed {changed}"
+        assert after[shared] == {**before[shared], "description_short": batch_id}, f"{batch_id} changed more"
+        overwritten = before[shared]["description_short"]
+        assert overwritten == "seed" or sequence_of[overwritten] < sequence_of[batch_id]
     return batch_id
 
 
@@ -116,7 +122,7 @@ def test_three_workers_apply_sixty_batches_from_four_producers_without_losing_an
             if proc.poll() is None:
                 proc.kill()
                 proc.wait(10)
-    for proc, (stdout, stderr) in zip(producers, outputs, strict=True):
+    for proc, (_, stderr) in zip(producers, outputs, strict=True):
         assert proc.returncode == 0, stderr
     batch_ids = [batch_id for stdout, _ in outputs for batch_id in orjson.loads(stdout)]
     assert len(batch_ids) == len(set(batch_ids)) == PRODUCERS * BATCHES_PER_PRODUCER
@@ -128,29 +134,47 @@ def test_three_workers_apply_sixty_batches_from_four_producers_without_losing_an
 
     statuses = {b: (s.result.status if s.result else f"{s.state}: {s.reason}") for b, s in states.items()}
     assert all(status == "applied" for status in statuses.values()), statuses
-    assert all(s.result is not None and (s.result.created, s.result.updated) == (1, 1) for s in states.values())
+    results = {b: s.result for b, s in states.items() if s.result is not None}
+    sequence_of = {b: r.sequence for b, r in results.items()}
+    assert sorted(sequence_of.values()) == list(range(1, len(batch_ids) + 1)), sequence_of
+    superseded = 0
+    for batch_id, result in results.items():
+        assert result.created == 1, result
+        if result.updated == 1:
+            assert not result.superseded, result
+        else:  # a higher-sequence batch had already written the field: it is kept
+            assert (result.updated, result.unchanged) == (0, 1), result
+            [skipped] = result.superseded
+            assert (skipped.product_id, skipped.field) == (shared_of(batch_id), "description_short")
+            assert skipped.by_sequence > result.sequence
+            superseded += 1
+    print(f"{superseded} batch(es) ran after a higher-sequence patch of the same product (superseded)")
 
     # Every worker took part (the queue is shared, not pinned to one worker).
     for worker in stack.processes:
         assert "scale-p" in worker.log(), f"{worker.name} applied no batch\n{stack.logs()}"
 
-    final = by_id(orjson.loads(stack.settings.catalog_path.read_bytes()))
+    final_list = orjson.loads(stack.settings.catalog_path.read_bytes())
+    final = by_id(final_list)
     assert set(final) == {p["product_id"] for p in seed} | {new_id(b) for b in batch_ids}
+    # Products in sequence order, and each shared product has the value of its highest sequence.
+    assert [p["product_id"] for p in final_list] == (
+        [p["product_id"] for p in seed] + [new_id(b) for b in sorted(batch_ids, key=sequence_of.get)])
     for pid in SHARED:
-        assert final[pid]["description_short"] in {b for b in batch_ids if shared_of(b) == pid}
+        newest = max((b for b in batch_ids if shared_of(b) == pid), key=sequence_of.get)
+        assert final[pid]["description_short"] == newest
 
     verified = stack.cli("verify")
     assert verified.returncode == 0, verified.stdout + verified.stderr
 
     # One backup per applied batch, and replaying them shows every batch written exactly once,
-    # each on top of the catalog the previous batch wrote.
+    # each on top of the catalog the previous write left.
     backups = list_backups(stack.settings.catalog_path, stack.settings.backup_path)
     assert len(backups) == len(batch_ids)
-    assert {Path(s.result.backup).name for s in states.values() if s.result} == {b.name for b in backups}
+    assert {Path(r.backup).name for r in results.values() if r.backup} == {b.name for b in backups}
     versions = [by_id(orjson.loads(b.path.read_bytes())) for b in backups] + [final]
     assert versions[0] == by_id(seed)
-    order = [batch_of_transition(before, after) for before, after in zip(versions, versions[1:])]
+    order = [batch_of_write(before, after, sequence_of) for before, after in zip(versions, versions[1:])]
     assert sorted(order) == sorted(batch_ids)
-    for pid in SHARED:
-        last_writer = [b for b in order if shared_of(b) == pid][-1]
-        assert final[pid]["description_short"] == last_writer
+    # ... and each batch's result names the backup its own write took.
+    assert [Path(results[b].backup).name for b in order] == [b.name for b in backups]

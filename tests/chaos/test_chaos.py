@@ -1,0 +1,69 @@
+"""The chaos suite, short and seeded: real workers killed, Redis killed and restarted, duplicates sent.
+
+The long version is for soak runs: `catalog chaos --seed N --batches 2000 --kills 60` (see README).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from catalog_cli.chaos.check import ChaosReport, check_run
+from catalog_cli.chaos.plan import make_plan
+from worker.merge import merge_batch
+from worker.state import CatalogState
+
+pytestmark = pytest.mark.slow
+
+SUMMARY = re.compile(r"^batches: (\d+), kills: (\d+), redis restarts: (\d+), duplicates caught: (\d+), "
+                     r"superseded fields: (\d+), mismatches: (\d+)$")
+
+
+@pytest.mark.parametrize("seed", [7])
+def test_a_seeded_chaos_run_ends_with_the_catalog_of_sequence_order(tmp_path: Path, seed: int) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CATALOG_")}
+    result = subprocess.run(
+        [sys.executable, "-m", "catalog_cli", "chaos", "--seed", str(seed), "--batches", "80", "--kills", "5",
+         "--redis-restarts", "1", "--timeout", "240", "--keep", str(tmp_path / "run")],
+        capture_output=True, text=True, timeout=400, env=env,
+    )
+    last = result.stdout.strip().splitlines()[-1]
+    match = SUMMARY.match(last)
+    assert match, result.stdout[-3000:] + result.stderr[-3000:]
+    batches, kills, restarts, _duplicates, _superseded, mismatches = map(int, match.groups())
+    assert (batches, restarts, mismatches) == (80, 1, 0), result.stdout[-5000:]
+    assert kills >= 1
+    assert result.returncode == 0
+
+
+def test_the_plan_is_the_same_for_the_same_seed_and_mixes_every_kind() -> None:
+    first, second = make_plan(5, 200, 3), make_plan(5, 200, 3)
+    assert first.as_dict() == second.as_dict()
+    kinds = {batch.kind for batch in first.batches}
+    assert kinds == {"patch", "create", "refused", "ghost"}
+    assert any(batch.send_twice for batch in first.batches)
+
+
+def test_the_check_finds_a_lost_update() -> None:
+    plan = make_plan(5, 20, 2)
+    state = CatalogState()
+    catalog = plan.initial
+    for sequence, batch in enumerate(plan.batches, start=1):
+        if batch.kind == "refused":
+            continue
+        outcome = merge_batch(catalog, batch.items)
+        status = "rejected" if outcome.errors else ("applied" if outcome.changed else "unchanged")
+        state.ledger[batch.batch_id] = {"status": status, "sequence": sequence, "errors": []}
+        state.commits += status == "applied"
+        catalog = outcome.products if not outcome.errors else catalog
+    submissions = {b.batch_id: ["refused" if b.kind == "refused" else "queued"] for b in plan.batches}
+    clean = check_run(plan, catalog, state, submissions, ChaosReport(batches=20))
+    assert clean.mismatches == 0, clean.problems
+    tampered = [dict(p) for p in catalog]
+    tampered[0]["category"] = "lost update"
+    assert check_run(plan, tampered, state, submissions, ChaosReport(batches=20)).mismatches == 1
