@@ -14,11 +14,6 @@ TASK_INGEST = "catalog.ingest_batch"
 TASK_ROTATE = "catalog.rotate_backups"
 
 
-def soft_time_limit(settings: Settings) -> int:
-    """The soft limit leaves the task time to clean up (remove its temp file) before the hard kill."""
-    return max(settings.task_time_limit - max(5, settings.task_time_limit // 10), 1)
-
-
 def celery_config(settings: Settings) -> dict[str, Any]:
     transport = {
         # How long a delivered but unacknowledged batch waits before another worker gets it.
@@ -30,6 +25,9 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         # of its visibility timeout instead of up to 100 s later.
         "unacked_restore_interval": settings.restore_interval,
         "unacked_restore_throttle": 1,
+        # The sweep holds a Redis mutex; a worker killed while holding it would stall every
+        # redelivery for kombu's default 300 s.
+        "unacked_mutex_expire": 60,
         "socket_connect_timeout": 5,
         "socket_timeout": 30,
         "retry_on_timeout": True,
@@ -58,7 +56,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         # still running rather than apply them twice at once (the write itself is crash-safe).
         "worker_cancel_long_running_tasks_on_connection_loss": True,
         "task_time_limit": settings.task_time_limit,
-        "task_soft_time_limit": soft_time_limit(settings),
+        "task_soft_time_limit": settings.soft_time_limit,
         "task_track_started": True,
         "result_expires": settings.result_expires,
         "result_backend_always_retry": True,

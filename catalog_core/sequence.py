@@ -37,3 +37,25 @@ def incr_above(client: redis.Redis, key: str, floor: int = 0) -> int:
 def next_sequence(client: redis.Redis, queue: str, floor: int = 0) -> int:
     """The next batch sequence number: the order in which batches were submitted."""
     return incr_above(client, sequence_key(queue), floor)
+
+
+def abandoned_key(queue: str) -> str:
+    return f"{queue}:sequence:abandoned"
+
+
+def abandon_sequence(client: redis.Redis, queue: str, sequence: int) -> None:
+    """Say that ``sequence`` will never have an outcome (its batch was never queued, or failed for
+    good). Best effort: if Redis is down, the gap closes when it falls out of the open window."""
+    try:
+        client.sadd(abandoned_key(queue), sequence)
+    except redis.RedisError:
+        pass
+
+
+def abandoned_sequences(client: redis.Redis, queue: str) -> list[int]:
+    return sorted(int(value) for value in client.smembers(abandoned_key(queue)))
+
+
+def forget_abandoned(client: redis.Redis, queue: str, sequences: list[int]) -> None:
+    if sequences:
+        client.srem(abandoned_key(queue), *sequences)

@@ -44,14 +44,23 @@ class Settings(BaseSettings):
     def _limits_fit_together(self) -> Settings:
         # A batch still running when its visibility timeout ends would be delivered to a
         # second worker while the first still works on it: the hard limit must end it first.
-        if not self.lock_timeout < self.task_time_limit < self.visibility_timeout:
+        # And a batch waiting for the lock must reach its own lock timeout (and be retried)
+        # before the soft time limit stops it.
+        if not self.lock_timeout < self.soft_time_limit < self.task_time_limit < self.visibility_timeout:
             raise ValueError(
-                "need lock_timeout < task_time_limit < visibility_timeout "
-                f"(got {self.lock_timeout:g} < {self.task_time_limit} < {self.visibility_timeout})"
+                "need lock_timeout < soft time limit < task_time_limit < visibility_timeout, the soft limit "
+                "being task_time_limit less 10% (at least 5 s) "
+                f"(got {self.lock_timeout:g} < {self.soft_time_limit} < {self.task_time_limit} < "
+                f"{self.visibility_timeout})"
             )
         if self.retry_backoff_max >= self.visibility_timeout:
             raise ValueError("retry_backoff_max must be shorter than visibility_timeout")
         return self
+
+    @property
+    def soft_time_limit(self) -> int:
+        """The soft limit leaves a batch time to clean up (remove its temp files) before the hard kill."""
+        return max(self.task_time_limit - max(5, self.task_time_limit // 10), 1)
 
     @property
     def result_backend(self) -> str:

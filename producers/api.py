@@ -22,7 +22,7 @@ from kombu.exceptions import OperationalError
 
 from catalog_core.celery_config import TASK_INGEST, celery_config
 from catalog_core.redis_client import connect
-from catalog_core.sequence import next_sequence
+from catalog_core.sequence import abandon_sequence, next_sequence
 from catalog_core.errors import BatchRefusedError, BatchTooLargeError, RedisUnavailableError, WaitTimeoutError
 from catalog_core.settings import Settings
 from producers.files import read_batch_file
@@ -137,6 +137,7 @@ class Producer:
                 queue=self.settings.queue,
             )
         except OperationalError as exc:
+            abandon_sequence(self.redis, self.settings.queue, sequence)
             raise RedisUnavailableError(f"cannot reach the broker at {self.settings.redis_url}: {exc}") from None
         return BatchHandle(message.batch_id, self.results_app, records=len(items), sequence=sequence)
 

@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 SCHEMA_VERSION = 2
+SUPPORTED_VERSIONS = (1, 2)
 
 BatchId = Annotated[
     str,

@@ -50,6 +50,13 @@ def test_limits_that_would_let_a_batch_run_past_its_visibility_timeout_are_refus
         load_settings(lock_timeout=700)
 
 
+def test_a_soft_time_limit_that_would_stop_a_batch_still_waiting_for_the_lock_is_refused() -> None:
+    with pytest.raises(SettingsError, match="soft time limit"):
+        load_settings(lock_timeout=5, task_time_limit=8, visibility_timeout=12, retry_backoff_max=4)
+    settings = load_settings(lock_timeout=5, task_time_limit=11, visibility_timeout=14, retry_backoff_max=4)
+    assert settings.lock_timeout < settings.soft_time_limit < settings.task_time_limit
+
+
 def test_the_result_backend_defaults_to_the_redis_url() -> None:
     assert load_settings(redis_url="redis://a:1/0").result_backend == "redis://a:1/0"
     assert load_settings(redis_url="redis://a:1/0", result_url="redis://b:2/1").result_backend == "redis://b:2/1"

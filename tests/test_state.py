@@ -88,3 +88,13 @@ def test_an_unreadable_state_file_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(CatalogCorruptError, match="unknown state format"):
         parse_state(b'{"format": 99}', tmp_path / "x.state")
     assert read_state(tmp_path / "absent.state") is None
+
+
+def test_a_gap_that_never_closes_does_not_grow_the_state_forever() -> None:
+    from worker.state import OPEN_SEQUENCES_KEPT
+
+    state = CatalogState()
+    for sequence in range(2, OPEN_SEQUENCES_KEPT + 50):  # 1 never completes
+        state.complete(sequence)
+    assert len(state.completed) <= OPEN_SEQUENCES_KEPT
+    assert state.watermark > 1 and not state.lower_pending(state.watermark + 1)

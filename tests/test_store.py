@@ -241,3 +241,18 @@ def test_fencing_tokens_stay_above_the_last_commit_after_redis_lost_its_data(set
     store.redis.flushall()
     after = store.apply([product("B")], "b2")
     assert after.fence is not None and before.fence is not None and after.fence > before.fence
+
+
+def test_an_abandoned_sequence_no_longer_makes_later_batches_wait(settings: Settings) -> None:
+    from catalog_core.sequence import abandon_sequence, abandoned_sequences, next_sequence
+
+    store = CatalogStore(settings)
+    store.apply([product("SEED")], "seed")
+    lost = next_sequence(store.redis, settings.queue)  # a producer died before queueing this one
+    later = next_sequence(store.redis, settings.queue)
+    with pytest.raises(ProductNotYetCreatedError):
+        store.apply([{"product_id": "GHOST", "category": "x"}], "ghost", sequence=later, final_attempt=False)
+    abandon_sequence(store.redis, settings.queue, lost)
+    result = store.apply([{"product_id": "GHOST", "category": "x"}], "ghost", sequence=later, final_attempt=False)
+    assert result.status == BatchStatus.REJECTED
+    assert abandoned_sequences(store.redis, settings.queue) == []

@@ -69,6 +69,26 @@ def test_a_message_of_an_unknown_schema_version_is_refused_clearly(context: Work
     assert any(e["loc"] == "schema_version" for e in result["errors"])
 
 
+def test_an_unsupported_schema_version_is_named_with_the_versions_understood(context: WorkerContext) -> None:
+    result = ingest_batch(StubTask(), context, {"schema_version": 99, "batch_id": "v99", "items": []})
+    [error] = result["errors"]
+    assert error["loc"] == "schema_version" and "unsupported schema_version 99" in error["msg"]
+    assert "1, 2" in error["msg"]
+
+
+def test_a_batch_stopped_by_the_soft_time_limit_is_retried(context: WorkerContext, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from celery.exceptions import SoftTimeLimitExceeded
+
+    def too_slow(*_args: object, **_kwargs: object) -> None:
+        raise SoftTimeLimitExceeded()
+
+    monkeypatch.setattr(context.store, "apply", too_slow)
+    task = StubTask()
+    with pytest.raises(RetryRequested):
+        ingest_batch(task, context, message("slow", [product("A")]))
+    assert len(task.retried_with) == 1
+
+
 def test_a_message_that_is_not_an_object_is_refused_under_the_task_id(context: WorkerContext) -> None:
     result = ingest_batch(StubTask(), context, ["not", "a", "message"])
     assert result["status"] == "rejected" and result["batch_id"] == "task-id"

@@ -21,6 +21,10 @@ from schemas import BatchResult
 
 STATE_FORMAT = 1
 LEDGER_ERRORS_KEPT = 20
+# Sequences above the watermark with an outcome. A gap that never closes (a producer that died
+# between taking a sequence and queueing) must not make this list grow forever: past this many,
+# the oldest gaps are given up on.
+OPEN_SEQUENCES_KEPT = 1000
 
 
 def state_path(catalog: Path) -> Path:
@@ -58,6 +62,9 @@ class CatalogState:
         index = bisect.bisect_left(self.completed, sequence)
         if index == len(self.completed) or self.completed[index] != sequence:
             self.completed.insert(index, sequence)
+        if len(self.completed) > OPEN_SEQUENCES_KEPT:
+            self.watermark = self.completed[-OPEN_SEQUENCES_KEPT - 1]
+            del self.completed[: -OPEN_SEQUENCES_KEPT]
         while self.completed and self.completed[0] == self.watermark + 1:
             self.watermark = self.completed.pop(0)
 

@@ -26,7 +26,7 @@ import redis
 
 from catalog_core.errors import BatchTooLargeError, FencedError, LockLostError, ProductNotYetCreatedError
 from catalog_core.redis_client import connect
-from catalog_core.sequence import fence_key, incr_above, next_sequence
+from catalog_core.sequence import abandoned_sequences, fence_key, forget_abandoned, incr_above, next_sequence
 from catalog_core.settings import Settings
 from schemas import BatchResult, BatchStatus
 from worker.backups import find_backup, take_backup
@@ -47,6 +47,7 @@ class _Write:
     def __init__(self, store: CatalogStore, held: HeldLock, state: CatalogState, fence: int) -> None:
         self.store, self.held, self.state, self.fence = store, held, state, fence
         self.state_inode = _inode(state_path(store.path))
+        self.abandoned: list[int] = []
 
     def check(self) -> None:
         """Right before the commit point: still the lock owner, and nobody committed since our read."""
@@ -69,6 +70,7 @@ class _Write:
         if new_catalog is not None:
             self.state.commits += 1
         commit(self.store.path, new_catalog, self.state, before_commit)
+        forget_abandoned(self.store.redis, self.store.settings.queue, self.abandoned)
         return backup[0]
 
 
@@ -101,7 +103,11 @@ class CatalogStore:
     def _begin(self, held: HeldLock) -> _Write:
         state, _ = recover(self.path)
         fence = incr_above(self.redis, fence_key(lock_name(self.path)), state.fence)
-        return _Write(self, held, state, fence)
+        write = _Write(self, held, state, fence)
+        write.abandoned = abandoned_sequences(self.redis, self.settings.queue)
+        for sequence in write.abandoned:
+            state.complete(sequence)
+        return write
 
     def _with_retries(self, attempt: Callable[[], Any]) -> Any:
         """A writer that lost its lock or was fenced starts over: new lock, fresh read."""

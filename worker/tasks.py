@@ -19,15 +19,17 @@ import logging
 from typing import TYPE_CHECKING, Any, Protocol
 
 from celery import Celery, Task
-from celery.exceptions import Reject
+from celery.exceptions import Reject, SoftTimeLimitExceeded
 from celery.utils.time import get_exponential_backoff_interval
 from pydantic import ValidationError
 
 from catalog_core.celery_config import TASK_INGEST, TASK_ROTATE
 from catalog_core.errors import BatchTooLargeError, CatalogError
 from catalog_core.rejections import RejectedBatch, record_rejection
+from catalog_core.sequence import abandon_sequence
 from catalog_core.settings import Settings
 from schemas import BatchMessage, BatchResult, BatchStatus, RecordError, format_loc
+from schemas.batch import SUPPORTED_VERSIONS
 from worker.backups import rotate_backups
 
 if TYPE_CHECKING:
@@ -57,8 +59,20 @@ def _parse_message(payload: Any, task_id: str) -> BatchMessage | BatchResult:
             RecordError(index=None, loc=format_loc(e["loc"]), msg=f"invalid batch message: {e['msg']}")
             for e in exc.errors(include_url=False, include_input=False)
         ]
+        version = payload.get("schema_version") if isinstance(payload, dict) else None
+        if version not in (None, *SUPPORTED_VERSIONS):
+            errors = [RecordError(index=None, loc="schema_version", msg=(
+                f"unsupported schema_version {version!r}: this worker understands "
+                f"{', '.join(map(str, SUPPORTED_VERSIONS))}; upgrade the workers or the producer"))]
         batch_id = payload.get("batch_id") if isinstance(payload, dict) else None
         return BatchResult(batch_id=str(batch_id or task_id), status=BatchStatus.REJECTED, errors=errors)
+
+
+def abandon(context: Context, message: BatchMessage | dict[str, Any] | None) -> None:
+    """A batch that ends without a ledger entry gives its sequence up, so later batches do not wait for it."""
+    sequence = message.sequence if isinstance(message, BatchMessage) else (message or {}).get("sequence")
+    if isinstance(sequence, int):
+        abandon_sequence(context.store.redis, context.settings.queue, sequence)
 
 
 def _reject(context: Context, result: BatchResult, message: BatchMessage | None) -> dict[str, Any]:
@@ -81,6 +95,7 @@ def _reject(context: Context, result: BatchResult, message: BatchMessage | None)
 def ingest_batch(task: Task, context: Context, payload: Any) -> dict[str, Any]:
     parsed = _parse_message(payload, task.request.id)
     if isinstance(parsed, BatchResult):
+        abandon(context, payload if isinstance(payload, dict) else None)
         return _reject(context, parsed, None)
     message = parsed
     log.info("batch %s from %s: %d record(s), attempt %d",
@@ -89,12 +104,16 @@ def ingest_batch(task: Task, context: Context, payload: Any) -> dict[str, Any]:
     try:
         result = context.store.apply(message.items, message.batch_id, message.sequence, final_attempt)
     except BatchTooLargeError as exc:
+        abandon(context, message)
         too_large = BatchResult(batch_id=message.batch_id, status=BatchStatus.REJECTED,
                                 errors=[RecordError(index=None, msg=str(exc))])
         return _reject(context, too_large, message)
-    except CatalogError as exc:
+    except (CatalogError, SoftTimeLimitExceeded) as exc:
+        # The soft limit is longer than the lock timeout, so hitting it means a slow disk or a
+        # huge catalog: worth another try, like a lock timeout.
         settings = context.settings
         if task.request.retries >= settings.max_retries:
+            abandon(context, message)
             log.error("batch %s from %s failed after %d attempts: %s",
                       message.batch_id, message.source, task.request.retries + 1, exc)
             raise BatchFailedError(f"gave up after {task.request.retries + 1} attempts: {exc}") from None

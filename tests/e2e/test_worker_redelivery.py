@@ -33,13 +33,14 @@ def wait_for_state(stack: Stack, batch_id: str, wanted: str, timeout: float) -> 
         stack.fail(f"batch {batch_id} is {state.state}, not {wanted}, after {timeout:g}s")
 
 
+@pytest.mark.parametrize("pool", ["prefork", "solo"])
 def test_a_batch_whose_worker_is_killed_mid_batch_is_redelivered_and_applied_by_another_worker(
-    stack: Stack,
+    stack: Stack, pool: str,
 ) -> None:
     settings = stack.settings
     stack.seed([product("SEED-1")])
     seeded = settings.catalog_path.read_bytes()
-    first = stack.start_worker(1, pool="prefork")
+    first = stack.start_worker(1, pool=pool)
 
     # Hold the catalog lock as another writer would, for longer than the test needs it.
     client = stack.redis()
@@ -52,20 +53,20 @@ def test_a_batch_whose_worker_is_killed_mid_batch_is_redelivered_and_applied_by_
     wait_for_state(stack, handle.batch_id, "running", timeout=30)
     assert "Task catalog.ingest_batch[redelivered-1] received" in first.log()
 
-    os.killpg(first.pid, signal.SIGKILL)  # the worker and its prefork child, no chance to clean up
+    os.killpg(first.pid, signal.SIGKILL)  # the worker and any prefork child, no chance to clean up
     killed_at = time.monotonic()
     first.process.wait(10)
 
     client.delete(lock_key)
-    second = stack.start_worker(2, pool="prefork")
-    # The dead worker's batch stays "running" and the catalog untouched until it is redelivered.
+    # The dead worker's batch stays "running", and the catalog untouched, until it is redelivered.
     assert handle.state().state == "running"
     assert settings.catalog_path.read_bytes() == seeded
+    second = stack.start_worker(2, pool="prefork")
 
     bound = settings.visibility_timeout + settings.restore_interval * 3 + 15
     state = stack.wait(handle, timeout=bound + 15)
     delay = time.monotonic() - killed_at
-    print(f"redelivery delay: {delay:.1f}s")
+    print(f"redelivery delay: {delay:.1f}s (killed worker's pool: {pool})")
 
     assert state.result is not None and state.result.status == "applied", state
     assert (state.result.created, state.result.updated) == (1, 1)

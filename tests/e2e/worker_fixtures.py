@@ -35,11 +35,15 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 
 # Short limits so that redelivery and retries happen within a test, in the required order:
 # lock_timeout < task_time_limit < visibility_timeout, retry_backoff_max < visibility_timeout.
+# The task's soft time limit (task_time_limit - max(5, task_time_limit // 10), see
+# catalog_core/celery_config.py) must also exceed lock_timeout: with task_time_limit 8 it would be
+# 3 s, and a batch waiting 3 s for the lock would fail for good instead of being retried
+# (see test_worker_lock_wait.py). 11 gives a soft limit of 6 s.
 FAST_LIMITS: dict[str, Any] = {
     "lock_expire": 5,
     "lock_timeout": 5,
-    "task_time_limit": 8,
-    "visibility_timeout": 12,
+    "task_time_limit": 11,
+    "visibility_timeout": 14,
     "retry_backoff_max": 4,
     "restore_interval": 1,
 }
