@@ -44,47 +44,17 @@ from typing import Any
 import psutil
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-if str(REPO_ROOT) not in sys.path:
-    sys.path.insert(0, str(REPO_ROOT))
 
-from catalog_cli.dev import WORKER_ARGS, celery_command  # noqa: E402
-from catalog_core.redis_server import RedisServer  # noqa: E402
-from catalog_core.settings import Settings, load_settings  # noqa: E402
-from producers.api import BatchHandle, Producer  # noqa: E402
-from worker.catalog_file import serialize_catalog  # noqa: E402
+from catalog_cli.dev import WORKER_ARGS, celery_command
+from catalog_core.redis_server import RedisServer
+from catalog_core.settings import Settings, load_settings
+from producers.api import BatchHandle, Producer
+from worker.catalog_file import serialize_catalog
 
-CITIES = ("Dubai", "Abu Dhabi", "Sharjah", "Ras Al Khaimah", "Fujairah")
-CATEGORIES = ("Sightseeing", "Adventure", "Attraction", "Cruise", "Transfer", "Concierge")
+from synthetic import make_product  # bench/synthetic.py: scripts run from bench/, which is on sys.path
+
 NEW_SHARE = 0.2
 WORKER_START_TIMEOUT_S = 60.0
-
-
-def make_product(product_id: str, rng: random.Random) -> dict[str, Any]:
-    """A complete product with every field, about the size of a real catalog's products."""
-    city = rng.choice(CITIES)
-    return {
-        "product_id": product_id,
-        "product_name": f"{city} experience {product_id}",
-        "pricing": [
-            {"tier_name": "Adult", "price_aed": float(rng.randint(50, 1500)), "currency": "AED",
-             "validity_start": "2025-12-12", "validity_end": "2026-12-31"},
-            {"tier_name": "Child (3-11 years)", "price_aed": float(rng.randint(25, 900)), "currency": "AED",
-             "validity_start": "2025-12-12", "validity_end": "2026-12-31"},
-        ],
-        "inclusions": ["Hotel pick-up/drop-off", "Entry tickets", "English-speaking guide", "Soft drinks"],
-        "active": True,
-        "supplier_name": "Benchmark Tours LLC",
-        "destination_city": city,
-        "category": rng.choice(CATEGORIES),
-        "description_short": f"A half-day {city} outing with transfers, tickets and a guide ({product_id}).",
-        "description_long": (f"Guests are collected from their hotel in {city} and driven to the first stop. "
-                             "The guide explains the history of each place; photo stops are included, "
-                             "and the tour ends with refreshments before the drive back."),
-        "duration_hours": float(rng.randint(1, 12)),
-        "exclusions": ["Meals", "Gratuities", "Personal expenses"],
-        "booking_policy": "Free cancellation up to 24 hours before the start. Subject to weather.",
-        "source_document": "benchmark.pdf",
-    }
 
 
 def make_batch(number: int, records: int, products: int, rng: random.Random) -> list[dict[str, Any]]:

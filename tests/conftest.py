@@ -14,6 +14,7 @@ import redis
 
 from catalog_core.redis_server import RedisServer
 from catalog_core.settings import Settings, load_settings
+from tests.helpers import cli_env
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SEED_DIR = Path(os.environ.get("CATALOG_SEED_DIR", REPO_ROOT.parent / "shared" / "seed-data"))
@@ -70,15 +71,7 @@ def run_cli(settings: Settings) -> CliRunner:
     """Run the real ``catalog`` command in a subprocess against the test's catalog and Redis."""
 
     def run(*args: str, timeout: float = 60, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-        environment = {
-            **os.environ,
-            "CATALOG_PATH": str(settings.path),
-            "CATALOG_REDIS_URL": settings.redis_url,
-            "CATALOG_LOCK_EXPIRE": str(settings.lock_expire),
-            "CATALOG_LOCK_TIMEOUT": str(settings.lock_timeout),
-            "COLUMNS": "200",
-            **(env or {}),
-        }
+        environment = cli_env(settings, **(env or {}))
         return subprocess.run(
             [sys.executable, "-m", "catalog_cli", *args],
             capture_output=True, text=True, timeout=timeout, env=environment,

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
+
+from catalog_core.settings import Settings
 
 
 def product(product_id: str, **fields: Any) -> dict[str, Any]:
@@ -22,3 +25,16 @@ def product(product_id: str, **fields: Any) -> dict[str, Any]:
 def write_jsonl(path: Path, records: list[Any]) -> Path:
     path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
     return path
+
+
+def cli_env(settings: Settings, **extra: str) -> dict[str, str]:
+    """The environment that points a `catalog` subprocess at the test's catalog and Redis."""
+    return {
+        **os.environ,
+        "CATALOG_PATH": str(settings.path),
+        "CATALOG_REDIS_URL": settings.redis_url,
+        "CATALOG_LOCK_EXPIRE": str(settings.lock_expire),
+        "CATALOG_LOCK_TIMEOUT": str(settings.lock_timeout),
+        "COLUMNS": "200",
+        **extra,
+    }

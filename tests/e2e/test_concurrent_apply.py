@@ -7,7 +7,6 @@ no lock, the way a website build does, and must always find a complete catalog.
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import threading
@@ -22,7 +21,7 @@ import redis
 
 from catalog_core.settings import Settings
 from tests.conftest import CliRunner
-from tests.helpers import product, write_jsonl
+from tests.helpers import cli_env, product, write_jsonl
 from worker.atomic import TEMP_SUFFIX, temp_prefix
 from worker.backups import list_backups
 from worker.catalog_file import parse_catalog, serialize_catalog
@@ -56,19 +55,6 @@ def new_id(writer: int, k: int) -> str:
 
 def field_value(writer: int, j: int) -> str:
     return f"set by writer {writer} on shared product {j}"
-
-
-def cli_env(settings: Settings, **extra: str) -> dict[str, str]:
-    """The environment `run_cli` (tests/conftest.py) gives the CLI, for processes we start ourselves."""
-    return {
-        **os.environ,
-        "CATALOG_PATH": str(settings.path),
-        "CATALOG_REDIS_URL": settings.redis_url,
-        "CATALOG_LOCK_EXPIRE": str(settings.lock_expire),
-        "CATALOG_LOCK_TIMEOUT": str(settings.lock_timeout),
-        "COLUMNS": "200",
-        **extra,
-    }
 
 
 @dataclass

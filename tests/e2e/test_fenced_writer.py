@@ -15,7 +15,7 @@ import pytest
 import redis
 
 from catalog_core.settings import Settings
-from tests.helpers import product, write_jsonl
+from tests.helpers import cli_env, product, write_jsonl
 from worker.catalog_file import serialize_catalog
 from worker.lock import lock_name
 from worker.state import read_state, state_path
@@ -27,8 +27,7 @@ LOCK_EXPIRE_S = 2
 
 
 def env_for(settings: Settings) -> dict[str, str]:
-    return {**os.environ, "CATALOG_PATH": str(settings.path), "CATALOG_REDIS_URL": settings.redis_url,
-            "CATALOG_LOCK_EXPIRE": str(LOCK_EXPIRE_S), "CATALOG_LOCK_TIMEOUT": "20", "COLUMNS": "200"}
+    return cli_env(settings, CATALOG_LOCK_EXPIRE=str(LOCK_EXPIRE_S), CATALOG_LOCK_TIMEOUT="20")
 
 
 def catalog_temp_exists(catalog: Path) -> bool:

@@ -24,7 +24,7 @@ import redis
 
 from catalog_core.settings import Settings
 from schemas import Product
-from tests.helpers import product, write_jsonl
+from tests.helpers import cli_env, product, write_jsonl
 from worker.atomic import TEMP_SUFFIX, temp_prefix
 from worker.backups import list_backups
 from worker.catalog_file import parse_catalog, serialize_catalog
@@ -39,19 +39,6 @@ LOCK_EXPIRE_S = 3
 ATTEMPT_TIMEOUT_S = 40.0
 FIRST_PATCH = {"product_id": "P000017", "category": "written by the writer that gets killed"}
 SECOND_PATCH = {"product_id": "P000042", "description_short": "written by the writer that comes next"}
-
-
-def cli_env(settings: Settings, **extra: str) -> dict[str, str]:
-    """The environment `run_cli` (tests/conftest.py) gives the CLI, for processes we start ourselves."""
-    return {
-        **os.environ,
-        "CATALOG_PATH": str(settings.path),
-        "CATALOG_REDIS_URL": settings.redis_url,
-        "CATALOG_LOCK_EXPIRE": str(settings.lock_expire),
-        "CATALOG_LOCK_TIMEOUT": str(settings.lock_timeout),
-        "COLUMNS": "200",
-        **extra,
-    }
 
 
 def big_catalog(size: int) -> list[dict[str, Any]]:
