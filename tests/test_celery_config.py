@@ -50,3 +50,14 @@ def test_the_worker_app_is_configured_only_when_celery_needs_it(monkeypatch) -> 
 def test_beat_rotates_backups_at_the_configured_period() -> None:
     schedule = worker_config(load_settings(rotate_every=42))["beat_schedule"]["rotate-backups"]
     assert (schedule["task"], schedule["schedule"]) == ("catalog.rotate_backups", 42)
+
+
+def test_invalid_settings_stop_the_worker_instead_of_falling_back_to_celerys_defaults(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import pytest
+
+    from catalog_core.errors import SettingsError
+
+    app = create_app()
+    monkeypatch.setenv("CATALOG_LOCK_TIMEOUT", "900")
+    with pytest.raises(SettingsError, match="lock_timeout"):
+        _ = app.conf.broker_url

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from celery import Celery
@@ -49,15 +50,39 @@ def worker_config(settings: Settings) -> dict[str, Any]:
     }
 
 
+class LazyConfig(Mapping[str, Any]):
+    """Celery configuration built on first use.
+
+    Celery reads its configuration source only when it first needs it (worker or beat start),
+    and a mapping that fails then stops the process with the error. (An ``on_configure``
+    handler would not: Celery logs a failing signal handler and goes on with its defaults,
+    i.e. a worker that tries amqp://localhost instead of saying that CATALOG_* is wrong.)
+    """
+
+    def __init__(self, context: WorkerContext) -> None:
+        self._context = context
+        self._config: dict[str, Any] | None = None
+
+    def _load(self) -> dict[str, Any]:
+        if self._config is None:
+            self._config = worker_config(self._context.settings)
+        return self._config
+
+    def __getitem__(self, key: str) -> Any:
+        return self._load()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._load())
+
+    def __len__(self) -> int:
+        return len(self._load())
+
+
 def create_app(settings: Settings | None = None) -> Celery:
     """A Celery app for the workers. Without ``settings`` they are read from the environment
     when Celery first needs its configuration, not when this function runs."""
     context = WorkerContext(settings)
     app = Celery("catalog-ingest", set_as_current=False)
-
-    def configure(sender: Celery, **_: Any) -> None:
-        sender.conf.update(worker_config(context.settings))
-
-    app.on_configure.connect(configure, weak=False)
+    app.config_from_object(LazyConfig(context))
     register_tasks(app, context)
     return app

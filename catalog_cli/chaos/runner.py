@@ -23,8 +23,8 @@ from worker.state import read_state, state_path
 
 # Short timeouts, so that a killed worker's batch comes back within seconds.
 CHAOS_SETTINGS = {
-    "CATALOG_LOCK_EXPIRE": "2", "CATALOG_LOCK_TIMEOUT": "4", "CATALOG_TASK_TIME_LIMIT": "8",
-    "CATALOG_VISIBILITY_TIMEOUT": "12", "CATALOG_RESTORE_INTERVAL": "1", "CATALOG_MAX_RETRIES": "6",
+    "CATALOG_LOCK_EXPIRE": "2", "CATALOG_LOCK_TIMEOUT": "3", "CATALOG_TASK_TIME_LIMIT": "10",
+    "CATALOG_VISIBILITY_TIMEOUT": "13", "CATALOG_RESTORE_INTERVAL": "1", "CATALOG_MAX_RETRIES": "6",
     "CATALOG_RETRY_BACKOFF_MAX": "2",
 }
 
@@ -128,6 +128,10 @@ def run_chaos(options: ChaosOptions, say: Any = print) -> ChaosReport:
             producing = any(p.poll() is None for p in producers)
             if not producing and expected <= _ledger_ids(catalog):
                 break
+            dead = [n for n, w in processes.workers.items() if w.poll() is not None]
+            if dead:
+                report.problems.append(f"worker(s) {dead} exited on their own; see {processes.logs}")
+                break
             now = time.monotonic()
             if report.kills < options.kills and now >= next_kill:
                 victim = rng.randrange(options.workers)
@@ -147,10 +151,13 @@ def run_chaos(options: ChaosOptions, say: Any = print) -> ChaosReport:
         else:
             report.problems.append(f"not finished after {options.timeout:g}s "
                                    f"({len(expected - _ledger_ids(catalog))} batches without an outcome)")
-        for producer in producers:
+        for n, producer in enumerate(producers):
             if producer.poll() is None:
                 producer.kill()
                 producer.wait(10)
+            if producer.returncode:
+                tail = (workdir / "logs" / f"producer-{n}.log").read_text(errors="replace").strip().splitlines()[-1:]
+                report.problems.append(f"producer {n} exited with {producer.returncode}: {' '.join(tail)}")
         processes.stop_all()
         say(f"  finished in {time.monotonic() - started:.1f}s")
 

@@ -24,6 +24,7 @@ SUMMARY = re.compile(r"^batches: (\d+), kills: (\d+), redis restarts: (\d+), dup
                      r"superseded fields: (\d+), mismatches: (\d+)$")
 
 
+@pytest.mark.timeout(420)
 @pytest.mark.parametrize("seed", [7])
 def test_a_seeded_chaos_run_ends_with_the_catalog_of_sequence_order(tmp_path: Path, seed: int) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CATALOG_")}
