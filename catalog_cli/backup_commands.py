@@ -11,7 +11,8 @@ from catalog_cli.output import out, print_json_line
 from worker.backups import list_backups, rotate_backups
 from worker.store import CatalogStore
 
-app = typer.Typer(help="List, rotate and restore backups of the catalog.", no_args_is_help=True)
+app = typer.Typer(help="List, rotate and restore backups of the catalog.", no_args_is_help=True,
+                  rich_markup_mode="markdown")
 
 
 @app.command("list")
