@@ -46,6 +46,7 @@ import psutil
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 from catalog_cli.dev import WORKER_ARGS, celery_command
+from catalog_core.processes import die_with_parent
 from catalog_core.redis_server import RedisServer
 from catalog_core.settings import Settings, load_settings
 from producers.api import BatchHandle, Producer
@@ -93,7 +94,7 @@ def start_workers(settings: Settings, count: int, log_dir: Path) -> list[subproc
         with (log_dir / f"worker{n}.log").open("wb") as log:
             workers.append(subprocess.Popen(command, env=worker_env(settings), cwd=REPO_ROOT, stdout=log,
                                             stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                            start_new_session=True))
+                                            start_new_session=True, preexec_fn=die_with_parent))
     return workers
 
 

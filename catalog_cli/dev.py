@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from catalog_core.errors import CatalogError, RedisUnavailableError
+from catalog_core.processes import die_with_parent
 from catalog_core.redis_client import connect
 from catalog_core.redis_server import RedisServer
 from catalog_core.settings import Settings
@@ -118,7 +119,9 @@ def dev(
     from producers.api import Producer  # noqa: PLC0415 - Celery is slow to import; only here
 
     settings = settings_from(catalog, redis_url)
+    # Explicit, because a shell that starts us in the background leaves SIGINT ignored.
     signal.signal(signal.SIGTERM, _raise_interrupt)
+    signal.signal(signal.SIGINT, _raise_interrupt)
     with ExitStack() as stack:
         url = _redis_for(settings, state_dir.resolve(), stack)
         settings = settings.model_copy(update={"redis_url": url})
@@ -131,7 +134,8 @@ def dev(
         }
         processes = {}
         for name, command in children.items():
-            processes[name] = subprocess.Popen(command, env=env, start_new_session=True)
+            processes[name] = subprocess.Popen(command, env=env, start_new_session=True,
+                                               preexec_fn=die_with_parent)
             stack.callback(_stop, processes[name], name)
         producer = Producer(settings)
         _wait_for_worker(producer, processes["worker"], timeout)

@@ -17,6 +17,7 @@ from pathlib import Path
 import redis
 
 from catalog_core.errors import RedisUnavailableError
+from catalog_core.processes import die_with_parent
 
 
 def find_redis_server() -> str:
@@ -66,7 +67,8 @@ class RedisServer:
         ]
         # Own session: a Ctrl-C meant for our parent must not stop Redis before the workers.
         self.process = subprocess.Popen(
-            args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+            args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+            preexec_fn=die_with_parent,
         )
         self.wait_ready(timeout)
         return self

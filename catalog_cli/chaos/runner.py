@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from catalog_core.redis_server import RedisServer
+from catalog_core.processes import die_with_parent
 from catalog_cli.chaos.check import ChaosReport, check_run
 from catalog_cli.chaos.plan import ChaosPlan, make_plan
 from catalog_cli.dev import WORKER_ARGS, celery_command
@@ -61,7 +62,8 @@ class Stack:
         command = celery_command(*WORKER_ARGS, "--concurrency=1", "--without-mingle", "--without-gossip",
                                  f"--hostname=chaos{n}@%h")
         log = self._log(f"worker-{n}")
-        self.workers[n] = subprocess.Popen(command, env=self.env, stdout=log, stderr=log, start_new_session=True)
+        self.workers[n] = subprocess.Popen(command, env=self.env, stdout=log, stderr=log, start_new_session=True,
+                                           preexec_fn=die_with_parent)
 
     def kill_worker(self, n: int) -> None:
         with_suppress_kill(self.workers[n])
@@ -70,7 +72,8 @@ class Stack:
         command = [sys.executable, "-m", "catalog_cli.chaos.producer", str(plan_path), str(n),
                    str(self.options.workdir / f"producer-{n}.json")]
         log = self._log(f"producer-{n}")
-        return subprocess.Popen(command, env=self.env, stdout=log, stderr=log, start_new_session=True)
+        return subprocess.Popen(command, env=self.env, stdout=log, stderr=log, start_new_session=True,
+                                preexec_fn=die_with_parent)
 
     def stop_all(self) -> None:
         for process in self.workers.values():

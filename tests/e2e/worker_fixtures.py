@@ -27,6 +27,7 @@ import pytest
 import redis
 
 from catalog_cli.dev import BEAT_ARGS, WORKER_ARGS, celery_command
+from catalog_core.processes import die_with_parent
 from catalog_core.settings import Settings, load_settings
 from producers.api import BatchHandle, BatchState, Producer
 from worker.catalog_file import serialize_catalog
@@ -135,7 +136,7 @@ class Stack:
         with log_path.open("wb") as log:
             process = subprocess.Popen(
                 command, env=self.env, cwd=REPO_ROOT, stdin=subprocess.DEVNULL, stdout=log,
-                stderr=subprocess.STDOUT, start_new_session=True,
+                stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=die_with_parent,
             )
         started = CeleryProcess(name, command, log_path, process)
         self.processes.append(started)
