@@ -40,15 +40,20 @@ def parse_catalog(data: bytes, source: Path | str) -> list[dict[str, Any]]:
     return products
 
 
-def read_catalog(path: Path) -> list[dict[str, Any]]:
-    """The catalog's products; an absent file is an empty catalog."""
+def read_catalog_bytes(path: Path) -> bytes | None:
+    """The catalog file's bytes; None when there is no catalog yet."""
     try:
-        data = path.read_bytes()
+        return path.read_bytes()
     except FileNotFoundError:
-        return []
+        return None
     except OSError as exc:
         raise CatalogCorruptError(f"{path}: cannot read the catalog: {exc.strerror}") from None
-    return parse_catalog(data, path)
+
+
+def read_catalog(path: Path) -> list[dict[str, Any]]:
+    """The catalog's products; an absent file is an empty catalog."""
+    data = read_catalog_bytes(path)
+    return [] if data is None else parse_catalog(data, path)
 
 
 def serialize_catalog(products: Sequence[dict[str, Any]]) -> bytes:

@@ -22,16 +22,10 @@ from pathlib import Path
 
 from catalog_core.errors import CommitError
 from worker.atomic import discard, remove_stale_temp_files, sync_folder_or_warn, write_temp
+from worker.catalog_file import read_catalog_bytes
 from worker.state import CatalogState, previous_state_path, read_state, serialize_state, sha256_of, state_path
 
 log = logging.getLogger(__name__)
-
-
-def _read_catalog_bytes(catalog: Path) -> bytes | None:
-    try:
-        return catalog.read_bytes()
-    except FileNotFoundError:
-        return None
 
 
 def _link_previous(state_file: Path, previous: Path) -> None:
@@ -80,9 +74,15 @@ def recover(catalog: Path) -> tuple[CatalogState, str | None]:
 
     Returns the state and what was done: None (they agreed), or a sentence for the log.
     """
+    state, _, action = recover_and_read(catalog)
+    return state, action
+
+
+def recover_and_read(catalog: Path) -> tuple[CatalogState, bytes | None, str | None]:
+    """``recover``, also returning the catalog's bytes as recovered, so a writer reads the file once."""
     state_file = state_path(catalog)
     state = read_state(state_file)
-    current = _read_catalog_bytes(catalog)
+    current = read_catalog_bytes(catalog)
     current_sha = sha256_of(current)
     action = None
     if state is None:
@@ -92,11 +92,12 @@ def recover(catalog: Path) -> tuple[CatalogState, str | None]:
     elif state.catalog_sha256 != current_sha:
         action = _reconcile(catalog, state, current_sha)
         state = read_state(state_file) or state
+        current = read_catalog_bytes(catalog)
     for stale in remove_stale_temp_files(catalog) + remove_stale_temp_files(state_file):
         log.warning("removed %s, left by a writer that crashed", stale)
     if action:
         log.warning("%s: %s", catalog, action)
-    return state, action
+    return state, current, action
 
 
 def _reconcile(catalog: Path, state: CatalogState, current_sha: str | None) -> str:

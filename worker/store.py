@@ -30,8 +30,8 @@ from catalog_core.sequence import abandoned_sequences, fence_key, forget_abandon
 from catalog_core.settings import Settings
 from schemas import BatchResult, BatchStatus
 from worker.backups import find_backup, take_backup
-from worker.catalog_file import parse_catalog, read_catalog, serialize_catalog
-from worker.commit import commit, recover
+from worker.catalog_file import parse_catalog, serialize_catalog
+from worker.commit import commit, recover_and_read
 from worker.lock import HeldLock, catalog_lock, lock_name
 from worker.merge import MergeOutcome, merge_batch
 from worker.state import CatalogState, read_state, state_path
@@ -48,6 +48,10 @@ class _Write:
         self.store, self.held, self.state, self.fence = store, held, state, fence
         self.state_inode = _inode(state_path(store.path))
         self.abandoned: list[int] = []
+        self.catalog_bytes: bytes | None = None  # the catalog as read under the lock, once
+
+    def products(self) -> list[dict[str, Any]]:
+        return [] if self.catalog_bytes is None else parse_catalog(self.catalog_bytes, self.store.path)
 
     def check(self) -> None:
         """Right before the commit point: still the lock owner, and nobody committed since our read."""
@@ -101,9 +105,10 @@ class CatalogStore:
         return catalog_lock(self.redis, self.path, self.settings.lock_expire, self.settings.lock_timeout)
 
     def _begin(self, held: HeldLock) -> _Write:
-        state, _ = recover(self.path)
+        state, catalog_bytes, _ = recover_and_read(self.path)
         fence = incr_above(self.redis, fence_key(lock_name(self.path)), state.fence)
         write = _Write(self, held, state, fence)
+        write.catalog_bytes = catalog_bytes
         write.abandoned = abandoned_sequences(self.redis, self.settings.queue)
         for sequence in write.abandoned:
             state.complete(sequence)
@@ -160,7 +165,7 @@ class CatalogStore:
                 state.duplicates += 1
                 write.commit(None)
                 return duplicate
-            outcome = merge_batch(read_catalog(self.path), records, sequence, state.versions)
+            outcome = merge_batch(write.products(), records, sequence, state.versions)
             status = self._status(outcome, batch_id, sequence, state, final_attempt)
             result = BatchResult(batch_id=batch_id, status=status, created=outcome.created, updated=outcome.updated,
                                  unchanged=outcome.unchanged, errors=outcome.errors, sequence=sequence,
