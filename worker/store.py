@@ -46,7 +46,7 @@ class _Write:
 
     def __init__(self, store: CatalogStore, held: HeldLock, state: CatalogState, fence: int) -> None:
         self.store, self.held, self.state, self.fence = store, held, state, fence
-        self.state_inode = _inode(state_path(store.path))
+        self.state_identity = _identity(state_path(store.path))
         self.abandoned: list[int] = []
         self.catalog_bytes: bytes | None = None  # the catalog as read under the lock, once
 
@@ -56,7 +56,7 @@ class _Write:
     def check(self) -> None:
         """Right before the commit point: still the lock owner, and nobody committed since our read."""
         self.held.ensure_held()
-        if _inode(state_path(self.store.path)) != self.state_inode:
+        if _identity(state_path(self.store.path)) != self.state_identity:
             committed = read_state(state_path(self.store.path))
             last = committed.fence if committed else 0
             if last >= self.fence:
@@ -78,11 +78,13 @@ class _Write:
         return backup[0]
 
 
-def _inode(path: Path) -> int | None:
+def _identity(path: Path) -> tuple[int, int, int] | None:
+    """Which file this is: an inode alone can be reused once two newer commits freed it."""
     try:
-        return os.stat(path).st_ino
+        stat = os.stat(path)
     except FileNotFoundError:
         return None
+    return stat.st_ino, stat.st_mtime_ns, stat.st_size
 
 
 class CatalogStore:
