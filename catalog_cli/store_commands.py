@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from catalog_core.errors import EXIT_OK, EXIT_REJECTED, CatalogError
+from catalog_core.errors import EXIT_OK, EXIT_REJECTED, BatchTooLargeError, CatalogError
 from catalog_cli.options import CatalogOption, JsonOption, RedisUrlOption, settings_from
 from catalog_cli.output import describe_error, err, exit_code_for, out, print_json_line, print_result, result_payload
 from producers.files import BatchFile, read_batch_file
@@ -31,9 +31,7 @@ def read_all(files: list[Path], max_bytes: int, max_items: int) -> list[BatchFil
     for file in files:
         try:
             batch = read_batch_file(file, max_bytes)
-            if len(batch.records) > max_items:
-                problems.append(f"{file}: {len(batch.records):,} records, over the limit of {max_items:,} "
-                                "(CATALOG_MAX_BATCH_ITEMS); split it into smaller batches")
+            BatchTooLargeError.check_items(len(batch.records), max_items, what=str(file))
             batches.append(batch)
         except CatalogError as exc:
             problems.append(str(exc))

@@ -40,6 +40,13 @@ class BatchTooLargeError(CatalogError):
 
     exit_code = EXIT_BAD_INPUT
 
+    @classmethod
+    def check_items(cls, count: int, limit: int, what: str = "batch") -> None:
+        """The one check (and message) of ``CATALOG_MAX_BATCH_ITEMS``, at producer, CLI and worker."""
+        if count > limit:
+            raise cls(f"{what} has {count:,} records, over the limit of {limit:,} (CATALOG_MAX_BATCH_ITEMS); "
+                      "split it into smaller batches (catalog enqueue --chunk-size N)")
+
 
 class BatchRefusedError(CatalogError):
     """Raised when a producer's own checks refuse a batch, so it never enters the queue."""

@@ -112,10 +112,7 @@ class Producer:
 
     def check(self, records: Sequence[Any]) -> None:
         """Refuse, before queueing, a batch over the limits or with records that can never be valid."""
-        limit = self.settings.max_batch_items
-        if len(records) > limit:
-            raise BatchTooLargeError(f"batch has {len(records):,} records, over the limit of {limit:,} "
-                                     "(CATALOG_MAX_BATCH_ITEMS); split it (catalog enqueue --chunk-size N)")
+        BatchTooLargeError.check_items(len(records), self.settings.max_batch_items)
         size = len(orjson.dumps(list(records), default=str))
         if size > self.settings.max_batch_bytes:
             raise BatchTooLargeError(f"batch is {size:,} bytes of JSON, over the {self.settings.max_batch_bytes:,}"

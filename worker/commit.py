@@ -21,7 +21,7 @@ from contextlib import suppress
 from pathlib import Path
 
 from catalog_core.errors import CommitError
-from worker.atomic import discard, remove_stale_temp_files, sync_folder_or_warn, write_temp
+from worker.atomic import atomic_write, discard, remove_stale_temp_files, sync_folder_or_warn, write_temp
 from worker.catalog_file import read_catalog_bytes
 from worker.state import CatalogState, previous_state_path, read_state, serialize_state, sha256_of, state_path
 
@@ -109,13 +109,11 @@ def _reconcile(catalog: Path, state: CatalogState, current_sha: str | None) -> s
         return f"rolled forward: a commit had stopped between its two renames ({pending.name} put in place)"
     previous = read_state(previous_state_path(catalog))
     if previous is not None and previous.catalog_sha256 == current_sha:
-        os.replace(write_temp(state_file, serialize_state(previous)), state_file)
-        sync_folder_or_warn(catalog.parent)
+        atomic_write(state_file, serialize_state(previous))
         return "rolled back to the previous state: the new catalog of an interrupted commit was lost"
     # Neither: the file was changed by hand (an edit, a copy). Keep it; it becomes the truth.
     state.catalog_sha256 = current_sha
-    os.replace(write_temp(state_file, serialize_state(state)), state_file)
-    sync_folder_or_warn(catalog.parent)
+    atomic_write(state_file, serialize_state(state))
     return "the catalog was changed outside catalog-ingest; its current content is kept and adopted"
 
 

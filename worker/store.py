@@ -129,12 +129,7 @@ class CatalogStore:
 
     def check_size(self, records: Sequence[Any]) -> None:
         """Refuse batches over ``max_batch_items`` before any work is done."""
-        limit = self.settings.max_batch_items
-        if len(records) > limit:
-            raise BatchTooLargeError(
-                f"batch has {len(records)} records, over the limit of {limit} (CATALOG_MAX_BATCH_ITEMS); "
-                "split it into smaller batches"
-            )
+        BatchTooLargeError.check_items(len(records), self.settings.max_batch_items)
 
     def apply(self, records: Sequence[Any], batch_id: str, sequence: int | None = None,
               final_attempt: bool = True) -> BatchResult:
