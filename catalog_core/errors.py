@@ -104,6 +104,10 @@ class ProductNotYetCreatedError(CatalogError):
     retryable = True
 
 
+class BatchFailedError(CatalogError):
+    """Raised when a batch could not be applied after every retry; its reason is in the message."""
+
+
 class CommitError(CatalogError):
     """Raised when writing the new catalog failed; the previous catalog is left intact."""
 

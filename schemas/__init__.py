@@ -4,7 +4,7 @@ No I/O and no settings here, so any service can import these to validate data.
 """
 
 from schemas.product import PricingTier, Product, ProductPatch, format_loc
-from schemas.batch import BatchMessage
+from schemas.batch import BatchMessage, records_digest
 from schemas.result import BatchResult, BatchStatus, RecordError, SupersededField
 
 __all__ = [
@@ -17,4 +17,5 @@ __all__ = [
     "RecordError",
     "SupersededField",
     "format_loc",
+    "records_digest",
 ]

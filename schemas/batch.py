@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+from collections.abc import Sequence
 from typing import Annotated, Any, Literal
 
+import orjson
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 SCHEMA_VERSION = 2
+MAX_SAFE_INTEGER = 2**53 - 1  # exact in every JSON implementation
 SUPPORTED_VERSIONS = (1, 2)
 
 BatchId = Annotated[
@@ -25,7 +29,17 @@ class BatchMessage(BaseModel):
     # 1: no sequence (the worker takes one when it applies); 2: sequence taken at enqueue.
     schema_version: Literal[1, 2] = SCHEMA_VERSION
     batch_id: BatchId
-    sequence: int | None = Field(None, ge=1, description="Submission order: Redis INCR when enqueued.")
+    sequence: int | None = Field(None, ge=1, le=MAX_SAFE_INTEGER,
+                                 description="Submission order, from the queue's sequence counter when enqueued.")
     source: Annotated[str, Field(min_length=1, max_length=200)] = "unknown"
     submitted_at: AwareDatetime = Field(default_factory=lambda: dt.datetime.now(dt.UTC))
     items: list[Any] = Field(description="Product records; checked one by one by the store, all or nothing.")
+
+
+def records_digest(records: Sequence[Any]) -> str:
+    """A digest of a batch's records, the same for the same records whatever their keys' order.
+
+    Kept in the ledger, so that a batch id reused for other records is told apart from a retry.
+    """
+    data = orjson.dumps(list(records), option=orjson.OPT_SORT_KEYS, default=str)
+    return hashlib.sha256(data).hexdigest()

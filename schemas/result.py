@@ -52,3 +52,7 @@ class BatchResult(BaseModel):
     fence: int | None = Field(None, description="Fencing token of the lock acquisition that recorded it.")
     superseded: list[SupersededField] = Field(default_factory=list)
     original: BatchResult | None = Field(None, description="For a duplicate: the result it first had.")
+    content_sha256: str | None = Field(None, description="Digest of the batch's records (schemas.records_digest).")
+    content_matches: bool | None = Field(
+        None, description="For a duplicate: whether its records are the original's (None: the original's are unknown). "
+        "False means the batch id was reused for other records, and nothing of them was applied.")

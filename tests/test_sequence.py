@@ -9,9 +9,30 @@ from catalog_core.sequence import (
 )
 
 
-def test_sequences_increase(redis_url: str) -> None:
+def test_sequences_increase_by_one_within_an_epoch(redis_url: str) -> None:
     client = redis.Redis.from_url(redis_url)
-    assert [next_sequence(client, "q") for _ in range(3)] == [1, 2, 3]
+    first = next_sequence(client, "q")
+    assert [next_sequence(client, "q") for _ in range(3)] == [first + 1, first + 2, first + 3]
+
+
+def test_a_counter_lost_with_redis_data_starts_a_new_epoch_above_every_earlier_sequence(redis_url: str) -> None:
+    client = redis.Redis.from_url(redis_url)
+    server_seconds = int(client.time()[0])
+    client.set(sequence_key("q"), 57)  # a long-running counter from before epochs
+    assert next_sequence(client, "q") == 58
+    client.flushall()  # a restart without persistence
+    after_loss = next_sequence(client, "q")
+    # The reference: Redis' clock in seconds, shifted by the epoch bits, written out here.
+    assert after_loss >= server_seconds * 1_048_576 + 1
+    assert 58 < after_loss < 2**53
+
+
+def test_a_counter_that_is_not_a_safe_integer_heals_instead_of_failing_every_enqueue(redis_url: str) -> None:
+    client = redis.Redis.from_url(redis_url)
+    client.set(sequence_key("q"), "4.6116860184273879e+18")
+    value = next_sequence(client, "q")
+    assert 0 < value < 2**53
+    assert client.get(sequence_key("q")) == str(value).encode()  # stored as an integer, never a float
 
 
 def test_a_counter_behind_its_floor_jumps_above_it(redis_url: str) -> None:

@@ -17,7 +17,8 @@ from tests.helpers import product
 from worker.app import WorkerContext
 from worker.backups import backup_name
 from worker.lock import lock_name
-from worker.tasks import BatchFailedError, ingest_batch, rotate
+from catalog_core.errors import BatchFailedError
+from worker.tasks import ingest_batch, rotate
 
 
 class RetryRequested(Exception):

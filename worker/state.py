@@ -17,6 +17,7 @@ from typing import Any
 import orjson
 
 from catalog_core.errors import CatalogCorruptError
+from catalog_core.sequence import epoch_start
 from schemas import BatchResult
 
 STATE_FORMAT = 1
@@ -59,6 +60,11 @@ class CatalogState:
         """Mark a sequence as finished; every sequence up to ``watermark`` is."""
         if sequence is None or sequence <= self.watermark:
             return
+        if epoch_start(sequence) > self.watermark:
+            # A new sequence epoch (Redis lost its counter): every number below its start was
+            # handed out before; those still running are done as far as ordering is concerned.
+            self.watermark = epoch_start(sequence)
+            self.completed = [s for s in self.completed if s > self.watermark]
         index = bisect.bisect_left(self.completed, sequence)
         if index == len(self.completed) or self.completed[index] != sequence:
             self.completed.insert(index, sequence)
@@ -76,8 +82,9 @@ class CatalogState:
 
     def lower_pending(self, sequence: int) -> bool:
         """Whether some batch with a lower sequence has no outcome yet (it may still be queued)."""
-        below = [s for s in self.completed if s < sequence]
-        return self.watermark + len(below) < sequence - 1
+        floor = max(self.watermark, epoch_start(sequence))
+        below = [s for s in self.completed if floor < s < sequence]
+        return floor + len(below) < sequence - 1
 
     @property
     def sequence_high(self) -> int:
@@ -88,7 +95,7 @@ class CatalogState:
         """Remember a batch's final outcome, then forget the oldest beyond the window."""
         # Compact: this is rewritten with every commit. Errors stay in `catalog rejected`.
         entry = result.model_dump(mode="json", include={"status", "created", "updated", "unchanged", "sequence",
-                                                        "fence"})
+                                                        "fence", "content_sha256"})
         if result.errors:
             entry["errors"] = [e.model_dump(mode="json") for e in result.errors[:LEDGER_ERRORS_KEPT]]
         if result.superseded:

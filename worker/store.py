@@ -28,7 +28,7 @@ from catalog_core.errors import BatchTooLargeError, FencedError, LockLostError, 
 from catalog_core.redis_client import connect
 from catalog_core.sequence import abandoned_sequences, fence_key, forget_abandoned, incr_above, next_sequence
 from catalog_core.settings import Settings
-from schemas import BatchResult, BatchStatus
+from schemas import BatchResult, BatchStatus, records_digest
 from worker.backups import find_backup, take_backup
 from worker.catalog_file import parse_catalog, serialize_catalog
 from worker.commit import commit, recover_and_read
@@ -54,13 +54,18 @@ class _Write:
         return [] if self.catalog_bytes is None else parse_catalog(self.catalog_bytes, self.store.path)
 
     def check(self) -> None:
-        """Right before the commit point: still the lock owner, and nobody committed since our read."""
+        """Right before the commit point: still the lock owner, and nobody committed since our read.
+
+        Any change of the state file since our read means start over, whatever its fence: a
+        writer paused past its lock's expiry may have committed inside our window, and its
+        commit must be read, not overwritten.
+        """
         self.held.ensure_held()
         if _identity(state_path(self.store.path)) != self.state_identity:
             committed = read_state(state_path(self.store.path))
             last = committed.fence if committed else 0
-            if last >= self.fence:
-                raise FencedError(f"fencing token {self.fence} is not above the last committed one ({last})")
+            raise FencedError(f"the state file changed since it was read (committed fence {last}, ours "
+                              f"{self.fence}): another writer committed")
 
     def commit(self, new_catalog: bytes | None) -> Path | None:
         backup: list[Path | None] = [None]
@@ -74,6 +79,7 @@ class _Write:
         if new_catalog is not None:
             self.state.commits += 1
         commit(self.store.path, new_catalog, self.state, before_commit)
+        # Past the commit point nothing may fail the batch: this is best effort.
         forget_abandoned(self.store.redis, self.store.settings.queue, self.abandoned)
         return backup[0]
 
@@ -153,11 +159,18 @@ class CatalogStore:
             state = write.state
             if sequence is None:
                 sequence = next_sequence(self.redis, self.settings.queue, floor=state.sequence_high)
+            digest = records_digest(records)
             original = state.original(batch_id)
             if original is not None:
-                log.info("batch %s was already %s: duplicate", batch_id, original.status.value)
+                matches = None if original.content_sha256 is None else original.content_sha256 == digest
+                if matches is False:
+                    log.warning("batch %s was already %s with OTHER records: this submission is not applied",
+                                batch_id, original.status.value)
+                else:
+                    log.info("batch %s was already %s: duplicate", batch_id, original.status.value)
                 duplicate = BatchResult(batch_id=batch_id, status=BatchStatus.DUPLICATE, sequence=sequence,
-                                        fence=write.fence, original=original)
+                                        fence=write.fence, original=original, content_sha256=digest,
+                                        content_matches=matches)
                 state.complete(sequence)
                 state.duplicates += 1
                 write.commit(None)
@@ -166,7 +179,7 @@ class CatalogStore:
             status = self._status(outcome, batch_id, sequence, state, final_attempt)
             result = BatchResult(batch_id=batch_id, status=status, created=outcome.created, updated=outcome.updated,
                                  unchanged=outcome.unchanged, errors=outcome.errors, sequence=sequence,
-                                 fence=write.fence, superseded=outcome.superseded)
+                                 fence=write.fence, superseded=outcome.superseded, content_sha256=digest)
             state.versions.update(outcome.versions)
             state.record(result, dt.datetime.now(dt.UTC), self.settings.ledger_days, self.settings.ledger_max_ids)
             new_catalog = serialize_catalog(outcome.products) if status == BatchStatus.APPLIED else None

@@ -16,17 +16,18 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, NoReturn, Protocol
 
+import redis
 from celery import Celery, Task
 from celery.exceptions import Reject, SoftTimeLimitExceeded
 from celery.utils.time import get_exponential_backoff_interval
 from pydantic import ValidationError
 
 from catalog_core.celery_config import TASK_INGEST, TASK_ROTATE
-from catalog_core.errors import BatchTooLargeError, CatalogError
+from catalog_core.errors import BatchFailedError, BatchTooLargeError, CatalogError
 from catalog_core.rejections import RejectedBatch, record_rejection
-from catalog_core.sequence import abandon_sequence
+from catalog_core.sequence import abandon_sequence, issued_ceiling
 from catalog_core.settings import Settings
 from schemas import BatchMessage, BatchResult, BatchStatus, RecordError, format_loc
 from schemas.batch import SUPPORTED_VERSIONS
@@ -37,6 +38,11 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("catalog.worker")
 
+# What a retry can cure: everything but the declared permanent outcomes (rejected, duplicate),
+# which are returned, never raised. Redis and file-system errors that escape the store's own
+# wrappers are passing trouble too.
+TRANSIENT = (CatalogError, SoftTimeLimitExceeded, redis.RedisError, OSError)
+
 
 class Context(Protocol):
     @property
@@ -44,10 +50,6 @@ class Context(Protocol):
 
     @property
     def store(self) -> CatalogStore: ...
-
-
-class BatchFailedError(CatalogError):
-    """Raised when a batch could not be applied after every retry; its reason is in the message."""
 
 
 def _parse_message(payload: Any, task_id: str) -> BatchMessage | BatchResult:
@@ -69,13 +71,23 @@ def _parse_message(payload: Any, task_id: str) -> BatchMessage | BatchResult:
 
 
 def abandon(context: Context, message: BatchMessage | dict[str, Any] | None) -> None:
-    """A batch that ends without a ledger entry gives its sequence up, so later batches do not wait for it."""
+    """A batch that ends without a ledger entry gives its sequence up, so later batches do not wait for it.
+
+    Only a sequence the counter really issued: a forged one in the abandoned set would be
+    completed into the state and could drag the ordering far ahead. Best effort.
+    """
     sequence = message.sequence if isinstance(message, BatchMessage) else (message or {}).get("sequence")
-    if isinstance(sequence, int):
-        abandon_sequence(context.store.redis, context.settings.queue, sequence)
+    if not isinstance(sequence, int) or isinstance(sequence, bool) or sequence < 1:
+        return
+    try:
+        if sequence <= issued_ceiling(context.store.redis, context.settings.queue):
+            abandon_sequence(context.store.redis, context.settings.queue, sequence)
+    except CatalogError as exc:
+        log.warning("could not give up sequence %s (%s); the gap closes when it leaves the open window",
+                    sequence, exc)
 
 
-def _reject(context: Context, result: BatchResult, message: BatchMessage | None) -> dict[str, Any]:
+def _reject(context: Context, result: BatchResult, message: BatchMessage | None, final_attempt: bool) -> dict[str, Any]:
     rejected = RejectedBatch(
         batch_id=result.batch_id,
         source=message.source if message else "unknown",
@@ -84,7 +96,13 @@ def _reject(context: Context, result: BatchResult, message: BatchMessage | None)
         result=result,
     )
     settings = context.settings
-    record_rejection(context.store.redis, settings.queue, rejected, settings.rejected_keep)
+    try:
+        record_rejection(context.store.redis, settings.queue, rejected, settings.rejected_keep)
+    except redis.RedisError as exc:
+        if not final_attempt:
+            raise  # retried; the ledger answers the redelivery, and it is recorded then
+        log.error("batch %s: rejected, but the record for `catalog rejected` could not be written: %s",
+                  result.batch_id, exc)
     log.warning(
         "batch %s from %s rejected: %d problem(s), first: %s",
         result.batch_id, rejected.source, len(result.errors), result.errors[0].msg if result.errors else "-",
@@ -92,49 +110,80 @@ def _reject(context: Context, result: BatchResult, message: BatchMessage | None)
     return result.model_dump(mode="json")
 
 
-def ingest_batch(task: Task, context: Context, payload: Any) -> dict[str, Any]:
-    parsed = _parse_message(payload, task.request.id)
-    if isinstance(parsed, BatchResult):
-        abandon(context, payload if isinstance(payload, dict) else None)
-        return _reject(context, parsed, None)
-    message = parsed
+def _forged_sequence(context: Context, message: BatchMessage) -> BatchResult | None:
+    """A rejection for a sequence the counter never issued (anyone with Redis access can push a message)."""
+    if message.sequence is None:
+        return None
+    ceiling = issued_ceiling(context.store.redis, context.settings.queue)
+    if message.sequence <= ceiling:
+        return None
+    return BatchResult(batch_id=message.batch_id, status=BatchStatus.REJECTED, errors=[RecordError(
+        index=None, loc="sequence", msg=f"sequence {message.sequence} was never issued (the counter is at "
+        f"{ceiling}); take sequences from the queue's counter (docs/message-format.md)")])
+
+
+def _apply(task: Task, context: Context, message: BatchMessage, final_attempt: bool) -> dict[str, Any]:
     log.info("batch %s from %s: %d record(s), attempt %d",
              message.batch_id, message.source, len(message.items), task.request.retries + 1)
-    final_attempt = task.request.retries >= context.settings.max_retries
+    forged = _forged_sequence(context, message)
+    if forged is not None:
+        return _reject(context, forged, message, final_attempt)
     try:
         result = context.store.apply(message.items, message.batch_id, message.sequence, final_attempt)
     except BatchTooLargeError as exc:
         abandon(context, message)
         too_large = BatchResult(batch_id=message.batch_id, status=BatchStatus.REJECTED,
                                 errors=[RecordError(index=None, msg=str(exc))])
-        return _reject(context, too_large, message)
-    except (CatalogError, SoftTimeLimitExceeded) as exc:
-        # The soft limit is longer than the lock timeout, so hitting it means a slow disk or a
-        # huge catalog: worth another try, like a lock timeout.
-        settings = context.settings
-        if task.request.retries >= settings.max_retries:
-            abandon(context, message)
-            log.error("batch %s from %s failed after %d attempts: %s",
-                      message.batch_id, message.source, task.request.retries + 1, exc)
-            raise BatchFailedError(f"gave up after {task.request.retries + 1} attempts: {exc}") from None
-        countdown = get_exponential_backoff_interval(
-            factor=1, retries=task.request.retries, maximum=settings.retry_backoff_max, full_jitter=True
-        )
-        log.warning("batch %s from %s will retry in %ss: %s", message.batch_id, message.source, countdown, exc)
-        try:
-            raise task.retry(exc=exc, countdown=countdown, max_retries=settings.max_retries) from None
-        except Reject as failed:
-            # Celery could not publish the retry (Redis is down) and would drop the batch
-            # (requeue=False). Give it back instead: requeued now, or redelivered after the
-            # visibility timeout if Redis cannot even take the requeue.
-            log.warning("batch %s: could not schedule the retry (%s); handing it back", message.batch_id, failed)
-            raise Reject(failed.reason, requeue=True) from None
+        return _reject(context, too_large, message, final_attempt)
     if result.status == BatchStatus.REJECTED:
-        return _reject(context, result, message)
+        return _reject(context, result, message, final_attempt)
+    original = result.original
+    if original is not None and original.status == BatchStatus.REJECTED and result.content_matches is not False:
+        # Rejected before, perhaps by this very delivery whose record of it then failed: record
+        # it again (idempotent, keyed by batch id), so `catalog rejected` never misses it.
+        _reject(context, original.model_copy(update={"batch_id": message.batch_id}), message, final_attempt)
     log.info("batch %s from %s %s (sequence %s): %d created, %d updated, %d unchanged, %d superseded field(s)",
              message.batch_id, message.source, result.status.value, result.sequence, result.created, result.updated,
              result.unchanged, len(result.superseded))
     return result.model_dump(mode="json")
+
+
+def _retry_or_fail(task: Task, context: Context, message: BatchMessage | None, exc: BaseException) -> NoReturn:
+    settings = context.settings
+    batch_id = message.batch_id if message else task.request.id
+    source = message.source if message else "unknown"
+    if task.request.retries >= settings.max_retries:
+        abandon(context, message)
+        log.error("batch %s from %s failed after %d attempts: %s", batch_id, source, task.request.retries + 1, exc)
+        raise BatchFailedError(f"gave up after {task.request.retries + 1} attempts: {exc}") from None
+    countdown = get_exponential_backoff_interval(
+        factor=1, retries=task.request.retries, maximum=settings.retry_backoff_max, full_jitter=True
+    )
+    log.warning("batch %s from %s will retry in %ss: %s", batch_id, source, countdown, exc)
+    try:
+        raise task.retry(exc=exc, countdown=countdown, max_retries=settings.max_retries) from None
+    except Reject as failed:
+        # Celery could not publish the retry (Redis is down) and would drop the batch
+        # (requeue=False). Give it back instead: requeued now, or redelivered after the
+        # visibility timeout if Redis cannot even take the requeue.
+        log.warning("batch %s: could not schedule the retry (%s); handing it back", batch_id, failed)
+        raise Reject(failed.reason, requeue=True) from None
+
+
+def ingest_batch(task: Task, context: Context, payload: Any) -> dict[str, Any]:
+    """One delivery of a batch: a final outcome, or a retry for anything a retry can cure."""
+    parsed = _parse_message(payload, task.request.id)
+    message = parsed if isinstance(parsed, BatchMessage) else None
+    final_attempt = task.request.retries >= context.settings.max_retries
+    try:
+        if isinstance(parsed, BatchResult):
+            abandon(context, payload if isinstance(payload, dict) else None)
+            return _reject(context, parsed, None, final_attempt)
+        return _apply(task, context, parsed, final_attempt)
+    except TRANSIENT as exc:
+        # The soft limit is longer than the lock timeout, so hitting it means a slow disk or a
+        # huge catalog: worth another try, like a lock timeout.
+        _retry_or_fail(task, context, message, exc)
 
 
 def rotate(context: Context) -> dict[str, Any]:
