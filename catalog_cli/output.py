@@ -66,6 +66,9 @@ def print_result(result: BatchResult, batch: BatchFile | None) -> None:
         first = result.original
         counts = (f"already {first.status.value} as sequence {first.sequence} ({first.created} created, "
                   f"{first.updated} updated, {first.unchanged} unchanged); nothing changed now")
+        if result.content_matches is False:
+            counts += ("\n  [red]its records DIFFER from the original's[/]: this batch id was used before for other "
+                       "records, and none of these were applied; give new records a new batch id")
     where = f", sequence {result.sequence}" if result.sequence is not None else ""
     out.print(f"{name}[{style}]{result.status.value}[/] (batch {escape(result.batch_id)}{where}): {counts}")
     for error in result.errors:
@@ -80,5 +83,14 @@ def print_result(result: BatchResult, batch: BatchFile | None) -> None:
         out.print(f"  previous version kept as {escape(result.backup)}")
 
 
+def result_exit_code(result: BatchResult) -> int:
+    """A duplicate exits as its original did; one whose records differ from the original's is refused."""
+    if result.status == BatchStatus.DUPLICATE:
+        if result.content_matches is False:
+            return EXIT_REJECTED
+        return result_exit_code(result.original) if result.original is not None else EXIT_OK
+    return EXIT_REJECTED if result.status == BatchStatus.REJECTED else EXIT_OK
+
+
 def exit_code_for(results: list[BatchResult]) -> int:
-    return EXIT_REJECTED if any(r.status == BatchStatus.REJECTED for r in results) else EXIT_OK
+    return max((result_exit_code(r) for r in results), default=EXIT_OK)

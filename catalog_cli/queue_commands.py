@@ -10,11 +10,15 @@ from typing import Annotated
 import typer
 from rich.progress import BarColumn, Progress, TextColumn
 
-from catalog_core.errors import EXIT_CANNOT_WRITE, EXIT_OK, EXIT_PENDING, EXIT_REJECTED, BatchRefusedError
+from catalog_core.errors import (
+    EXIT_CANNOT_WRITE, EXIT_OK, EXIT_PENDING, EXIT_REJECTED, EXIT_UNKNOWN, BatchRefusedError,
+)
 from catalog_core.rejections import find_rejection, list_rejections
 from catalog_core.redis_client import connect
 from catalog_cli.options import JsonOption, RedisUrlOption, settings_from
-from catalog_cli.output import describe_error, err, out, print_json_line, print_result, result_payload
+from catalog_cli.output import (
+    describe_error, err, out, print_json_line, print_result, result_exit_code, result_payload,
+)
 from catalog_cli.store_commands import FilesArgument, read_all
 from producers.state import BatchState
 from producers.files import BatchFile
@@ -23,17 +27,22 @@ from schemas import BatchResult, BatchStatus
 if TYPE_CHECKING:
     from producers.api import BatchHandle
 
-STATE_EXIT = {"queued": EXIT_PENDING, "running": EXIT_PENDING, "retrying": EXIT_PENDING, "failed": EXIT_CANNOT_WRITE}
+STATE_EXIT = {"queued": EXIT_PENDING, "running": EXIT_PENDING, "retrying": EXIT_PENDING,
+              "failed": EXIT_CANNOT_WRITE, "lost": EXIT_CANNOT_WRITE, "unknown": EXIT_UNKNOWN}
+
+
+# Several batches exit with the worst: failed or lost, then rejected, unknown, pending, done.
+EXIT_SEVERITY = {EXIT_OK: 0, EXIT_PENDING: 1, EXIT_UNKNOWN: 2, EXIT_REJECTED: 3, EXIT_CANNOT_WRITE: 4}
 
 
 def _exit_for(states: list[BatchState]) -> int:
     codes = [EXIT_OK]
     for state in states:
         if state.result is not None:
-            codes.append(EXIT_REJECTED if state.result.status == BatchStatus.REJECTED else EXIT_OK)
+            codes.append(result_exit_code(state.result))
         else:
             codes.append(STATE_EXIT.get(state.state, EXIT_PENDING))
-    return max(codes)
+    return max(codes, key=EXIT_SEVERITY.__getitem__)
 
 
 def _show_state(state: BatchState, batch: BatchFile | None, as_json: bool) -> None:
@@ -41,7 +50,8 @@ def _show_state(state: BatchState, batch: BatchFile | None, as_json: bool) -> No
         if state.result is not None:
             print_json_line(result_payload(state.result, batch))
         else:
-            payload = {"batch_id": state.batch_id, "status": state.state, "reason": state.reason}
+            payload = {"batch_id": state.batch_id, "status": state.state, "reason": state.reason,
+                       "since": state.since.isoformat() if state.since else None}
             if batch is not None:
                 payload["source"] = batch.source
             print_json_line(payload)
@@ -50,7 +60,9 @@ def _show_state(state: BatchState, batch: BatchFile | None, as_json: bool) -> No
     else:
         where = f"{batch.source}: " if batch else ""
         reason = f": {state.reason}" if state.reason else ""
-        out.print(f"{where}batch {state.batch_id} is [yellow]{state.state}[/]{reason}")
+        since = f" since {state.since:%Y-%m-%d %H:%M:%S} UTC" if state.since else ""
+        colour = "red" if state.state in {"lost", "failed"} else "yellow"
+        out.print(f"{where}batch {state.batch_id} is [{colour}]{state.state}[/]{since}{reason}")
 
 
 def _wait_all(handles: list[tuple[BatchHandle, BatchFile]], timeout: float, show_progress: bool) -> list[BatchState]:
@@ -139,9 +151,13 @@ def status(
     redis_url: RedisUrlOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Show where a batch is: queued, running, retrying, applied, unchanged, rejected or failed.
+    """Show where a batch is: queued, running, retrying, applied, unchanged, rejected, duplicate, failed,
+    lost or unknown.
 
-    Results are kept for CATALOG_RESULT_EXPIRES seconds; an unknown id shows as queued.
+    lost: queued, but Redis kept no trace of it (it lost its data): resubmit it with the same
+    batch id, which is safe. unknown: never queued here, or its result expired (results are
+    kept CATALOG_RESULT_EXPIRES seconds). Exit 0 done, 1 rejected (or a duplicate whose records
+    differ), 3 failed or lost, 4 still queued, running or retrying, 5 unknown.
     """
     from producers.api import Producer  # noqa: PLC0415 - Celery is slow to import; only here
 

@@ -14,6 +14,7 @@ EXIT_REJECTED = 1
 EXIT_BAD_INPUT = 2
 EXIT_CANNOT_WRITE = 3
 EXIT_PENDING = 4
+EXIT_UNKNOWN = 5
 
 
 class CatalogError(Exception):

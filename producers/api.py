@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +18,7 @@ import orjson
 import redis
 from celery import Celery
 from celery.result import AsyncResult
+from celery.exceptions import BackendError
 from kombu.exceptions import OperationalError
 
 from catalog_core.celery_config import TASK_INGEST, celery_config
@@ -27,7 +28,8 @@ from catalog_core.errors import BatchRefusedError, BatchTooLargeError, RedisUnav
 from catalog_core.settings import Settings
 from producers.files import read_batch_file
 from producers.state import BatchState
-from schemas import BatchMessage, BatchResult
+from producers.tracking import Submission, find_submission, record_submission
+from schemas import BatchMessage, BatchResult, BatchStatus, records_digest
 from schemas.validation import check_record
 
 # Celery states as people say them.
@@ -51,28 +53,63 @@ def client_app(settings: Settings, *, results: bool) -> Celery:
     config = celery_config(settings)
     if not results:
         config["result_backend"] = None
+    else:
+        # A reader asks again by itself (wait polls): with Redis down, fail at once with a clear
+        # error instead of Celery's ten logged retries, tracebacks included.
+        config["result_backend_always_retry"] = False
     app.conf.update(config)
     return app
 
 
 class BatchHandle:
-    """A submitted batch: ask its state, or wait for its result."""
+    """A submitted batch: ask its state, or wait for its result.
 
-    def __init__(self, batch_id: str, app: Celery, records: int = 0, sequence: int | None = None) -> None:
+    ``resubmitted``: this handle's records were not queued, because the batch id was already
+    known; its final state is then a ``duplicate`` of the original, saying whether the records
+    are the same (``content_matches``).
+    """
+
+    def __init__(self, batch_id: str, app: Celery, client: Callable[[], redis.Redis], queue: str, *,
+                 records: int = 0, sequence: int | None = None, submitted: bool = False,
+                 resubmitted_digest: str | None = None) -> None:
         self.batch_id = batch_id
         self.records = records
         self.sequence = sequence
+        self.submitted = submitted
+        self.resubmitted_digest = resubmitted_digest
+        self._client, self._queue = client, queue
         self._result = AsyncResult(batch_id, app=app)
 
     def state(self) -> BatchState:
         try:
             raw_state = self._result.state
             if raw_state == "SUCCESS":
-                return BatchState(self.batch_id, "done", result=BatchResult.model_validate(self._result.result))
+                return BatchState(self.batch_id, "done", result=self._as_seen(self._result.result))
             reason = str(self._result.result) if raw_state in {"FAILURE", "RETRY", "REVOKED"} else None
-        except (OperationalError, redis.RedisError) as exc:
+            submission = find_submission(self._client(), self._queue, self.batch_id)
+        except (OperationalError, BackendError, redis.RedisError) as exc:
             raise RedisUnavailableError(f"cannot read the state of batch {self.batch_id}: {exc}") from None
-        return BatchState(self.batch_id, STATE_NAMES.get(raw_state, raw_state.lower()), reason=reason)
+        if raw_state in {"FAILURE", "REVOKED"}:
+            return BatchState(self.batch_id, "failed", reason=reason)
+        if submission is None:
+            if raw_state in {"STARTED", "RETRY"} or self.submitted:
+                return BatchState(self.batch_id, "lost", reason=(
+                    "no trace of it is left in Redis (it lost its data?); resubmit it with the same batch id, "
+                    "which is safe"))
+            return BatchState(self.batch_id, "unknown", reason=(
+                "no producer queued this id here, or its result expired (CATALOG_RESULT_EXPIRES)"))
+        name = STATE_NAMES.get(raw_state, raw_state.lower())
+        return BatchState(self.batch_id, name, reason=reason, since=submission.submitted_at)
+
+    def _as_seen(self, payload: Any) -> BatchResult:
+        result = BatchResult.model_validate(payload)
+        if self.resubmitted_digest is None:
+            return result
+        original = result.original if result.status == BatchStatus.DUPLICATE and result.original else result
+        known = original.content_sha256 or result.content_sha256
+        return BatchResult(batch_id=self.batch_id, status=BatchStatus.DUPLICATE, original=original,
+                           sequence=result.sequence, content_sha256=self.resubmitted_digest,
+                           content_matches=None if known is None else known == self.resubmitted_digest)
 
     def wait(self, timeout: float, poll: float = 0.2) -> BatchState:
         """Poll until the batch is final; ``WaitTimeoutError`` when ``timeout`` runs out first."""
@@ -122,21 +159,40 @@ class Producer:
             raise BatchRefusedError(f"{len(errors)} invalid record(s); the batch was not queued", errors)
 
     def submit(self, records: Iterable[Any], *, batch_id: str | None = None, source: str = "api") -> BatchHandle:
-        """Check and queue one all-or-nothing batch. ``batch_id`` lets a caller retry safely."""
+        """Check and queue one all-or-nothing batch. ``batch_id`` lets a caller retry safely.
+
+        A batch id that was already queued (and is not lost) is not queued again: the handle
+        answers ``duplicate`` with the original's outcome, and says whether the records differ.
+        """
         items = list(records)
         self.check(items)
+        digest = records_digest(items)
+        if batch_id is not None and self._already_submitted(batch_id):
+            return self._handle(batch_id, records=len(items), resubmitted_digest=digest)
         # Taken after the checks, so refused batches leave no gap in the sequence.
         sequence = next_sequence(self.redis, self.settings.queue)
         message = BatchMessage(batch_id=batch_id or new_batch_id(), source=source, items=items, sequence=sequence)
         try:
+            record_submission(self.redis, self.settings.queue, Submission(
+                batch_id=message.batch_id, source=source, sequence=sequence, records=len(items),
+                content_sha256=digest, submitted_at=message.submitted_at), self.settings.result_expires)
             self.app.send_task(
                 TASK_INGEST, args=[message.model_dump(mode="json")], task_id=message.batch_id,
                 queue=self.settings.queue,
             )
-        except OperationalError as exc:
+        except (OperationalError, RedisUnavailableError) as exc:
             abandon_sequence(self.redis, self.settings.queue, sequence)
-            raise RedisUnavailableError(f"cannot reach the broker at {self.settings.redis_url}: {exc}") from None
-        return BatchHandle(message.batch_id, self.results_app, records=len(items), sequence=sequence)
+            raise RedisUnavailableError(f"cannot queue batch {message.batch_id}: {exc}") from None
+        return self._handle(message.batch_id, records=len(items), sequence=sequence, submitted=True)
+
+    def _already_submitted(self, batch_id: str) -> bool:
+        """Queued before and not lost: it has a submission record or a final result."""
+        if find_submission(self.redis, self.settings.queue, batch_id) is not None:
+            return True
+        return self._handle(batch_id).state().result is not None
+
+    def _handle(self, batch_id: str, **details: Any) -> BatchHandle:
+        return BatchHandle(batch_id, self.results_app, lambda: self.redis, self.settings.queue, **details)
 
     def submit_file(self, path: str | Path, *, source: str | None = None, batch_id: str | None = None,
                     chunk_size: int | None = None) -> list[BatchHandle]:
@@ -154,4 +210,4 @@ class Producer:
                 for n, chunk in enumerate(chunks, start=1)]
 
     def handle(self, batch_id: str) -> BatchHandle:
-        return BatchHandle(batch_id, self.results_app)
+        return self._handle(batch_id)
