@@ -64,8 +64,10 @@ def commit(catalog: Path, new_catalog: bytes | None, state: CatalogState,
         try:
             os.replace(catalog_temp, catalog)
         except OSError as exc:
-            raise CommitError(f"{catalog}: committed, but the rename failed ({exc}); the next load rolls it "
-                              "forward") from exc
+            # Past the commit point the batch is applied: the next writer's recovery rolls the
+            # catalog forward (or already did, and took the temp file). Never a failure.
+            log.warning("%s: committed; the catalog rename is left to the next writer's recovery (%s)", catalog, exc)
+            return
         sync_folder_or_warn(catalog.parent)
 
 
@@ -81,6 +83,11 @@ def recover(catalog: Path) -> tuple[CatalogState, str | None]:
 def recover_and_read(catalog: Path) -> tuple[CatalogState, bytes | None, str | None]:
     """``recover``, also returning the catalog's bytes as recovered, so a writer reads the file once."""
     state_file = state_path(catalog)
+    # First, before reading anything, the state temp files of other writers: one that lost the
+    # lock while paused between its check and its commit rename then can no longer commit, so
+    # what we read next cannot change under us. (Recovery never needs a state temp file.)
+    for stale in remove_stale_temp_files(state_file):
+        log.warning("removed %s, left by a writer that crashed or lost the lock", stale)
     state = read_state(state_file)
     current = read_catalog_bytes(catalog)
     current_sha = sha256_of(current)
@@ -93,8 +100,8 @@ def recover_and_read(catalog: Path) -> tuple[CatalogState, bytes | None, str | N
         action = _reconcile(catalog, state, current_sha)
         state = read_state(state_file) or state
         current = read_catalog_bytes(catalog)
-    for stale in remove_stale_temp_files(catalog) + remove_stale_temp_files(state_file):
-        log.warning("removed %s, left by a writer that crashed", stale)
+    for stale in remove_stale_temp_files(catalog):  # after recovery, which may roll one forward
+        log.warning("removed %s, left by a writer that crashed or lost the lock", stale)
     if action:
         log.warning("%s: %s", catalog, action)
     return state, current, action
