@@ -23,12 +23,26 @@ import redis_lock
 
 from catalog_core.errors import LockLostError, LockTimeoutError, RedisUnavailableError
 from catalog_core.redis_client import LOCK_WAIT_STEP
+from worker.catalog_id import ensure_catalog_id
 
 log = logging.getLogger(__name__)
 
 
 def lock_name(catalog: Path) -> str:
-    """One lock per catalog file, named by its resolved path (hosts must mount it at the same path)."""
+    """The one name every writer (store, apply, restore) locks the catalog by; the fence key derives from it.
+
+    It comes from the catalog's id (worker/catalog_id.py), so hosts that mount the folder at
+    different paths share it. Only where the folder cannot take the id file is the name derived
+    from the path, as before ids existed.
+    """
+    catalog_id = ensure_catalog_id(catalog)
+    if catalog_id is None:
+        return path_lock_name(catalog)
+    return f"catalog-ingest:{catalog.name}:{catalog_id}"
+
+
+def path_lock_name(catalog: Path) -> str:
+    """The fallback: named by the resolved path, so only writers that reach it by that path share it."""
     digest = hashlib.sha256(str(catalog.resolve()).encode()).hexdigest()[:16]
     return f"catalog-ingest:{catalog.resolve().name}:{digest}"
 
