@@ -1,16 +1,17 @@
 """Committing catalog and state together, and recovering from a crash between their renames.
 
-The protocol (docs/commit-protocol.md has the crash-point table):
-1. write the new catalog to a temp file and fsync it (when the catalog changes);
-2. write the new state to a temp file and fsync it; it carries the catalog's sha256 and the
+The protocol, numbered as steps 5-10 of "One write" in docs/commit-protocol.md (which has the
+crash-point table):
+5. write the new catalog to a temp file and fsync it (when the catalog changes);
+6. write the new state to a temp file and fsync it; it carries the catalog's sha256 and the
    token of the catalog temp file (its name is ``.<catalog>.<token>.tmp``; the state names
    no file, so a hand-edited state cannot point recovery at any other file);
-3. check the lock and the fence, and take the backup; any failure aborts here, temps removed;
-4. hard-link the current state as ``.state.prev``;
-5. rename the state temp over the state file and fsync the folder: the commit point;
-6. rename the catalog temp over the catalog and fsync the folder.
-Recovery at the next load compares the catalog's sha256 with the state's and rolls forward
-(the catalog temp file with the state's token) or back (``.state.prev``) until they agree.
+7. check the lock and the fence, and take the backup; any failure aborts here, temps removed;
+8. hard-link the current state as ``.state.prev``;
+9. rename the state temp over the state file and fsync the folder: the commit point;
+10. rename the catalog temp over the catalog and fsync the folder.
+Recovery (step 1) compares the catalog's sha256 with the state's and rolls forward (the
+catalog temp file with the state's token) or back (``.state.prev``) until they agree.
 """
 
 from __future__ import annotations
