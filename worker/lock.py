@@ -50,9 +50,10 @@ def path_lock_name(catalog: Path) -> str:
 class HeldLock:
     """A lock we hold; ``ensure_held`` must pass right before the catalog is replaced."""
 
-    def __init__(self, lock: redis_lock.Lock, expire: int) -> None:
+    def __init__(self, lock: redis_lock.Lock, expire: int, name: str) -> None:
         self._lock = lock
         self._expire = expire
+        self.name = name  # the lock_name it was taken by: derive the fence key from this, read once
 
     def ensure_held(self) -> None:
         """Raise ``LockLostError`` unless the lock is still ours; renew it for a full expiry if so."""
@@ -67,7 +68,8 @@ class HeldLock:
 @contextmanager
 def catalog_lock(client: redis.Redis, catalog: Path, expire: int, timeout: float) -> Iterator[HeldLock]:
     """Hold the catalog's write lock, auto-renewed, waiting at most ``timeout`` seconds for it."""
-    lock = redis_lock.Lock(client, lock_name(catalog), expire=expire, auto_renewal=True)
+    name = lock_name(catalog)
+    lock = redis_lock.Lock(client, name, expire=expire, auto_renewal=True)
     deadline = time.monotonic() + timeout
     try:
         while True:
@@ -82,7 +84,7 @@ def catalog_lock(client: redis.Redis, catalog: Path, expire: int, timeout: float
     except redis.RedisError as exc:
         raise RedisUnavailableError(f"Redis failed while taking the catalog lock: {exc}") from None
     try:
-        yield HeldLock(lock, expire)
+        yield HeldLock(lock, expire, name)
     finally:
         try:
             lock.release()
