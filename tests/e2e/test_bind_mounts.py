@@ -96,12 +96,14 @@ def test_twenty_applies_through_two_bind_mounts_of_one_folder_lose_no_product(
     assert driver.returncode == 0, driver.stderr
     outcomes = json.loads(driver.stdout)
 
-    for writer, outcome in zip(writers, outcomes, strict=True):
-        report = f"{writer['env']['CATALOG_PATH']}: exit {outcome['code']}\n{outcome['stdout']}\n{outcome['stderr']}"
-        assert outcome["code"] == 0, report
-        assert orjson.loads(outcome["stdout"])["status"] == "applied", report
+    failed = [
+        f"{writer['env']['CATALOG_PATH']}: exit {outcome['code']}\n{outcome['stdout']}\n{outcome['stderr']}"
+        for writer, outcome in zip(writers, outcomes, strict=True)
+        if outcome["code"] != 0 or orjson.loads(outcome["stdout"])["status"] != "applied"
+    ]
     final = parse_catalog((shared / "products.json").read_bytes(), shared / "products.json")
     present = {p["product_id"] for p in final}
     lost = [new_id for new_id in new_ids if new_id not in present]
-    assert not lost, f"{len(lost)} of {len(new_ids)} new products were lost: {lost}"
+    assert not lost, f"{len(lost)} of {len(new_ids)} new products were lost: {lost}; failed writers: {failed}"
+    assert not failed, "\n".join(failed)
     assert len(final) == FILLER_PRODUCTS + len(new_ids)
