@@ -18,6 +18,8 @@ from typing import Annotated, Literal
 from pydantic import ConfigDict, Field, TypeAdapter, with_config
 from typing_extensions import NotRequired, TypedDict  # pydantic needs this TypedDict on Python < 3.12
 
+from schemas.result import BatchStatus
+
 STATE_FORMAT = 1
 SAFE_INTEGER_LIMIT = 2**53
 TEMP_TOKEN_PATTERN = r"^[0-9a-f]{8}$"
@@ -43,7 +45,7 @@ class LedgerError(TypedDict):
 class LedgerEntry(TypedDict):
     """The final outcome of one batch id, compacted (worker/state.py ``CatalogState.record``)."""
 
-    status: Literal["applied", "unchanged", "rejected", "duplicate"]
+    status: BatchStatus
     created: Count
     updated: Count
     unchanged: Count

@@ -248,3 +248,32 @@ def test_recovery_returns_the_identity_of_the_state_it_finally_read(committed: P
     assert recovered.state.fence == 1 and recovered.catalog_bytes == OLD
     assert recovered.state_identity == current_identity(state_path(committed)) != before
     assert recover_and_read(committed) == (recovered.state, OLD, None)
+
+
+def test_a_state_written_by_the_previous_release_rolls_forward_by_the_token_in_its_temp_name(
+    committed: Path,
+) -> None:
+    new = serialize_catalog([product("NEW")])
+    temp = committed.with_name(".products.json.0a1b2c3d.tmp")
+    temp.write_bytes(new)
+    raw = orjson.loads(state_path(committed).read_bytes())
+    raw.pop("pending_token", None)
+    raw.update(pending_catalog=temp.name, catalog_sha256=sha256(new))  # what the previous release wrote
+    state_path(committed).write_bytes(orjson.dumps(raw))
+    state, action = recover(committed)
+    assert action is not None and "rolled forward" in action
+    assert committed.read_bytes() == new and not temp.exists()
+    assert "pending_catalog" not in orjson.loads(serialize_state(state))
+
+
+def test_a_pending_catalog_temp_that_is_a_symlink_is_not_rolled_forward(committed: Path, tmp_path: Path) -> None:
+    victim = tmp_path / "victim.json"
+    victim.write_bytes(b'{"secret": true}')
+    committed.with_name(".products.json.0a1b2c3d.tmp").symlink_to(victim)
+    raw = orjson.loads(state_path(committed).read_bytes())
+    raw.pop("pending_token", None)
+    raw.update(pending_catalog=".products.json.0a1b2c3d.tmp", catalog_sha256=sha256(victim.read_bytes()))
+    state_path(committed).write_bytes(orjson.dumps(raw))
+    recover(committed)
+    assert committed.read_bytes() == OLD and not committed.is_symlink()
+    assert victim.read_bytes() == b'{"secret": true}'
