@@ -10,6 +10,7 @@ took two different locks and overwrote each other.
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -50,13 +51,13 @@ print(json.dumps(outcomes))
 
 
 def unshare_refusal() -> str | None:
-    """Why this machine cannot make private bind mounts, or None when it can."""
+    """Why this machine cannot make private bind mounts (not root, no unshare), or None when it can."""
+    if shutil.which("unshare") is None:
+        return "the unshare command is not installed"
     probe = subprocess.run(
         ["unshare", "--mount", "--propagation", "private", "sh", "-c", "mount --bind / /mnt && echo ok"],
         capture_output=True, text=True, timeout=30,
-    ) if Path("/usr/bin/unshare").exists() or Path("/bin/unshare").exists() else None
-    if probe is None:
-        return "the unshare command is not installed"
+    )
     if probe.returncode != 0 or "ok" not in probe.stdout:
         return f"private bind mounts are not permitted here: {probe.stderr.strip() or probe.returncode}"
     return None
