@@ -277,3 +277,11 @@ def test_a_pending_catalog_temp_that_is_a_symlink_is_not_rolled_forward(committe
     recover(committed)
     assert committed.read_bytes() == OLD and not committed.is_symlink()
     assert victim.read_bytes() == b'{"secret": true}'
+
+
+def test_a_batch_id_with_control_characters_is_shown_escaped(tmp_path: Path) -> None:
+    raw = valid_state()
+    raw["ledger"]["evil\x1b[2J"] = {**raw["ledger"]["b1"], "created": "1"}
+    with pytest.raises(CatalogCorruptError) as caught:
+        parse_state(orjson.dumps(raw), tmp_path / "products.json.state")
+    assert "\x1b" not in str(caught.value) and "evil\\x1b[2J" in str(caught.value)

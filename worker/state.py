@@ -164,13 +164,19 @@ def _describe(exc: ValidationError) -> str:
     errors = exc.errors(include_url=False)
     described = []
     for error in errors[:ERRORS_SHOWN]:
-        where = ".".join(str(part) for part in error["loc"])
+        where = ".".join(_printable(part) for part in error["loc"])
         if error["loc"][:1] == ("format",):
             described.append(f"unknown state format {str(error.get('input'))[:20]!r}")
         else:
             described.append(f"{where}: {error['msg']}" if where else error["msg"])
     more = f" (and {len(errors) - ERRORS_SHOWN} more)" if len(errors) > ERRORS_SHOWN else ""
     return "; ".join(described) + more
+
+
+def _printable(part: str | int) -> str:
+    """A key from the file, as it can be shown on a terminal: escaped if need be, and short."""
+    text = str(part)
+    return text[:80] if text.isprintable() else repr(text[:80])
 
 
 def _unreadable(source: Path, details: str) -> CatalogCorruptError:
