@@ -9,6 +9,7 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 import uuid
 from pathlib import Path
 
@@ -70,16 +71,39 @@ def test_an_id_file_that_is_not_an_id_is_a_clear_error(tmp_path: Path, content: 
         lock_name(catalog)
 
 
+def test_a_fifo_as_id_file_is_refused_without_hanging(tmp_path: Path) -> None:
+    catalog = tmp_path / "products.json"
+    os.mkfifo(catalog_id_path(catalog))
+    outcome: list[BaseException | None] = []
+
+    def read() -> None:
+        try:
+            lock_name(catalog)
+            outcome.append(None)
+        except BaseException as exc:  # noqa: BLE001 - the test inspects it
+            outcome.append(exc)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    reader.join(10)
+    assert not reader.is_alive(), "reading a FIFO as the id file hung"
+    assert isinstance(outcome[0], CatalogCorruptError) and "products.json.id" in str(outcome[0])
+
+
 @pytest.mark.parametrize("code", [errno.EROFS, errno.EACCES])
 def test_a_folder_that_cannot_hold_the_id_falls_back_to_the_path_name(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, code: int
 ) -> None:
     catalog = tmp_path / "products.json"
 
-    def refuse(*_args: object, **_kwargs: object) -> int:
-        raise OSError(code, os.strerror(code))
+    real_open = os.open
 
-    monkeypatch.setattr(catalog_id_module.os, "open", refuse)
+    def refuse_to_create(path: str, flags: int, *args: int) -> int:
+        if flags & os.O_CREAT:
+            raise OSError(code, os.strerror(code))
+        return real_open(path, flags, *args)
+
+    monkeypatch.setattr(catalog_id_module.os, "open", refuse_to_create)
     with caplog.at_level(logging.WARNING):
         assert lock_name(catalog) == path_lock_name(catalog)
     assert "cannot create" in caplog.text
@@ -89,8 +113,12 @@ def test_a_folder_that_cannot_hold_the_id_falls_back_to_the_path_name(
 def test_another_failure_to_create_the_id_is_an_error_not_a_fallback(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def full(*_args: object, **_kwargs: object) -> int:
-        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    real_open = os.open
+
+    def full(path: str, flags: int, *args: int) -> int:
+        if flags & os.O_CREAT:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real_open(path, flags, *args)
 
     monkeypatch.setattr(catalog_id_module.os, "open", full)
     with pytest.raises(Exception, match="products.json.id"):

@@ -14,6 +14,7 @@ import logging
 import os
 import re
 import secrets
+import stat
 import uuid
 from contextlib import suppress
 from pathlib import Path
@@ -39,14 +40,20 @@ def read_catalog_id(catalog: Path) -> str | None:
     """The catalog's id; None when it has none yet. A file that is not an id is an error."""
     path = catalog_id_path(catalog)
     try:
-        with open(path, "rb") as handle:
-            data = handle.read(ID_MAX_BYTES + 1)
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)  # a FIFO must not hang us
     except FileNotFoundError:
         return None
     except OSError as exc:
         raise CatalogCorruptError(f"{path}: cannot read the catalog id: {exc.strerror}") from None
+    try:
+        regular = stat.S_ISREG(os.fstat(fd).st_mode)
+        data = os.read(fd, ID_MAX_BYTES + 1) if regular else b""
+    except OSError as exc:
+        raise CatalogCorruptError(f"{path}: cannot read the catalog id: {exc.strerror}") from None
+    finally:
+        os.close(fd)
     text = data.decode("ascii", errors="replace").strip()
-    if len(data) > ID_MAX_BYTES or not _ID_PATTERN.match(text):
+    if not regular or len(data) > ID_MAX_BYTES or not _ID_PATTERN.match(text):
         raise CatalogCorruptError(
             f"{path}: not a catalog id (a uuid4 on one line). It names the catalog's lock on every host: "
             "stop every writer, then delete it and the next writer creates a new one"
