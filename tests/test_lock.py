@@ -17,7 +17,9 @@ def client_for(url: str) -> redis.Redis:
     return redis.Redis.from_url(url, socket_timeout=10)
 
 
-def test_lock_names_come_from_the_resolved_catalog_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_relative_and_an_absolute_path_to_one_catalog_share_its_lock_and_two_catalogs_do_not(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.chdir(tmp_path)
     assert lock_name(Path("products.json")) == lock_name(tmp_path / "products.json")
     assert lock_name(tmp_path / "a" / "products.json") != lock_name(tmp_path / "b" / "products.json")

@@ -75,7 +75,7 @@ def test_the_ledger_keeps_only_the_first_errors_of_a_rejection() -> None:
 
 
 def test_a_state_survives_serialization(tmp_path: Path) -> None:
-    state = CatalogState(fence=7, catalog_sha256="ab", versions={"A": {"pricing": 3}})
+    state = CatalogState(fence=7, catalog_sha256="ab" * 32, versions={"A": {"pricing": 3}})
     state.record(result("b1", 1), NOW, 30, 10)
     path = tmp_path / "products.json.state"
     path.write_bytes(serialize_state(state))

@@ -1,29 +1,50 @@
 """Committing catalog and state together, and recovering from a crash between their renames.
 
-The protocol (docs/commit-protocol.md has the crash-point table):
-1. write the new catalog to a temp file and fsync it (when the catalog changes);
-2. write the new state to a temp file and fsync it; it names that catalog temp file and
-   carries its sha256;
-3. check the lock and the fence, and take the backup; any failure aborts here, temps removed;
-4. hard-link the current state as ``.state.prev``;
-5. rename the state temp over the state file and fsync the folder: the commit point;
-6. rename the catalog temp over the catalog and fsync the folder.
-Recovery at the next load compares the catalog's sha256 with the state's and rolls forward
-(the named temp file) or back (``.state.prev``) until they agree.
+The protocol, numbered as steps 5-10 of "One write" in docs/commit-protocol.md (which has the
+crash-point table):
+5. write the new catalog to a temp file and fsync it (when the catalog changes);
+6. write the new state to a temp file and fsync it; it carries the catalog's sha256 and the
+   token of the catalog temp file (its name is ``.<catalog>.<token>.tmp``; the state names
+   no file, so a hand-edited state cannot point recovery at any other file);
+7. check the lock and the fence, and take the backup; any failure aborts here, temps removed;
+8. hard-link the current state as ``.state.prev``;
+9. rename the state temp over the state file and fsync the folder: the commit point;
+10. rename the catalog temp over the catalog and fsync the folder.
+Recovery (step 1) compares the catalog's sha256 with the state's and rolls forward (the
+catalog temp file with the state's token) or back (``.state.prev``) until they agree.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import stat
 from collections.abc import Callable
 from contextlib import suppress
 from pathlib import Path
+from typing import NamedTuple
 
 from catalog_core.errors import CommitError
-from worker.atomic import atomic_write, discard, remove_stale_temp_files, sync_folder_or_warn, write_temp
+from worker.atomic import (
+    TEMP_SUFFIX,
+    atomic_write,
+    discard,
+    remove_stale_temp_files,
+    sync_folder_or_warn,
+    temp_prefix,
+    write_temp,
+)
 from worker.catalog_file import read_catalog_bytes
-from worker.state import CatalogState, previous_state_path, read_state, serialize_state, sha256_of, state_path
+from worker.state import (
+    CatalogState,
+    FileIdentity,
+    previous_state_path,
+    read_state,
+    read_state_file,
+    serialize_state,
+    sha256_of,
+    state_path,
+)
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +69,7 @@ def commit(catalog: Path, new_catalog: bytes | None, state: CatalogState,
         if new_catalog is not None:
             catalog_temp = write_temp(catalog, new_catalog)
             state.catalog_sha256 = sha256_of(new_catalog)
-            state.pending_catalog = catalog_temp.name
+        state.pending_token = _temp_token(catalog, catalog_temp)
         state_temp = write_temp(state_file, serialize_state(state))
         before_commit()
         _link_previous(state_file, previous)
@@ -71,24 +92,38 @@ def commit(catalog: Path, new_catalog: bytes | None, state: CatalogState,
         sync_folder_or_warn(catalog.parent)
 
 
+class Recovered(NamedTuple):
+    """Catalog and state in agreement, as a writer starts from them."""
+
+    state: CatalogState
+    catalog_bytes: bytes | None  # the catalog as recovered, so a writer reads the file once
+    action: str | None  # None (they agreed), or a sentence for the log
+    state_identity: FileIdentity | None  # of the state file exactly as read; None when absent
+
+
 def recover(catalog: Path) -> tuple[CatalogState, str | None]:
     """Bring catalog and state into agreement. Call only while holding the write lock.
 
     Returns the state and what was done: None (they agreed), or a sentence for the log.
     """
-    state, _, action = recover_and_read(catalog)
-    return state, action
+    recovered = recover_for_write(catalog)
+    return recovered.state, recovered.action
 
 
-def recover_and_read(catalog: Path) -> tuple[CatalogState, bytes | None, str | None]:
-    """``recover``, also returning the catalog's bytes as recovered, so a writer reads the file once."""
+def recover_for_write(catalog: Path) -> Recovered:
+    """``recover``, also returning the catalog's bytes (so a writer reads the file once) and the
+    identity of the state file exactly as read.
+
+    A writer compares it with ``worker.state.current_identity`` right before its commit: any
+    difference means someone committed since the read.
+    """
     state_file = state_path(catalog)
     # First, before reading anything, the state temp files of other writers: one that lost the
     # lock while paused between its check and its commit rename then can no longer commit, so
     # what we read next cannot change under us. (Recovery never needs a state temp file.)
     for stale in remove_stale_temp_files(state_file):
         log.warning("removed %s, left by a writer that crashed or lost the lock", stale)
-    state = read_state(state_file)
+    state, identity = read_state_file(state_file)
     current = read_catalog_bytes(catalog)
     current_sha = sha256_of(current)
     action = None
@@ -98,19 +133,36 @@ def recover_and_read(catalog: Path) -> tuple[CatalogState, bytes | None, str | N
             action = "no state file yet: started one for the existing catalog"
     elif state.catalog_sha256 != current_sha:
         action = _reconcile(catalog, state, current_sha)
-        state = read_state(state_file) or state
+        reread, identity = read_state_file(state_file)
+        state = reread or state
         current = read_catalog_bytes(catalog)
     for stale in remove_stale_temp_files(catalog):  # after recovery, which may roll one forward
         log.warning("removed %s, left by a writer that crashed or lost the lock", stale)
     if action:
         log.warning("%s: %s", catalog, action)
-    return state, current, action
+    return Recovered(state, current, action, identity)
+
+
+def _temp_token(catalog: Path, temp: Path | None) -> str | None:
+    """The random part of a catalog temp file's name: all the state keeps of it."""
+    return None if temp is None else temp.name[len(temp_prefix(catalog)):-len(TEMP_SUFFIX)]
+
+
+def _pending_catalog(catalog: Path, token: str | None) -> Path | None:
+    """The catalog temp file a commit stopped before renaming: a fixed shape beside the catalog, a regular file."""
+    if token is None:
+        return None
+    pending = catalog.with_name(f"{temp_prefix(catalog)}{token}{TEMP_SUFFIX}")
+    try:
+        return pending if stat.S_ISREG(os.lstat(pending).st_mode) else None
+    except FileNotFoundError:
+        return None
 
 
 def _reconcile(catalog: Path, state: CatalogState, current_sha: str | None) -> str:
     state_file = state_path(catalog)
-    pending = catalog.parent / state.pending_catalog if state.pending_catalog else None
-    if pending is not None and pending.exists() and sha256_of(pending.read_bytes()) == state.catalog_sha256:
+    pending = _pending_catalog(catalog, state.pending_token)
+    if pending is not None and sha256_of(pending.read_bytes()) == state.catalog_sha256:
         os.replace(pending, catalog)
         sync_folder_or_warn(catalog.parent)
         return f"rolled forward: a commit had stopped between its two renames ({pending.name} put in place)"
@@ -120,7 +172,6 @@ def _reconcile(catalog: Path, state: CatalogState, current_sha: str | None) -> s
         return "rolled back to the previous state: the new catalog of an interrupted commit was lost"
     # Neither: the file was changed by hand (an edit, a copy). Keep it; it becomes the truth.
     state.catalog_sha256 = current_sha
+    state.pending_token = None
     atomic_write(state_file, serialize_state(state))
     return "the catalog was changed outside catalog-ingest; its current content is kept and adopted"
-
-

@@ -23,12 +23,26 @@ import redis_lock
 
 from catalog_core.errors import LockLostError, LockTimeoutError, RedisUnavailableError
 from catalog_core.redis_client import LOCK_WAIT_STEP
+from worker.catalog_id import ensure_catalog_id
 
 log = logging.getLogger(__name__)
 
 
 def lock_name(catalog: Path) -> str:
-    """One lock per catalog file, named by its resolved path (hosts must mount it at the same path)."""
+    """The one name every writer (store, apply, restore) locks the catalog by; the fence key derives from it.
+
+    It comes from the catalog's id (worker/catalog_id.py), so hosts that mount the folder at
+    different paths share it. Only where the folder cannot take the id file is the name derived
+    from the path, as before ids existed.
+    """
+    catalog_id = ensure_catalog_id(catalog)
+    if catalog_id is None:
+        return path_lock_name(catalog)
+    return f"catalog-ingest:{catalog.name}:{catalog_id}"
+
+
+def path_lock_name(catalog: Path) -> str:
+    """The fallback: named by the resolved path, so only writers that reach it by that path share it."""
     digest = hashlib.sha256(str(catalog.resolve()).encode()).hexdigest()[:16]
     return f"catalog-ingest:{catalog.resolve().name}:{digest}"
 
@@ -36,9 +50,10 @@ def lock_name(catalog: Path) -> str:
 class HeldLock:
     """A lock we hold; ``ensure_held`` must pass right before the catalog is replaced."""
 
-    def __init__(self, lock: redis_lock.Lock, expire: int) -> None:
+    def __init__(self, lock: redis_lock.Lock, expire: int, name: str) -> None:
         self._lock = lock
         self._expire = expire
+        self.name = name  # the lock_name it was taken by: derive the fence key from this, read once
 
     def ensure_held(self) -> None:
         """Raise ``LockLostError`` unless the lock is still ours; renew it for a full expiry if so."""
@@ -53,7 +68,8 @@ class HeldLock:
 @contextmanager
 def catalog_lock(client: redis.Redis, catalog: Path, expire: int, timeout: float) -> Iterator[HeldLock]:
     """Hold the catalog's write lock, auto-renewed, waiting at most ``timeout`` seconds for it."""
-    lock = redis_lock.Lock(client, lock_name(catalog), expire=expire, auto_renewal=True)
+    name = lock_name(catalog)
+    lock = redis_lock.Lock(client, name, expire=expire, auto_renewal=True)
     deadline = time.monotonic() + timeout
     try:
         while True:
@@ -68,7 +84,7 @@ def catalog_lock(client: redis.Redis, catalog: Path, expire: int, timeout: float
     except redis.RedisError as exc:
         raise RedisUnavailableError(f"Redis failed while taking the catalog lock: {exc}") from None
     try:
-        yield HeldLock(lock, expire)
+        yield HeldLock(lock, expire, name)
     finally:
         try:
             lock.release()

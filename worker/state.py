@@ -2,7 +2,8 @@
 
 ``products.json.state`` sits beside the catalog. It is the commit record: it carries the
 sha256 of the catalog it belongs to, so that a crash between the two renames of a commit is
-recovered at the next load (see docs/commit-protocol.md).
+recovered at the next load (see docs/commit-protocol.md). It is validated whole on load
+(schemas/state.py) and names no file.
 """
 
 from __future__ import annotations
@@ -10,22 +11,45 @@ from __future__ import annotations
 import bisect
 import datetime as dt
 import hashlib
+import os
+import re
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
+from pydantic import ValidationError
 
 from catalog_core.errors import CatalogCorruptError
 from catalog_core.sequence import epoch_start
 from schemas import BatchResult
+from schemas.state import STATE_FILE, STATE_FORMAT
 
-STATE_FORMAT = 1
 LEDGER_ERRORS_KEPT = 20
 # Sequences above the watermark with an outcome. A gap that never closes (a producer that died
 # between taking a sequence and queueing) must not make this list grow forever: past this many,
 # the oldest gaps are given up on.
 OPEN_SEQUENCES_KEPT = 1000
+# Far above any real state (100,000 ledger ids are ~17 MB); bounds the memory a hostile file takes.
+STATE_MAX_BYTES = 512 * 1024 * 1024
+ERRORS_SHOWN = 3
+# The previous release's ``pending_catalog``: a temp file name; only its token is kept.
+_LEGACY_PENDING = re.compile(r"^\.[^/\\\x00]+\.([0-9a-f]{8})\.tmp$")
+
+
+class FileIdentity(NamedTuple):
+    """Which file, and which version of it: an inode alone is reused once newer commits freed it."""
+
+    device: int
+    inode: int
+    mtime_ns: int
+    size: int
+    ctime_ns: int
+
+    @classmethod
+    def of(cls, status: os.stat_result) -> FileIdentity:
+        return cls(status.st_dev, status.st_ino, status.st_mtime_ns, status.st_size, status.st_ctime_ns)
 
 
 def state_path(catalog: Path) -> Path:
@@ -47,7 +71,7 @@ class CatalogState:
     format: int = STATE_FORMAT
     fence: int = 0
     catalog_sha256: str | None = None
-    pending_catalog: str | None = None
+    pending_token: str | None = None  # the catalog temp file of a commit between its renames
     commits: int = 0
     duplicates: int = 0
     watermark: int = 0
@@ -124,20 +148,89 @@ def serialize_state(state: CatalogState) -> bytes:
 
 
 def parse_state(data: bytes, source: Path) -> CatalogState:
+    """Validate a whole state file; any wrong field is a ``CatalogCorruptError`` naming it."""
     try:
-        raw = orjson.loads(data)
-        if not isinstance(raw, dict) or raw.get("format") != STATE_FORMAT:
-            raise ValueError(f"unknown state format {raw.get('format') if isinstance(raw, dict) else raw!r}")
-        return CatalogState(**raw)
-    except (orjson.JSONDecodeError, TypeError, ValueError) as exc:
-        raise CatalogCorruptError(
-            f"{source}: the catalog's state file is unreadable ({exc}); move it aside to rebuild it from "
-            "the catalog (the ledger of applied batches and the field versions are then lost)"
-        ) from None
+        raw: dict[str, Any] = dict(STATE_FILE.validate_json(data))
+    except ValidationError as exc:
+        raise _unreadable(source, _describe(exc)) from None
+    legacy = raw.pop("pending_catalog", None)
+    if legacy is not None:
+        match = _LEGACY_PENDING.match(legacy)
+        if match is None or raw.get("pending_token") is not None:
+            raise _unreadable(source, f"pending_catalog: not the name of a catalog temp file: {legacy[:80]!r}")
+        raw["pending_token"] = match.group(1)
+    completed = raw["completed"]
+    if any(later <= earlier for earlier, later in zip(completed, completed[1:], strict=False)):
+        raise _unreadable(source, "completed: sequences must be unique and in increasing order")
+    if completed and completed[0] <= raw["watermark"]:
+        raise _unreadable(source, "completed: holds a sequence at or below the watermark")
+    return CatalogState(**raw)
+
+
+def _describe(exc: ValidationError) -> str:
+    errors = exc.errors(include_url=False)
+    described = []
+    for error in errors[:ERRORS_SHOWN]:
+        where = ".".join(_printable(part) for part in error["loc"])
+        if error["loc"][:1] == ("format",):
+            described.append(f"unknown state format {str(error.get('input'))[:20]!r}")
+        else:
+            described.append(f"{where}: {error['msg']}" if where else error["msg"])
+    more = f" (and {len(errors) - ERRORS_SHOWN} more)" if len(errors) > ERRORS_SHOWN else ""
+    return "; ".join(described) + more
+
+
+def _printable(part: str | int) -> str:
+    """A key from the file, as it can be shown on a terminal: escaped if need be, and short."""
+    text = str(part)
+    return text[:80] if text.isprintable() else repr(text[:80])
+
+
+def _unreadable(source: Path, details: str) -> CatalogCorruptError:
+    return CatalogCorruptError(
+        f"{source}: the catalog's state file is unreadable ({details}); move it aside to rebuild it from "
+        "the catalog (the ledger of applied batches and the field versions are then lost)"
+    )
+
+
+def read_state_file(path: Path) -> tuple[CatalogState | None, FileIdentity | None]:
+    """The state and the identity of exactly the file its bytes came from (``fstat`` of the read descriptor).
+
+    (None, None) when there is no state file. Compare the identity with ``current_identity``
+    later to know whether anyone replaced the file since: a second ``stat`` after the read could
+    describe a file committed in between.
+    """
+    try:
+        # O_NONBLOCK: a FIFO put there must not hang the open; it is refused below.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return None, None
+    except OSError as exc:
+        raise CatalogCorruptError(f"{path}: cannot read the catalog's state file: {exc.strerror}") from None
+    try:
+        status = os.fstat(fd)
+        if not stat.S_ISREG(status.st_mode):
+            raise CatalogCorruptError(f"{path}: the catalog's state file is not a regular file")
+        chunks, total = [], 0
+        while chunk := os.read(fd, 1 << 20):
+            chunks.append(chunk)
+            total += len(chunk)
+            if total > STATE_MAX_BYTES:
+                raise CatalogCorruptError(f"{path}: the catalog's state file is over {STATE_MAX_BYTES} bytes")
+    except OSError as exc:
+        raise CatalogCorruptError(f"{path}: cannot read the catalog's state file: {exc.strerror}") from None
+    finally:
+        os.close(fd)
+    return parse_state(b"".join(chunks), path), FileIdentity.of(status)
+
+
+def current_identity(path: Path) -> FileIdentity | None:
+    """The identity of the file at ``path`` now; None when there is none."""
+    try:
+        return FileIdentity.of(os.stat(path))
+    except FileNotFoundError:
+        return None
 
 
 def read_state(path: Path) -> CatalogState | None:
-    try:
-        return parse_state(path.read_bytes(), path)
-    except FileNotFoundError:
-        return None
+    return read_state_file(path)[0]

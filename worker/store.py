@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import os
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from pathlib import Path
@@ -31,10 +30,10 @@ from catalog_core.settings import Settings
 from schemas import BatchResult, BatchStatus, records_digest
 from worker.backups import find_backup, take_backup
 from worker.catalog_file import parse_catalog, serialize_catalog
-from worker.commit import commit, recover_and_read
-from worker.lock import HeldLock, catalog_lock, lock_name
+from worker.commit import Recovered, commit, recover_for_write
+from worker.lock import HeldLock, catalog_lock
 from worker.merge import MergeOutcome, merge_batch
-from worker.state import CatalogState, read_state, state_path
+from worker.state import CatalogState, current_identity, read_state, state_path
 
 log = logging.getLogger(__name__)
 
@@ -44,11 +43,14 @@ COMMIT_ATTEMPTS = 3
 class _Write:
     """One locked attempt: the lock, the fencing token, and the state as it was read."""
 
-    def __init__(self, store: CatalogStore, held: HeldLock, state: CatalogState, fence: int) -> None:
-        self.store, self.held, self.state, self.fence = store, held, state, fence
-        self.state_identity = _identity(state_path(store.path))
+    def __init__(self, store: CatalogStore, held: HeldLock, recovered: Recovered, fence: int) -> None:
+        self.store, self.held, self.fence = store, held, fence
+        self.state = recovered.state
+        # Of the state file exactly as read (fstat of the descriptor): a second stat could
+        # already see a commit that landed after the read, and miss it.
+        self.state_identity = recovered.state_identity
+        self.catalog_bytes = recovered.catalog_bytes  # the catalog as read under the lock, once
         self.abandoned: list[int] = []
-        self.catalog_bytes: bytes | None = None  # the catalog as read under the lock, once
 
     def products(self) -> list[dict[str, Any]]:
         return [] if self.catalog_bytes is None else parse_catalog(self.catalog_bytes, self.store.path)
@@ -61,7 +63,7 @@ class _Write:
         commit must be read, not overwritten.
         """
         self.held.ensure_held()
-        if _identity(state_path(self.store.path)) != self.state_identity:
+        if current_identity(state_path(self.store.path)) != self.state_identity:
             committed = read_state(state_path(self.store.path))
             last = committed.fence if committed else 0
             raise FencedError(f"the state file changed since it was read (committed fence {last}, ours "
@@ -84,15 +86,6 @@ class _Write:
         return backup[0]
 
 
-def _identity(path: Path) -> tuple[int, int, int] | None:
-    """Which file this is: an inode alone can be reused once two newer commits freed it."""
-    try:
-        stat = os.stat(path)
-    except FileNotFoundError:
-        return None
-    return stat.st_ino, stat.st_mtime_ns, stat.st_size
-
-
 class CatalogStore:
     """Applies batches to, and restores backups of, one catalog file under the Redis lock."""
 
@@ -113,13 +106,13 @@ class CatalogStore:
         return catalog_lock(self.redis, self.path, self.settings.lock_expire, self.settings.lock_timeout)
 
     def _begin(self, held: HeldLock) -> _Write:
-        state, catalog_bytes, _ = recover_and_read(self.path)
-        fence = incr_above(self.redis, fence_key(lock_name(self.path)), state.fence)
-        write = _Write(self, held, state, fence)
-        write.catalog_bytes = catalog_bytes
+        recovered = recover_for_write(self.path)
+        # The fence key comes from the same read of the catalog id as the lock itself.
+        fence = incr_above(self.redis, fence_key(held.name), recovered.state.fence)
+        write = _Write(self, held, recovered, fence)
         write.abandoned = abandoned_sequences(self.redis, self.settings.queue)
         for sequence in write.abandoned:
-            state.complete(sequence)
+            write.state.complete(sequence)
         return write
 
     def _with_retries(self, attempt: Callable[[], Any]) -> Any:

@@ -1,0 +1,77 @@
+"""The format of the catalog's state file (``products.json.state``), validated whole on load.
+
+The file sits in a folder other people and programs can write to, so it is input like any
+other: strict types (an int is an int, never a bool, a float or a string), no unknown keys,
+counters non-negative and below 2**53 (exact in JSON everywhere). It names no file: the
+catalog temp file of an interrupted commit is named by an 8-hex-digit token only, and the
+path is derived from the catalog's own name (worker/commit.py).
+
+TypedDicts rather than models: the state holds up to tens of thousands of ledger entries, and
+plain dicts validated in one pass by pydantic-core (``validate_json``) cost about what parsing
+the JSON alone did.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import ConfigDict, Field, TypeAdapter, with_config
+from typing_extensions import NotRequired, TypedDict  # pydantic needs this TypedDict on Python < 3.12
+
+from schemas.result import BatchStatus
+
+STATE_FORMAT = 1
+SAFE_INTEGER_LIMIT = 2**53
+TEMP_TOKEN_PATTERN = r"^[0-9a-f]{8}$"
+
+Count = Annotated[int, Field(ge=0, lt=SAFE_INTEGER_LIMIT)]
+Sha256 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+TempToken = Annotated[str, Field(pattern=TEMP_TOKEN_PATTERN)]
+Timestamp = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+STRICT = ConfigDict(strict=True, extra="forbid", cache_strings=False)
+
+
+@with_config(STRICT)
+class LedgerError(TypedDict):
+    """One of the first errors of a rejected batch (schemas.RecordError, dumped)."""
+
+    index: Count | None
+    product_id: NotRequired[str | None]
+    loc: NotRequired[str]
+    msg: str
+
+
+@with_config(STRICT)
+class LedgerEntry(TypedDict):
+    """The final outcome of one batch id, compacted (worker/state.py ``CatalogState.record``)."""
+
+    status: BatchStatus
+    created: Count
+    updated: Count
+    unchanged: Count
+    sequence: Count | None
+    fence: Count | None
+    recorded_at: Timestamp
+    errors: NotRequired[list[LedgerError]]
+    superseded_fields: NotRequired[Count]
+    content_sha256: NotRequired[Sha256 | None]
+
+
+@with_config(STRICT)
+class StateFile(TypedDict):
+    """The whole state file. ``pending_catalog`` is the old release's field, read for migration only."""
+
+    format: Literal[1]
+    fence: Count
+    catalog_sha256: Sha256 | None
+    pending_token: NotRequired[TempToken | None]
+    pending_catalog: NotRequired[str | None]
+    commits: Count
+    duplicates: Count
+    watermark: Count
+    completed: list[Count]
+    ledger: dict[Annotated[str, Field(min_length=1, max_length=1000)], LedgerEntry]
+    versions: dict[str, dict[str, Count]]
+
+
+STATE_FILE = TypeAdapter(StateFile)
