@@ -20,11 +20,21 @@ class ChaosReport:
     redis_restarts: int = 0
     duplicates_caught: int = 0
     superseded_fields: int = 0
+    redis_wipes: int = 0
+    commit_kills: int = 0
+    pauses: int = 0
+    malformed: int = 0
+    lost_and_resubmitted: int = 0
     problems: list[str] = field(default_factory=list)
 
     @property
     def mismatches(self) -> int:
         return len(self.problems)
+
+    def faults_line(self) -> str:
+        return (f"faults: Redis killed inside a commit {self.commit_kills}, Redis restarted empty "
+                f"{self.redis_wipes}, writers paused {self.pauses}, malformed messages {self.malformed}, "
+                f"batches lost and resubmitted {self.lost_and_resubmitted}")
 
     def last_line(self) -> str:
         return (f"batches: {self.batches}, kills: {self.kills}, redis restarts: {self.redis_restarts}, "
@@ -42,8 +52,9 @@ def check_run(plan: ChaosPlan, catalog: list[dict[str, Any]], state: CatalogStat
             if entry is not None or set(submitted) != {"refused"}:
                 problems.append(f"{batch.batch_id}: should have been refused by the producer, got {submitted}")
             continue
-        if "gave up" in submitted or not submitted:
-            problems.append(f"{batch.batch_id}: the producer could not queue it ({submitted})")
+        if not submitted or any(s.startswith("gave up") or s == "never final" for s in submitted):
+            problems.append(f"{batch.batch_id}: the producer could not queue it or see it final ({submitted})")
+        report.lost_and_resubmitted += submitted.count("lost")
         if entry is None:
             problems.append(f"{batch.batch_id}: no final outcome recorded")
         elif entry["status"] not in EXPECTED_STATUS[batch.kind]:

@@ -14,9 +14,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
+import redis
+
 from catalog_core.redis_server import RedisServer
+from catalog_core.settings import Settings
 from catalog_core.processes import die_with_parent
 from catalog_cli.chaos.check import ChaosReport, check_run
+from catalog_cli.chaos.faults import Pauses, kill_redis_inside_commit, push_malformed, wipe
+from catalog_core.rejections import find_rejection
 from catalog_cli.chaos.plan import ChaosPlan, make_plan
 from catalog_cli.dev import WORKER_ARGS, celery_command
 from worker.catalog_file import read_catalog, serialize_catalog
@@ -30,6 +35,13 @@ CHAOS_SETTINGS = {
 }
 
 
+CHAOS_QUEUE = str(Settings.model_fields["queue"].default)
+
+
+def _client(server: RedisServer) -> redis.Redis:
+    return redis.Redis.from_url(server.url, socket_timeout=5, socket_connect_timeout=2)
+
+
 @dataclass
 class ChaosOptions:
     seed: int
@@ -40,6 +52,9 @@ class ChaosOptions:
     redis_restarts: int
     timeout: float
     workdir: Path
+    redis_wipes: int = 0
+    pauses: int = 0
+    malformed: int = 0
 
 
 class Stack:
@@ -127,7 +142,15 @@ def run_chaos(options: ChaosOptions, say: Any = print) -> ChaosReport:
         deadline = started + options.timeout
         next_kill = started + rng.uniform(1.0, 3.0)
         restart_at = started + rng.uniform(2.0, 5.0)
+        wipe_at = started + rng.uniform(4.0, 8.0)
+        pause_at = started + rng.uniform(1.0, 4.0)
+        malformed_at = started + rng.uniform(0.5, 2.0)
+        pauses = Pauses()
+        stack.callback(pauses.resume_due, True)
+        malformed_ids: list[str] = []  # pushed since the last wipe: each must be in `catalog rejected`
+        lock_expire = float(CHAOS_SETTINGS["CATALOG_LOCK_EXPIRE"])
         while time.monotonic() < deadline:
+            pauses.resume_due()
             producing = any(p.poll() is None for p in producers)
             if not producing and expected <= _ledger_ids(catalog):
                 break
@@ -144,16 +167,44 @@ def run_chaos(options: ChaosOptions, say: Any = print) -> ChaosReport:
                 say(f"  {now - started:5.1f}s kill -9 worker {victim} (and restart it)")
                 next_kill = now + rng.uniform(1.0, 3.0)
             if report.redis_restarts < options.redis_restarts and now >= restart_at:
-                redis_server.kill()
+                inside = kill_redis_inside_commit(redis_server, catalog)
+                report.commit_kills += inside
                 time.sleep(rng.uniform(0.5, 1.5))
                 redis_server.start()
                 report.redis_restarts += 1
-                say(f"  {now - started:5.1f}s kill -9 Redis, restarted from its AOF")
-                restart_at = now + rng.uniform(3.0, 6.0)
+                say(f"  {now - started:5.1f}s kill -9 Redis{' inside a commit' if inside else ''}, "
+                    "restarted from its AOF")
+                restart_at = time.monotonic() + rng.uniform(3.0, 6.0)
+            if report.redis_wipes < options.redis_wipes and now >= wipe_at:
+                wipe(redis_server)
+                time.sleep(rng.uniform(0.5, 1.5))
+                redis_server.start()
+                report.redis_wipes += 1
+                malformed_ids.clear()  # their records went with the data
+                say(f"  {now - started:5.1f}s kill -9 Redis and restart it EMPTY (no persistence)")
+                wipe_at = time.monotonic() + rng.uniform(6.0, 10.0)
+            if report.pauses < options.pauses and now >= pause_at:
+                victim = rng.randrange(options.workers)
+                seconds = lock_expire + rng.uniform(0.5, 2.0)
+                pauses.pause(processes.workers[victim], seconds)
+                report.pauses += 1
+                say(f"  {now - started:5.1f}s SIGSTOP worker {victim} for {seconds:.1f}s (past the lock expiry)")
+                pause_at = now + rng.uniform(2.0, 5.0)
+            if report.malformed < options.malformed and now >= malformed_at:
+                try:
+                    malformed_ids.append(push_malformed(_client(redis_server), CHAOS_QUEUE, rng))
+                    report.malformed += 1
+                except redis.RedisError:
+                    pass  # Redis is restarting: next time
+                malformed_at = now + rng.uniform(0.5, 3.0)
             time.sleep(0.1)
         else:
             report.problems.append(f"not finished after {options.timeout:g}s "
                                    f"({len(expected - _ledger_ids(catalog))} batches without an outcome)")
+        pauses.resume_due(everyone=True)
+        for task_id in malformed_ids:
+            if find_rejection(_client(redis_server), CHAOS_QUEUE, task_id) is None:
+                report.problems.append(f"malformed message {task_id} is not in `catalog rejected`")
         for n, producer in enumerate(producers):
             if producer.poll() is None:
                 producer.kill()
