@@ -21,7 +21,7 @@ from celery.result import AsyncResult
 from kombu.exceptions import OperationalError
 
 from catalog_core.celery_config import TASK_INGEST, celery_config
-from catalog_core.redis_client import connect
+from catalog_core.redis_client import connect, display_url
 from catalog_core.sequence import abandon_sequence, next_sequence
 from catalog_core.errors import BatchRefusedError, BatchTooLargeError, RedisUnavailableError, WaitTimeoutError
 from catalog_core.settings import Settings
@@ -135,7 +135,7 @@ class Producer:
             )
         except OperationalError as exc:
             abandon_sequence(self.redis, self.settings.queue, sequence)
-            raise RedisUnavailableError(f"cannot reach the broker at {self.settings.redis_url}: {exc}") from None
+            raise RedisUnavailableError(f"cannot reach the broker at {display_url(self.settings.redis_url)}: {exc}") from None
         return BatchHandle(message.batch_id, self.results_app, records=len(items), sequence=sequence)
 
     def submit_file(self, path: str | Path, *, source: str | None = None, batch_id: str | None = None,
