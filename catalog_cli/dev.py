@@ -126,8 +126,7 @@ def dev(
     with ExitStack() as stack:
         url = _redis_for(settings, state_dir.resolve(), stack)
         settings = settings.model_copy(update={"redis_url": url})
-        env = {**os.environ, "CATALOG_REDIS_URL": url, "CATALOG_PATH": str(settings.catalog_path),
-               "CATALOG_BACKUP_DIR": str(settings.backup_path)}
+        env = {**os.environ, **settings.to_env()}
         state_dir.mkdir(parents=True, exist_ok=True)
         children = {
             "worker": celery_command(*WORKER_ARGS, "--concurrency=1", "--hostname=dev-worker@%h"),
