@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from catalog_core.errors import SettingsError
@@ -24,8 +24,12 @@ class Settings(BaseSettings):
 
     path: Path = Field(Path("./data/products.json"), description="The catalog file.")
     backup_dir: Path | None = Field(None, description="Backups folder; default: backups/ beside the catalog.")
+    redis_password_file: Path | None = Field(
+        None, description="File holding the Redis password (a Docker secret), put into redis_url and result_url."
+    )
     # repr=False: the URLs may carry a password, and settings end up in logs and tracebacks.
-    redis_url: str = Field("redis://localhost:6379/0", repr=False, description="Redis for the lock and the broker.")
+    redis_url: str = Field("redis://localhost:6379/0", repr=False, validate_default=True,
+                           description="Redis for the lock and the broker.")
     backup_retention_days: float = Field(7, ge=0, description="Backups older than this are rotated away.")
     lock_expire: int = Field(30, ge=2, description="Seconds the lock lives without renewal.")
     lock_timeout: float = Field(60, gt=0, description="Seconds to wait for the lock.")
@@ -47,15 +51,24 @@ class Settings(BaseSettings):
     rejected_keep: int = Field(10_000, ge=1, description="How many rejected batches are remembered.")
     rotate_every: float = Field(3600, gt=0, description="Seconds between backup rotations (beat).")
 
+    @field_validator("redis_password_file")
+    @classmethod
+    def _a_readable_password_file(cls, path: Path | None) -> Path | None:
+        if path is not None:
+            read_password_file(path)
+        return path
+
     @field_validator("redis_url", "result_url")
     @classmethod
-    def _a_redis_url_that_verifies_tls(cls, url: str | None) -> str | None:
+    def _a_redis_url_that_verifies_tls(cls, url: str | None, info: ValidationInfo) -> str | None:
         if url is None:
             return None
         scheme = urlsplit(url).scheme if "://" in url else ""
         if scheme not in REDIS_SCHEMES:
             # Names only the scheme: the URL itself may hold a password.
             raise ValueError(f"must be a redis://, rediss:// or unix:// URL (got scheme {scheme[:20]!r})")
+        if info.data.get("redis_password_file") is not None:
+            url = with_password(url, read_password_file(info.data["redis_password_file"]))
         if scheme == "rediss" and "ssl_cert_reqs=" not in url:
             # Verify the server's certificate unless the URL says otherwise. Without this, kombu's
             # broker connection falls back to CERT_NONE with only a warning (kombu.connection
@@ -116,6 +129,37 @@ class Settings(BaseSettings):
         return self.catalog_path.parent / "backups"
 
 
+def read_password_file(path: Path) -> str:
+    """The password in ``path``: its first line (a trailing newline is not part of it)."""
+    try:
+        lines = path.expanduser().read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ValueError(f"cannot read {path}: {exc.strerror if isinstance(exc, OSError) else 'not UTF-8'}") from None
+    if not lines or not lines[0]:
+        raise ValueError(f"{path} is empty")
+    return lines[0]
+
+
+def with_password(url: str, password: str) -> str:
+    """``url`` with ``password`` put in (percent-encoded); an error if it carries another one."""
+    parts = urlsplit(url)
+    if parts.scheme == "unix":
+        query = dict(parse_qsl(parts.query))
+        if "password" not in query:
+            return url + ("&" if parts.query else "?") + f"password={quote(password, safe='')}"
+        given = query["password"]
+    else:
+        userinfo, at, host = parts.netloc.rpartition("@")
+        user, has_password, given = userinfo.partition(":")
+        if not has_password or not given:
+            netloc = f"{user}:{quote(password, safe='')}@{host if at else parts.netloc}"
+            return parts._replace(netloc=netloc).geturl()
+    if unquote(given) != password:
+        # Neither password is shown.
+        raise ValueError("the URL carries another password than the one in CATALOG_REDIS_PASSWORD_FILE")
+    return url
+
+
 def load_settings(**overrides: Any) -> Settings:
     """Build settings from the environment, with explicit overrides (CLI options) winning.
 
@@ -126,8 +170,8 @@ def load_settings(**overrides: Any) -> Settings:
         return Settings(**given)
     except ValidationError as exc:
         problems = "; ".join(
-            f"CATALOG_{'_'.join(str(p) for p in err['loc']).upper()}: {err['msg']}" if err["loc"]
-            else err["msg"].removeprefix("Value error, ")
+            f"CATALOG_{'_'.join(str(p) for p in err['loc']).upper()}: {err['msg'].removeprefix('Value error, ')}"
+            if err["loc"] else err["msg"].removeprefix("Value error, ")
             for err in exc.errors()
         )
         raise SettingsError(f"invalid configuration: {problems}") from None
