@@ -119,8 +119,16 @@ def test_no_command_prints_the_password_with_a_worker_and_beat_running(
     batch = write_jsonl(tmp_path / "batch.jsonl", [product("Secret_Test_1")])
     outputs: dict[str, str] = {}
     codes: dict[str, int] = {}
-    for form, url in (("default user", protected_server.url), ("acl user", acl_url(protected_server))):
-        env = {**stack.env, "CATALOG_REDIS_URL": url}
+    password_file = tmp_path / "redis_password"
+    password_file.write_text(PASSWORD + "\n")
+    forms = {
+        "default user": {"CATALOG_REDIS_URL": protected_server.url},
+        "acl user": {"CATALOG_REDIS_URL": acl_url(protected_server)},
+        "password file": {"CATALOG_REDIS_URL": f"redis://127.0.0.1:{protected_server.port}/0",
+                          "CATALOG_REDIS_PASSWORD_FILE": str(password_file)},
+    }
+    for form, variables in forms.items():
+        env = {**stack.env, **variables}
         commands: dict[str, list[str]] = {
             "validate": ["validate", str(batch)],
             "apply": ["-v", "apply", str(batch)],
