@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,7 +22,7 @@ from catalog_core.errors import RedisUnavailableError, SettingsError
 from catalog_core.redis_client import connect, display_url
 from catalog_core.redis_server import RedisServer, free_port
 from catalog_core.settings import Settings, load_settings
-from tests.e2e.worker_fixtures import Stack, stack, stack_factory  # noqa: F401 - fixtures
+from tests.e2e.worker_fixtures import Stack, make_settings, stack, stack_factory  # noqa: F401 - fixtures
 from tests.helpers import product, write_jsonl
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -204,3 +205,20 @@ def test_catalog_dev_never_prints_the_password(protected_server: RedisServer, tm
     assert leaks(outputs) == []
     assert codes == {name: 0 for name in runs}, outputs
     assert "using Redis at redis://catalog-app:**@127.0.0.1" in outputs["dev on a protected Redis"]
+
+
+def test_a_worker_that_loses_redis_logs_no_password(tmp_path: Path) -> None:
+    with RedisServer(tmp_path / "redis", password=PASSWORD) as server:
+        stack = Stack(make_settings(tmp_path, server.url), tmp_path)
+        try:
+            worker = stack.start_worker(1)
+            beat = stack.start_beat()
+            server.kill()  # the broker, the result backend and the lock all gone at once
+            deadline = time.monotonic() + 60
+            while "Cannot connect to" not in worker.log() and time.monotonic() < deadline:
+                time.sleep(0.2)
+            assert "Cannot connect to redis://:**@127.0.0.1" in worker.log(), stack.logs()
+        finally:
+            stack.stop_all()
+    logs = {process.name: process.log() for process in (worker, beat)}
+    assert leaks(logs) == []
