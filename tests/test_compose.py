@@ -3,8 +3,8 @@
 No Docker engine is needed. The tests check what the deployment relies on against the code,
 not against values copied from the file: the services run the entry points the tests run,
 every CATALOG_* variable is a real setting, workers can scale, there is one beat, the catalog
-volume is shared, no password is written down, and the shell snippets that carry the Redis
-password really work (run here against a real redis-server).
+volume is shared, no password is written down. The shell snippets that carry the Redis
+password are run in test_compose_redis_secret.py.
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ from __future__ import annotations
 import fnmatch
 import re
 import shlex
-import subprocess
 import tomllib
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,18 +19,16 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
-import redis
 import typer
 import yaml
 
 from catalog_cli.dev import BEAT_ARGS, WORKER_ARGS
 from catalog_cli.main import app as catalog_app
-from catalog_core.redis_server import RedisServer, find_redis_server, free_port
 from catalog_core.settings import Settings
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 COMPOSE_FILE = REPO_ROOT / "docker-compose.yml"
-DOCKERFILE = REPO_ROOT / "Dockerfile"
+DOCKERFILE = REPO_ROOT / "Dockerfile"  # for its ENV lines; its build is checked in test_dockerfile.py
 DOCKERIGNORE = REPO_ROOT / ".dockerignore"
 PYPROJECT = REPO_ROOT / "pyproject.toml"
 README = REPO_ROOT / "README.md"
@@ -154,37 +151,6 @@ def seconds_of(duration: str | int | float) -> float:
     return hours * 3600 + minutes * 60 + seconds
 
 
-def dockerfile_instructions() -> list[tuple[str, str]]:
-    """The Dockerfile as (INSTRUCTION, arguments), with comments dropped and continuations joined."""
-    instructions: list[tuple[str, str]] = []
-    pending = ""
-    for raw in DOCKERFILE.read_text(encoding="utf-8").splitlines():
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
-        if line.endswith("\\"):
-            pending += line[:-1] + " "
-            continue
-        line = pending + line
-        pending = ""
-        keyword, _, arguments = line.partition(" ")
-        instructions.append((keyword.upper(), arguments.strip()))
-    assert not pending, "the Dockerfile ends inside a line continuation"
-    return instructions
-
-
-def copy_sources() -> set[str]:
-    """Every source path of the Dockerfile's COPY lines, normalised (no ./, no trailing /)."""
-    sources: set[str] = set()
-    for keyword, arguments in dockerfile_instructions():
-        if keyword != "COPY":
-            continue
-        parts = [part for part in shlex.split(arguments) if not part.startswith("--")]
-        for source in parts[:-1]:
-            sources.add(source.removeprefix("./").rstrip("/"))
-    return sources
-
-
 # --- the same entry points the tests use --------------------------------------------------
 
 
@@ -266,67 +232,6 @@ def test_every_service_that_talks_to_redis_reads_the_password_from_the_one_secre
             f"{relative} is not in {ignore_file.name}"
 
 
-@pytest.fixture(scope="module")
-def protected_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[RedisServer, Path]]:
-    folder = tmp_path_factory.mktemp("compose-redis")
-    secret = folder / "redis_password"
-    secret.write_text("0123456789abcdef0123456789abcdef\n")  # as `openssl rand -hex 16` writes it
-    with RedisServer(folder / "redis", password=secret.read_text().strip()) as server:
-        yield server, secret
-
-
-def run_shell(snippet: str, secret: Path, redis_cli: str, port: int) -> subprocess.CompletedProcess[str]:
-    """A compose shell snippet, run here: the secret and redis-cli at local paths."""
-    local = (snippet.replace("$$", "$").replace("/run/secrets/redis_password", str(secret))
-             .replace("redis-cli", f"{redis_cli} -p {port}"))
-    return subprocess.run(["sh", "-c", local], capture_output=True, text=True, timeout=30)
-
-
-def test_the_redis_healthcheck_authenticates_with_the_secret(services: dict[str, Any],
-                                                           protected_redis: tuple[RedisServer, Path],
-                                                           tmp_path: Path) -> None:
-    server, secret = protected_redis
-    kind, snippet = services["redis"]["healthcheck"]["test"]
-    assert kind == "CMD-SHELL"
-    redis_cli = str(Path(find_redis_server()).with_name("redis-cli"))
-    healthy = run_shell(snippet, secret, redis_cli, server.port)
-    assert healthy.returncode == 0, healthy
-    wrong = tmp_path / "wrong"
-    wrong.write_text("not-the-password\n")
-    assert run_shell(snippet, wrong, redis_cli, server.port).returncode != 0
-    assert run_shell(snippet, secret, redis_cli, free_port()).returncode != 0
-
-
-def test_redis_starts_with_the_password_from_the_secret_and_not_on_its_command_line(
-    services: dict[str, Any], tmp_path: Path,
-) -> None:
-    entrypoint = services["redis"]["entrypoint"]
-    assert entrypoint[:2] == ["/bin/sh", "-c"]
-    script, program_name = entrypoint[2], entrypoint[3]
-    secret = tmp_path / "redis_password"
-    secret.write_text("fedcba9876543210fedcba9876543210\n")
-    port = free_port()
-    # Here: our redis-server instead of the image's entrypoint, no chown (no redis user), local paths.
-    local = (script.replace("$$", "$").replace("/run/secrets/redis_password", str(secret))
-             .replace("/tmp/password.conf", str(tmp_path / "password.conf"))
-             .replace("chown redis:redis", "true").replace("docker-entrypoint.sh redis-server", find_redis_server()))
-    args = [*command_of(services["redis"]), "--port", str(port), "--bind", "127.0.0.1", "--dir", str(tmp_path)]
-    process = subprocess.Popen(["sh", "-c", local, program_name, *args], cwd=tmp_path,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        server = RedisServer(tmp_path, port=port, password="fedcba9876543210fedcba9876543210", process=process)
-        server.wait_ready(10)
-        assert redis.Redis(port=port, password="fedcba9876543210fedcba9876543210").config_get("maxmemory") != {
-            "maxmemory": "0"}
-        with pytest.raises(redis.AuthenticationError):
-            redis.Redis(port=port).ping()
-        assert b"fedcba98" not in Path(f"/proc/{process.pid}/cmdline").read_bytes()
-        assert (tmp_path / "password.conf").stat().st_mode & 0o077 == 0
-    finally:
-        process.kill()
-        process.wait(10)
-
-
 # --- worker ------------------------------------------------------------------------------
 
 
@@ -396,48 +301,3 @@ def test_flower_runs_only_under_the_monitoring_profile_on_loopback(services: dic
     # Only the monitoring profile publishes a port, and only on the host's loopback.
     assert [name for name, service in services.items() if service.get("ports")] == ["flower"]
     assert all(str(port).startswith("127.0.0.1:") for port in flower["ports"])
-
-
-# --- Dockerfile --------------------------------------------------------------------------
-
-
-def test_the_dockerfile_exists_uses_python_3_11_and_does_not_run_as_root() -> None:
-    assert DOCKERFILE.is_file()
-    instructions = dockerfile_instructions()
-
-    bases = [arguments.split()[0] for keyword, arguments in instructions if keyword == "FROM"]
-    assert bases and bases[-1].startswith("python:3.11")
-
-    users = [arguments for keyword, arguments in instructions if keyword == "USER"]
-    assert users, "no USER instruction: the container would run as root"
-    user = users[-1].split(":")[0]
-    assert user not in {"root", "0"}
-
-    assert any(keyword == "RUN" and "pip install --no-cache-dir ." in arguments for keyword, arguments in instructions)
-    workdirs = [arguments for keyword, arguments in instructions if keyword == "WORKDIR"]
-    assert workdirs[-1] == "/app"
-
-
-def test_the_dockerfile_copies_every_package_listed_in_pyproject() -> None:
-    pyproject = tomllib.loads(PYPROJECT.read_text(encoding="utf-8"))
-    patterns = pyproject["tool"]["setuptools"]["packages"]["find"]["include"]
-    packages = {pattern.split(".")[0].rstrip("*") for pattern in patterns}
-    assert packages, "pyproject lists no packages"
-
-    sources = copy_sources()
-    missing = packages - sources
-    assert not missing, f"the Dockerfile does not COPY {sorted(missing)}"
-    # pip install . also needs the metadata, including the readme pyproject names.
-    assert {"pyproject.toml", pyproject["project"]["readme"]} <= sources
-
-
-def test_the_dockerignore_keeps_what_the_dockerfile_copies_and_drops_local_state() -> None:
-    patterns = [
-        line.strip().rstrip("/")
-        for line in DOCKERIGNORE.read_text(encoding="utf-8").splitlines()
-        if line.strip() and not line.startswith("#")
-    ]
-    for source in copy_sources():
-        assert not any(fnmatch.fnmatch(source, pattern) for pattern in patterns), f"{source} is in .dockerignore"
-    for local_state in (".venv", ".git", "data", ".pytest_cache", "secrets"):
-        assert local_state in patterns
