@@ -125,7 +125,8 @@ def dev(
     signal.signal(signal.SIGINT, _raise_interrupt)
     with ExitStack() as stack:
         url = _redis_for(settings, state_dir.resolve(), stack)
-        settings = settings.model_copy(update={"redis_url": url})
+        if url != settings.redis_url:  # our private server: it has no password
+            settings = settings.model_copy(update={"redis_url": url, "redis_password_file": None})
         env = {**os.environ, **settings.to_env()}
         state_dir.mkdir(parents=True, exist_ok=True)
         children = {

@@ -60,7 +60,7 @@ class Settings(BaseSettings):
 
     @field_validator("redis_url", "result_url")
     @classmethod
-    def _a_redis_url_that_verifies_tls(cls, url: str | None, info: ValidationInfo) -> str | None:
+    def _a_usable_redis_url(cls, url: str | None, info: ValidationInfo) -> str | None:
         if url is None:
             return None
         scheme = urlsplit(url).scheme if "://" in url else ""

@@ -193,13 +193,17 @@ def test_catalog_dev_never_prints_the_password(protected_server: RedisServer, tm
     base_env = {"PATH": "/usr/bin:/bin", "COLUMNS": "200", "PYTHONPATH": str(REPO_ROOT), "PYTHONUNBUFFERED": "1"}
     outputs: dict[str, str] = {}
     codes: dict[str, int] = {}
+    password_file = tmp_path / "redis_password"
+    password_file.write_text(PASSWORD)
     runs = {
-        "dev on a protected Redis": acl_url(protected_server),
-        "dev with an unreachable Redis": f"redis://:{PASSWORD}@127.0.0.1:{free_port()}/0",
+        "dev on a protected Redis": {"CATALOG_REDIS_URL": acl_url(protected_server)},
+        # The private Redis that dev starts then has no password: dev must not hand the file on.
+        "dev with an unreachable Redis": {"CATALOG_REDIS_URL": f"redis://127.0.0.1:{free_port()}/0",
+                                          "CATALOG_REDIS_PASSWORD_FILE": str(password_file)},
     }
-    for name, url in runs.items():
+    for name, variables in runs.items():
         folder = tmp_path / name.replace(" ", "-")
-        env = {**base_env, "CATALOG_REDIS_URL": url, "CATALOG_PATH": str(folder / "products.json")}
+        env = {**base_env, **variables, "CATALOG_PATH": str(folder / "products.json")}
         codes[name] = record(outputs, name, run_catalog(
             env, "dev", "--exit-after-demo", "--state-dir", str(folder / "state"), "--timeout", "90", timeout=240))
     assert leaks(outputs) == []
