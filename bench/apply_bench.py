@@ -76,9 +76,7 @@ def summary(samples: list[float]) -> dict[str, float]:
 
 def cli_env(settings: Settings) -> dict[str, str]:
     env = {name: value for name, value in os.environ.items() if not name.startswith("CATALOG_")}
-    env.update(CATALOG_PATH=str(settings.catalog_path), CATALOG_REDIS_URL=settings.redis_url,
-               CATALOG_LOCK_EXPIRE=str(settings.lock_expire), CATALOG_LOCK_TIMEOUT=str(settings.lock_timeout))
-    return env
+    return {**env, **settings.to_env()}
 
 
 def run_cli(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:

@@ -73,18 +73,7 @@ def make_batch(number: int, records: int, products: int, rng: random.Random) -> 
 
 
 def worker_env(settings: Settings) -> dict[str, str]:
-    return {
-        **os.environ,
-        "CATALOG_PATH": str(settings.catalog_path),
-        "CATALOG_BACKUP_DIR": str(settings.backup_path),
-        "CATALOG_REDIS_URL": settings.redis_url,
-        "CATALOG_LOCK_EXPIRE": str(settings.lock_expire),
-        "CATALOG_LOCK_TIMEOUT": str(settings.lock_timeout),
-        "CATALOG_TASK_TIME_LIMIT": str(settings.task_time_limit),
-        "CATALOG_VISIBILITY_TIMEOUT": str(settings.visibility_timeout),
-        "CATALOG_RETRY_BACKOFF_MAX": str(settings.retry_backoff_max),
-        "CATALOG_RESTORE_INTERVAL": str(settings.restore_interval),
-    }
+    return {**os.environ, **settings.to_env()}
 
 
 def start_workers(settings: Settings, count: int, log_dir: Path) -> list[subprocess.Popen[bytes]]:

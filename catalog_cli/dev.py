@@ -20,7 +20,7 @@ import typer
 
 from catalog_core.errors import CatalogError, RedisUnavailableError
 from catalog_core.processes import die_with_parent
-from catalog_core.redis_client import connect
+from catalog_core.redis_client import connect, display_url
 from catalog_core.redis_server import RedisServer
 from catalog_core.settings import Settings
 from catalog_cli.options import CatalogOption, RedisUrlOption, settings_from
@@ -61,14 +61,15 @@ def _stop(process: subprocess.Popen[bytes], name: str, grace: float = 20) -> Non
 def _redis_for(settings: Settings, state_dir: Path, stack: ExitStack) -> str:
     try:
         connect(settings.redis_url).close()
-        err.print(f"using Redis at {settings.redis_url}")
+        err.print(f"using Redis at {display_url(settings.redis_url)}")
         return settings.redis_url
     except RedisUnavailableError:
         pass
     server = RedisServer(state_dir / "redis", appendonly=True)
     server.start()
     stack.callback(server.stop)
-    err.print(f"no Redis at {settings.redis_url}: started {server.binary} on {server.url} (data in {server.data_dir})")
+    err.print(f"no Redis at {display_url(settings.redis_url)}: started {server.binary} on {display_url(server.url)} "
+              f"(data in {server.data_dir})")
     return server.url
 
 
@@ -124,9 +125,9 @@ def dev(
     signal.signal(signal.SIGINT, _raise_interrupt)
     with ExitStack() as stack:
         url = _redis_for(settings, state_dir.resolve(), stack)
-        settings = settings.model_copy(update={"redis_url": url})
-        env = {**os.environ, "CATALOG_REDIS_URL": url, "CATALOG_PATH": str(settings.catalog_path),
-               "CATALOG_BACKUP_DIR": str(settings.backup_path)}
+        if url != settings.redis_url:  # our private server: it has no password
+            settings = settings.model_copy(update={"redis_url": url, "redis_password_file": None})
+        env = {**os.environ, **settings.to_env()}
         state_dir.mkdir(parents=True, exist_ok=True)
         children = {
             "worker": celery_command(*WORKER_ARGS, "--concurrency=1", "--hostname=dev-worker@%h"),
@@ -145,7 +146,7 @@ def dev(
         if exit_after_demo:
             return
         out.print("[bold]running[/]: enqueue with `catalog enqueue FILE --wait` "
-                  f"(CATALOG_REDIS_URL={url}); Ctrl-C stops everything")
+                  f"(CATALOG_REDIS_URL={display_url(url)}); Ctrl-C stops everything")
         while all(p.poll() is None for p in processes.values()):
             time.sleep(0.5)
         dead = [name for name, p in processes.items() if p.poll() is not None]

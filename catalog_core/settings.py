@@ -2,23 +2,34 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from catalog_core.errors import SettingsError
 
 
+REDIS_SCHEMES = ("redis", "rediss", "unix")
+
+
 class Settings(BaseSettings):
     """Configuration of catalog-ingest, read from ``CATALOG_*`` environment variables."""
 
-    model_config = SettingsConfigDict(env_prefix="CATALOG_", extra="ignore", frozen=True)
+    # hide_input_in_errors: a ValidationError must not echo a value, the Redis URL's password least of all.
+    model_config = SettingsConfigDict(env_prefix="CATALOG_", extra="ignore", frozen=True, hide_input_in_errors=True)
 
     path: Path = Field(Path("./data/products.json"), description="The catalog file.")
     backup_dir: Path | None = Field(None, description="Backups folder; default: backups/ beside the catalog.")
-    redis_url: str = Field("redis://localhost:6379/0", description="Redis for the lock and the broker.")
+    redis_password_file: Path | None = Field(
+        None, description="File holding the Redis password (a Docker secret), put into redis_url and result_url."
+    )
+    # repr=False: the URLs may carry a password, and settings end up in logs and tracebacks.
+    redis_url: str = Field("redis://localhost:6379/0", repr=False, validate_default=True,
+                           description="Redis for the lock and the broker.")
     backup_retention_days: float = Field(7, ge=0, description="Backups older than this are rotated away.")
     lock_expire: int = Field(30, ge=2, description="Seconds the lock lives without renewal.")
     lock_timeout: float = Field(60, gt=0, description="Seconds to wait for the lock.")
@@ -29,7 +40,7 @@ class Settings(BaseSettings):
     ledger_max_ids: int = Field(20_000, ge=1, description="Most batch ids remembered as applied.")
 
     # Celery (workers, producers, beat)
-    result_url: str | None = Field(None, description="Result backend; default: the Redis of redis_url.")
+    result_url: str | None = Field(None, repr=False, description="Result backend; default: the Redis of redis_url.")
     queue: str = Field("catalog-ingest", min_length=1, description="Queue the batches travel on.")
     visibility_timeout: int = Field(900, ge=5, description="Seconds before an unacknowledged batch is redelivered.")
     task_time_limit: int = Field(600, ge=3, description="Hard limit on one batch, in seconds.")
@@ -39,6 +50,32 @@ class Settings(BaseSettings):
     result_expires: int = Field(7 * 24 * 3600, ge=60, description="Seconds batch results are kept.")
     rejected_keep: int = Field(10_000, ge=1, description="How many rejected batches are remembered.")
     rotate_every: float = Field(3600, gt=0, description="Seconds between backup rotations (beat).")
+
+    @field_validator("redis_password_file")
+    @classmethod
+    def _a_readable_password_file(cls, path: Path | None) -> Path | None:
+        if path is not None:
+            read_password_file(path)
+        return path
+
+    @field_validator("redis_url", "result_url")
+    @classmethod
+    def _a_usable_redis_url(cls, url: str | None, info: ValidationInfo) -> str | None:
+        if url is None:
+            return None
+        scheme = urlsplit(url).scheme if "://" in url else ""
+        if scheme not in REDIS_SCHEMES:
+            # Names only the scheme: the URL itself may hold a password.
+            raise ValueError(f"must be a redis://, rediss:// or unix:// URL (got scheme {scheme[:20]!r})")
+        if info.data.get("redis_password_file") is not None:
+            url = with_password(url, read_password_file(info.data["redis_password_file"]))
+        if scheme == "rediss" and "ssl_cert_reqs=" not in url:
+            # Verify the server's certificate unless the URL says otherwise. Without this, kombu's
+            # broker connection falls back to CERT_NONE with only a warning (kombu.connection
+            # Connection._init_params), while redis-py verifies and Celery's result backend refuses
+            # the URL: one explicit value makes the lock, the broker and the results agree.
+            url += ("&" if "?" in url else "?") + "ssl_cert_reqs=required"
+        return url
 
     @model_validator(mode="after")
     def _limits_fit_together(self) -> Settings:
@@ -56,6 +93,19 @@ class Settings(BaseSettings):
         if self.retry_backoff_max >= self.visibility_timeout:
             raise ValueError("retry_backoff_max must be shorter than visibility_timeout")
         return self
+
+    def to_env(self) -> dict[str, str]:
+        """The ``CATALOG_*`` variables that rebuild these settings in a child process: every field.
+
+        Paths are made absolute, so that a child started in another folder finds the same files.
+        Holds the Redis password when the URL has one: pass it to a child, never print it.
+        """
+        values = self.model_dump(mode="json")
+        values.update(path=str(self.catalog_path), backup_dir=str(self.backup_path))
+        return {
+            f"CATALOG_{name.upper()}": value if isinstance(value, str) else json.dumps(value)
+            for name, value in values.items() if value is not None
+        }
 
     @property
     def soft_time_limit(self) -> int:
@@ -79,6 +129,37 @@ class Settings(BaseSettings):
         return self.catalog_path.parent / "backups"
 
 
+def read_password_file(path: Path) -> str:
+    """The password in ``path``: its first line (a trailing newline is not part of it)."""
+    try:
+        lines = path.expanduser().read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ValueError(f"cannot read {path}: {exc.strerror if isinstance(exc, OSError) else 'not UTF-8'}") from None
+    if not lines or not lines[0]:
+        raise ValueError(f"{path} is empty")
+    return lines[0]
+
+
+def with_password(url: str, password: str) -> str:
+    """``url`` with ``password`` put in (percent-encoded); an error if it carries another one."""
+    parts = urlsplit(url)
+    if parts.scheme == "unix":
+        query = dict(parse_qsl(parts.query))
+        if "password" not in query:
+            return url + ("&" if parts.query else "?") + f"password={quote(password, safe='')}"
+        given = query["password"]
+    else:
+        userinfo, at, host = parts.netloc.rpartition("@")
+        user, has_password, given = userinfo.partition(":")
+        if not has_password or not given:
+            netloc = f"{user}:{quote(password, safe='')}@{host if at else parts.netloc}"
+            return parts._replace(netloc=netloc).geturl()
+    if unquote(given) != password:
+        # Neither password is shown.
+        raise ValueError("the URL carries another password than the one in CATALOG_REDIS_PASSWORD_FILE")
+    return url
+
+
 def load_settings(**overrides: Any) -> Settings:
     """Build settings from the environment, with explicit overrides (CLI options) winning.
 
@@ -89,8 +170,8 @@ def load_settings(**overrides: Any) -> Settings:
         return Settings(**given)
     except ValidationError as exc:
         problems = "; ".join(
-            f"CATALOG_{'_'.join(str(p) for p in err['loc']).upper()}: {err['msg']}" if err["loc"]
-            else err["msg"].removeprefix("Value error, ")
+            f"CATALOG_{'_'.join(str(p) for p in err['loc']).upper()}: {err['msg'].removeprefix('Value error, ')}"
+            if err["loc"] else err["msg"].removeprefix("Value error, ")
             for err in exc.errors()
         )
         raise SettingsError(f"invalid configuration: {problems}") from None

@@ -22,7 +22,7 @@ from celery.exceptions import BackendError
 from kombu.exceptions import OperationalError
 
 from catalog_core.celery_config import TASK_INGEST, celery_config
-from catalog_core.redis_client import connect
+from catalog_core.redis_client import connect, display_url
 from catalog_core.sequence import abandon_sequence, next_sequence
 from catalog_core.errors import BatchRefusedError, BatchTooLargeError, RedisUnavailableError, WaitTimeoutError
 from catalog_core.settings import Settings
@@ -182,7 +182,9 @@ class Producer:
             )
         except (OperationalError, RedisUnavailableError) as exc:
             abandon_sequence(self.redis, self.settings.queue, sequence)
-            raise RedisUnavailableError(f"cannot queue batch {message.batch_id}: {exc}") from None
+            raise RedisUnavailableError(
+                f"cannot queue batch {message.batch_id} (broker {display_url(self.settings.redis_url)}): {exc}"
+            ) from None
         return self._handle(message.batch_id, records=len(items), sequence=sequence, submitted=True)
 
     def _already_submitted(self, batch_id: str) -> bool:

@@ -29,12 +29,4 @@ def write_jsonl(path: Path, records: list[Any]) -> Path:
 
 def cli_env(settings: Settings, **extra: str) -> dict[str, str]:
     """The environment that points a `catalog` subprocess at the test's catalog and Redis."""
-    return {
-        **os.environ,
-        "CATALOG_PATH": str(settings.path),
-        "CATALOG_REDIS_URL": settings.redis_url,
-        "CATALOG_LOCK_EXPIRE": str(settings.lock_expire),
-        "CATALOG_LOCK_TIMEOUT": str(settings.lock_timeout),
-        "COLUMNS": "200",
-        **extra,
-    }
+    return {**os.environ, **settings.to_env(), "COLUMNS": "200", **extra}

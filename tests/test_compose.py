@@ -1,7 +1,10 @@
-"""The production path (docker-compose.yml and the Dockerfile), checked by parsing them.
+"""The production path (docker-compose.yml and the Dockerfile), checked by its properties.
 
-No Docker engine is needed: these tests read the files and check the properties the
-deployment relies on (a durable Redis, scalable workers, a single beat, one shared catalog).
+No Docker engine is needed. The tests check what the deployment relies on against the code,
+not against values copied from the file: the services run the entry points the tests run,
+every CATALOG_* variable is a real setting, workers can scale, there is one beat, the catalog
+volume is shared, no password is written down. The shell snippets that carry the Redis
+password are run in test_compose_redis_secret.py.
 """
 
 from __future__ import annotations
@@ -10,27 +13,27 @@ import fnmatch
 import re
 import shlex
 import tomllib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
+import typer
 import yaml
+
+from catalog_cli.dev import BEAT_ARGS, WORKER_ARGS
+from catalog_cli.main import app as catalog_app
+from catalog_core.settings import Settings
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 COMPOSE_FILE = REPO_ROOT / "docker-compose.yml"
-DOCKERFILE = REPO_ROOT / "Dockerfile"
+DOCKERFILE = REPO_ROOT / "Dockerfile"  # for its ENV lines; its build is checked in test_dockerfile.py
 DOCKERIGNORE = REPO_ROOT / ".dockerignore"
 PYPROJECT = REPO_ROOT / "pyproject.toml"
-
-# The exact commands of the worker and the beat; other tests may compare with these.
-WORKER_COMMAND: list[str] = ["celery", "-A", "worker", "worker", "--loglevel=INFO", "--concurrency=2"]
-BEAT_COMMAND: list[str] = ["celery", "-A", "worker", "beat", "--loglevel=INFO", "--schedule", "/data/beat/celerybeat-schedule"]
-
-CATALOG_ENV: dict[str, str] = {
-    "CATALOG_PATH": "/data/catalog/products.json",
-    "CATALOG_BACKUP_DIR": "/data/catalog/backups",
-    "CATALOG_REDIS_URL": "redis://redis:6379/0",
-}
+README = REPO_ROOT / "README.md"
+GITIGNORE = REPO_ROOT / ".gitignore"
+CATALOG_SERVICES = ("worker", "beat")
 
 
 # --- helpers -----------------------------------------------------------------------------
@@ -48,13 +51,39 @@ def services(compose: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return compose["services"]
 
 
+def interpolate(text: str) -> str:
+    """Compose's variable interpolation with nothing set: ``${VAR:-default}`` gives the default."""
+    def value(match: re.Match[str]) -> str:
+        assert match.group(2) == ":-", f"{match.group(0)} has no default: compose would need it set"
+        return match.group(3)
+    return re.sub(r"\$\{(\w+)(:-|:\?|-|\?)?([^}]*)\}", value, text.replace("$$", "\0")).replace("\0", "$")
+
+
+def strings_in(node: Any) -> Iterator[str]:
+    """Every string (keys too) anywhere in a parsed YAML document."""
+    if isinstance(node, str):
+        yield node
+    elif isinstance(node, dict):
+        for key, value in node.items():
+            yield from strings_in(key)
+            yield from strings_in(value)
+    elif isinstance(node, list):
+        for item in node:
+            yield from strings_in(item)
+
+
+def ignore_patterns(path: Path) -> list[str]:
+    return [line.strip().strip("/") for line in path.read_text(encoding="utf-8").splitlines()
+            if line.strip() and not line.startswith("#")]
+
+
 def command_of(service: dict[str, Any]) -> list[str]:
     command = service.get("command")
     if command is None:
         return []
     if isinstance(command, str):
-        return shlex.split(command)
-    return [str(part) for part in command]
+        return shlex.split(interpolate(command))
+    return [interpolate(str(part)) for part in command]
 
 
 def environment_of(service: dict[str, Any]) -> dict[str, str]:
@@ -122,57 +151,85 @@ def seconds_of(duration: str | int | float) -> float:
     return hours * 3600 + minutes * 60 + seconds
 
 
-def dockerfile_instructions() -> list[tuple[str, str]]:
-    """The Dockerfile as (INSTRUCTION, arguments), with comments dropped and continuations joined."""
-    instructions: list[tuple[str, str]] = []
-    pending = ""
-    for raw in DOCKERFILE.read_text(encoding="utf-8").splitlines():
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
-        if line.endswith("\\"):
-            pending += line[:-1] + " "
-            continue
-        line = pending + line
-        pending = ""
-        keyword, _, arguments = line.partition(" ")
-        instructions.append((keyword.upper(), arguments.strip()))
-    assert not pending, "the Dockerfile ends inside a line continuation"
-    return instructions
+# --- the same entry points the tests use --------------------------------------------------
 
 
-def copy_sources() -> set[str]:
-    """Every source path of the Dockerfile's COPY lines, normalised (no ./, no trailing /)."""
-    sources: set[str] = set()
-    for keyword, arguments in dockerfile_instructions():
-        if keyword != "COPY":
-            continue
-        parts = [part for part in shlex.split(arguments) if not part.startswith("--")]
-        for source in parts[:-1]:
-            sources.add(source.removeprefix("./").rstrip("/"))
-    return sources
+def test_worker_and_beat_run_the_celery_commands_the_tests_and_catalog_dev_run(services: dict[str, Any]) -> None:
+    # catalog dev and tests/e2e start `python -m celery *WORKER_ARGS` / `*BEAT_ARGS`: compose
+    # may add options (concurrency, schedule file), never run something else.
+    worker, beat = command_of(services["worker"]), command_of(services["beat"])
+    assert worker[: 1 + len(WORKER_ARGS)] == ["celery", *WORKER_ARGS]
+    assert beat[: 1 + len(BEAT_ARGS)] == ["celery", *BEAT_ARGS]
+
+
+def test_every_catalog_command_the_compose_file_and_the_readme_show_exists() -> None:
+    production = README.read_text(encoding="utf-8").split("## Production: docker-compose", 1)[1].split("\n## ", 1)[0]
+    code = re.findall(r"```.*?```|`[^`\n]+`", production, flags=re.DOTALL)  # commands, not prose
+    code += [line.lstrip("# ").split(" #")[0] for line in COMPOSE_FILE.read_text(encoding="utf-8").splitlines()
+             if "docker compose" in line]  # the usage lines at its top, without their comments
+    shown = re.findall(r"(?<![\w/-])catalog ([a-z][a-z-]*)", "\n".join(code))
+    commands = set(typer.main.get_command(catalog_app).commands)  # type: ignore[attr-defined]
+    assert shown, "the production section shows no catalog command"
+    assert set(shown) <= commands, f"not commands of catalog: {sorted(set(shown) - commands)}"
+    # ... and the image has the `catalog` script: pip install . installs it from pyproject.
+    assert tomllib.loads(PYPROJECT.read_text(encoding="utf-8"))["project"]["scripts"]["catalog"]
+
+
+def test_every_catalog_variable_in_the_compose_file_and_the_dockerfile_is_a_setting(compose: dict[str, Any]) -> None:
+    named = {word for text in strings_in(compose) for word in re.findall(r"\bCATALOG_[A-Z_]+", text)}
+    named |= set(re.findall(r"\bCATALOG_[A-Z_]+", DOCKERFILE.read_text(encoding="utf-8")))
+    fields = {f"CATALOG_{name.upper()}" for name in Settings.model_fields}
+    assert named, "no CATALOG_* variable found"
+    assert named <= fields, f"not settings (typo?): {sorted(named - fields)}"
+    for service in CATALOG_SERVICES:  # and they build valid settings together
+        env = catalog_env_of(compose["services"][service])
+        values = {key.removeprefix("CATALOG_").lower(): value for key, value in env.items()}
+        values.pop("redis_password_file", None)  # a file inside the container; checked below
+        Settings(**values)
 
 
 # --- redis -------------------------------------------------------------------------------
 
 
-def test_redis_is_version_7_with_aof_noeviction_and_a_healthcheck(compose: dict[str, Any], services: dict[str, Any]) -> None:
+def test_redis_keeps_its_data_and_refuses_writes_at_a_memory_limit(compose: dict[str, Any], services: dict[str, Any]) -> None:
     redis_service = services["redis"]
     image = redis_service["image"].split("@")[0]
     assert image == "redis:7" or image.startswith("redis:7.")
-
     command = command_of(redis_service)
-    assert command[0] == "redis-server"
     assert command_option(command, "--appendonly") == "yes"
-    assert command_option(command, "--appendfsync") == "everysec"
+    assert command_option(command, "--appendfsync") in {"everysec", "always"}
+    # noeviction without maxmemory does nothing: Redis grows until the kernel kills it.
     assert command_option(command, "--maxmemory-policy") == "noeviction"
-
-    test = redis_service["healthcheck"]["test"]
-    test_words = shlex.split(test) if isinstance(test, str) else test
-    assert "redis-cli" in " ".join(test_words) and "ping" in test_words
-
+    maxmemory = command_option(command, "--maxmemory")
+    assert maxmemory and re.fullmatch(r"[1-9]\d*(kb|mb|gb|k|m|g)?", maxmemory.lower()), maxmemory
     named_volume_at(compose, redis_service, "/data")
     assert redis_service.get("restart") in {"always", "unless-stopped", "on-failure"}
+
+
+def test_no_password_is_written_in_the_compose_file_or_the_dockerfile(compose: dict[str, Any]) -> None:
+    for text in [*strings_in(compose), DOCKERFILE.read_text(encoding="utf-8")]:
+        for url in re.findall(r"\b[a-z]+s?://[^\s\"']+", interpolate(text)):
+            password = urlsplit(url).password
+            assert password is None or password.startswith("$("), f"a password written in {url!r}"
+        assert not re.search(r"(requirepass|--pass|-a)\s+[\"']?\w", text), f"a password on a command line: {text!r}"
+
+
+def test_every_service_that_talks_to_redis_reads_the_password_from_the_one_secret(compose: dict[str, Any]) -> None:
+    (secret_name,) = compose["secrets"]
+    secret_file = Path(compose["secrets"][secret_name]["file"])
+    secret_path = f"/run/secrets/{secret_name}"
+    for name, service in compose["services"].items():
+        assert secret_name in service.get("secrets", []), f"{name} does not get the {secret_name} secret"
+        if name in CATALOG_SERVICES:
+            assert catalog_env_of(service)["CATALOG_REDIS_PASSWORD_FILE"] == secret_path
+        else:
+            assert secret_path in " ".join(strings_in(service)), f"{name} never reads {secret_path}"
+    # The secret file never reaches git nor the image.
+    relative = secret_file.as_posix().removeprefix("./")
+    for ignore_file in (GITIGNORE, DOCKERIGNORE):
+        patterns = ignore_patterns(ignore_file)
+        assert any(fnmatch.fnmatch(relative, p) or relative.startswith(p + "/") for p in patterns), \
+            f"{relative} is not in {ignore_file.name}"
 
 
 # --- worker ------------------------------------------------------------------------------
@@ -188,7 +245,7 @@ def test_the_worker_has_no_container_name_and_no_ports_so_it_can_be_scaled(servi
 
 
 def test_the_worker_waits_for_a_healthy_redis_and_has_time_to_finish_a_batch(services: dict[str, Any]) -> None:
-    for name in ("worker", "beat"):
+    for name in CATALOG_SERVICES:
         assert services[name]["depends_on"]["redis"]["condition"] == "service_healthy"
     # Celery's warm shutdown lets running batches finish; Docker's default 10 s would cut them off.
     assert seconds_of(services["worker"]["stop_grace_period"]) >= 30
@@ -197,97 +254,50 @@ def test_the_worker_waits_for_a_healthy_redis_and_has_time_to_finish_a_batch(ser
 # --- beat --------------------------------------------------------------------------------
 
 
-def test_there_is_exactly_one_beat_service_with_one_replica(services: dict[str, Any]) -> None:
+def test_there_is_exactly_one_beat_and_it_cannot_be_scaled_by_accident(services: dict[str, Any]) -> None:
     beats = [name for name, service in services.items() if celery_subcommand(command_of(service)) == "beat"]
-    assert beats == ["beat"], "a second beat would send every scheduled task twice"
-    assert services["beat"]["deploy"]["replicas"] == 1
-    assert "container_name" not in services["beat"]
+    assert len(beats) == 1, f"a second beat would send every scheduled task twice: {beats}"
+    beat = services[beats[0]]
+    assert beat["deploy"]["replicas"] == 1
+    assert "container_name" not in beat
+    workers = [name for name, service in services.items() if celery_subcommand(command_of(service)) == "worker"]
+    assert workers == ["worker"]
+    assert "--beat" not in command_of(services["worker"]) and "-B" not in command_of(services["worker"])
 
 
 # --- shared catalog ----------------------------------------------------------------------
 
 
-def test_worker_and_beat_share_the_catalog_volume_and_the_catalog_environment(compose: dict[str, Any], services: dict[str, Any]) -> None:
+def test_worker_and_beat_share_one_catalog_volume_and_the_same_settings(compose: dict[str, Any], services: dict[str, Any]) -> None:
     worker, beat = services["worker"], services["beat"]
+    assert catalog_env_of(worker) == catalog_env_of(beat)
+    env = catalog_env_of(worker)
 
-    assert catalog_env_of(worker) == catalog_env_of(beat) == CATALOG_ENV
+    def volume_holding(service: dict[str, Any], path: str) -> str:
+        targets = [t for t in mounts_of(service) if path.startswith(t.rstrip("/") + "/")]
+        assert targets, f"{path} is on no mount"
+        return named_volume_at(compose, service, max(targets, key=len))
 
-    catalog_dir = str(Path(CATALOG_ENV["CATALOG_PATH"]).parent)
-    mount_point = next(target for target in mounts_of(worker) if catalog_dir.startswith(target.rstrip("/") + "/"))
-    volume = named_volume_at(compose, worker, mount_point)
-    assert volume == "catalog-data"
-    assert named_volume_at(compose, beat, mount_point) == volume
-    assert CATALOG_ENV["CATALOG_BACKUP_DIR"].startswith(mount_point.rstrip("/") + "/")
-
+    schedule = command_option(command_of(beat), "--schedule")
+    assert schedule is not None, "the beat's schedule must live on a volume, to survive a restart"
+    volumes = {volume_holding(service, path) for service in (worker, beat)
+               for path in (env["CATALOG_PATH"], env["CATALOG_BACKUP_DIR"])}
+    volumes.add(volume_holding(beat, schedule))
+    assert len(volumes) == 1, f"worker and beat must see the same catalog and backups: {volumes}"
     # Both run the same image, so the catalog code on both sides is the same.
     assert worker.get("build") == beat.get("build")
     assert worker.get("image") == beat.get("image")
-    assert set(compose["volumes"]) >= {"redis-data", "catalog-data"}
-
-
-def test_worker_and_beat_commands_are_exactly_the_celery_worker_and_beat_commands(services: dict[str, Any]) -> None:
-    assert command_of(services["worker"]) == WORKER_COMMAND
-    assert command_of(services["beat"]) == BEAT_COMMAND
-    # The beat's schedule lives on the shared volume, so it survives a restart of the container.
-    schedule = command_option(BEAT_COMMAND, "--schedule")
-    assert schedule is not None
-    assert any(schedule.startswith(target.rstrip("/") + "/") for target in mounts_of(services["beat"]))
 
 
 # --- flower ------------------------------------------------------------------------------
 
 
-def test_flower_runs_only_under_the_monitoring_profile(services: dict[str, Any]) -> None:
+def test_flower_runs_only_under_the_monitoring_profile_on_loopback(services: dict[str, Any]) -> None:
     flower = services["flower"]
     assert flower["image"].startswith("mher/flower")
     assert flower["profiles"] == ["monitoring"]
-    assert environment_of(flower).get("CELERY_BROKER_URL") == CATALOG_ENV["CATALOG_REDIS_URL"]
     unprofiled = {name for name, service in services.items() if not service.get("profiles")}
     assert unprofiled == {"redis", "worker", "beat"}
-    # Only the monitoring profile publishes a port.
+    # Only the monitoring profile publishes a port, and only on the host's loopback.
     assert [name for name, service in services.items() if service.get("ports")] == ["flower"]
-
-
-# --- Dockerfile --------------------------------------------------------------------------
-
-
-def test_the_dockerfile_exists_uses_python_3_11_and_does_not_run_as_root() -> None:
-    assert DOCKERFILE.is_file()
-    instructions = dockerfile_instructions()
-
-    bases = [arguments.split()[0] for keyword, arguments in instructions if keyword == "FROM"]
-    assert bases and bases[-1].startswith("python:3.11")
-
-    users = [arguments for keyword, arguments in instructions if keyword == "USER"]
-    assert users, "no USER instruction: the container would run as root"
-    user = users[-1].split(":")[0]
-    assert user not in {"root", "0"}
-
-    assert any(keyword == "RUN" and "pip install --no-cache-dir ." in arguments for keyword, arguments in instructions)
-    workdirs = [arguments for keyword, arguments in instructions if keyword == "WORKDIR"]
-    assert workdirs[-1] == "/app"
-
-
-def test_the_dockerfile_copies_every_package_listed_in_pyproject() -> None:
-    pyproject = tomllib.loads(PYPROJECT.read_text(encoding="utf-8"))
-    patterns = pyproject["tool"]["setuptools"]["packages"]["find"]["include"]
-    packages = {pattern.split(".")[0].rstrip("*") for pattern in patterns}
-    assert packages, "pyproject lists no packages"
-
-    sources = copy_sources()
-    missing = packages - sources
-    assert not missing, f"the Dockerfile does not COPY {sorted(missing)}"
-    # pip install . also needs the metadata, including the readme pyproject names.
-    assert {"pyproject.toml", pyproject["project"]["readme"]} <= sources
-
-
-def test_the_dockerignore_keeps_what_the_dockerfile_copies_and_drops_local_state() -> None:
-    patterns = [
-        line.strip().rstrip("/")
-        for line in DOCKERIGNORE.read_text(encoding="utf-8").splitlines()
-        if line.strip() and not line.startswith("#")
-    ]
-    for source in copy_sources():
-        assert not any(fnmatch.fnmatch(source, pattern) for pattern in patterns), f"{source} is in .dockerignore"
-    for local_state in (".venv", ".git", "data", ".pytest_cache"):
-        assert local_state in patterns
+    assert all(str(port).startswith("127.0.0.1:") for port in flower["ports"])

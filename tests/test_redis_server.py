@@ -8,7 +8,7 @@ import pytest
 import redis
 
 from catalog_core.errors import RedisUnavailableError
-from catalog_core.redis_server import RedisServer, find_redis_server, free_port
+from catalog_core.redis_server import RedisServer, TlsFiles, find_redis_server, free_port
 
 
 def test_a_redis_server_binary_is_found_on_a_bare_machine() -> None:
@@ -41,3 +41,19 @@ def test_a_server_that_cannot_start_says_why(tmp_path: Path) -> None:
     with RedisServer(tmp_path / "a") as first:
         with pytest.raises(RedisUnavailableError, match="exited at start"):
             RedisServer(tmp_path / "b", port=first.port).start(timeout=5)
+
+
+def test_a_password_protects_the_server_and_stays_off_its_command_line(tmp_path: Path) -> None:
+    with RedisServer(tmp_path / "r", password="pw-on-no-command-line") as server:
+        assert server.process is not None
+        command_line = Path(f"/proc/{server.process.pid}/cmdline").read_bytes()
+        assert b"pw-on-no-command-line" not in command_line  # `ps` shows it to every user
+        with pytest.raises(redis.AuthenticationError):
+            redis.Redis(port=server.port).ping()
+        assert redis.Redis.from_url(server.url).ping()
+
+
+def test_a_binary_without_tls_says_so_at_start(tmp_path: Path) -> None:
+    files = TlsFiles(cert=tmp_path / "c.pem", key=tmp_path / "k.pem", ca=tmp_path / "ca.pem")
+    with pytest.raises(RedisUnavailableError, match="exited at start"):
+        RedisServer(tmp_path / "r", tls=files).start(timeout=5)

@@ -17,7 +17,7 @@ from typing import Any, TextIO
 import redis
 
 from catalog_core.redis_server import RedisServer
-from catalog_core.settings import Settings
+from catalog_core.settings import Settings, load_settings
 from catalog_core.processes import die_with_parent
 from catalog_cli.chaos.check import ChaosReport, check_run
 from catalog_cli.chaos.faults import Pauses, kill_redis_inside_commit, push_malformed, wipe
@@ -28,14 +28,13 @@ from worker.catalog_file import read_catalog, serialize_catalog
 from worker.state import read_state, state_path
 
 # Short timeouts, so that a killed worker's batch comes back within seconds.
-CHAOS_SETTINGS = {
-    "CATALOG_LOCK_EXPIRE": "2", "CATALOG_LOCK_TIMEOUT": "3", "CATALOG_TASK_TIME_LIMIT": "10",
-    "CATALOG_VISIBILITY_TIMEOUT": "13", "CATALOG_RESTORE_INTERVAL": "1", "CATALOG_MAX_RETRIES": "6",
-    "CATALOG_RETRY_BACKOFF_MAX": "2",
+CHAOS_SETTINGS: dict[str, Any] = {
+    "lock_expire": 2, "lock_timeout": 3, "task_time_limit": 10, "visibility_timeout": 13, "restore_interval": 1,
+    "max_retries": 6, "retry_backoff_max": 2,
 }
 
 
-CHAOS_QUEUE = str(Settings.model_fields["queue"].default)
+CHAOS_QUEUE = str(Settings.model_fields["queue"].default)  # the runner sets no CATALOG_QUEUE
 
 
 def _client(server: RedisServer) -> redis.Redis:
@@ -130,8 +129,8 @@ def run_chaos(options: ChaosOptions, say: Any = print) -> ChaosReport:
     with ExitStack() as stack:
         redis_server = RedisServer(workdir / "redis", appendonly=True, appendfsync="always").start()
         stack.callback(redis_server.stop)
-        env = {**{k: v for k, v in os.environ.items() if not k.startswith("CATALOG_")}, **CHAOS_SETTINGS,
-               "CATALOG_PATH": str(catalog), "CATALOG_REDIS_URL": redis_server.url}
+        settings = load_settings(path=catalog, redis_url=redis_server.url, **CHAOS_SETTINGS)
+        env = {**{k: v for k, v in os.environ.items() if not k.startswith("CATALOG_")}, **settings.to_env()}
         processes = Stack(options, env, stack)
         for n in range(options.workers):
             processes.start_worker(n)
@@ -148,7 +147,7 @@ def run_chaos(options: ChaosOptions, say: Any = print) -> ChaosReport:
         pauses = Pauses()
         stack.callback(pauses.resume_due, True)
         malformed_ids: list[str] = []  # pushed since the last wipe: each must be in `catalog rejected`
-        lock_expire = float(CHAOS_SETTINGS["CATALOG_LOCK_EXPIRE"])
+        lock_expire = float(settings.lock_expire)
         while time.monotonic() < deadline:
             pauses.resume_due()
             producing = any(p.poll() is None for p in producers)

@@ -56,13 +56,7 @@ LOG_TAIL_CHARS = 4000
 
 def settings_env(settings: Settings) -> dict[str, str]:
     """The ``CATALOG_*`` variables that reproduce ``settings`` in a child process."""
-    names = ("lock_expire", "lock_timeout", "task_time_limit", "visibility_timeout", "retry_backoff_max",
-             "restore_interval", "max_retries", "backup_retention_days", "rotate_every", "queue")
-    env = {f"CATALOG_{name.upper()}": str(getattr(settings, name)) for name in names}
-    env["CATALOG_PATH"] = str(settings.catalog_path)
-    env["CATALOG_BACKUP_DIR"] = str(settings.backup_path)
-    env["CATALOG_REDIS_URL"] = settings.redis_url
-    return env
+    return settings.to_env()
 
 
 def child_env(settings: Settings, **extra: str) -> dict[str, str]:
