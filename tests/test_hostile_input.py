@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import resource
 import subprocess
@@ -78,3 +79,29 @@ def test_a_duplicate_key_is_bad_input_naming_file_line_and_key(settings: Setting
     path = tmp_path / "twice.jsonl"
     path.write_text('{"product_id": "A"}\n{"product_id": "B", "product_id": "C"}\n')
     assert_bad_input(run_capped(settings, "validate", str(path)), "twice.jsonl, line 2", "'product_id'")
+
+
+HOSTILE_TEXT = ("\x1b[2J", "\x1b]0;pwned\x07", "\u202e", "\u200b", "\r")
+
+
+def assert_nothing_raw(output: str) -> None:
+    for raw in HOSTILE_TEXT:
+        assert raw not in output, f"{raw!r} reached the terminal: {output[-1500:]!r}"
+
+
+def test_control_and_bidi_characters_in_records_are_printed_escaped(settings: Settings, tmp_path: Path) -> None:
+    path = tmp_path / "evil.jsonl"
+    record = {"product_id": "A\x1b[2J\u200b", "evil\x1b]0;pwned\x07": 1, "category": 5, "product_name": "x\u202e\r"}
+    path.write_text(json.dumps(record) + "\n")
+    result = run_capped(settings, "validate", str(path))
+    assert result.returncode == 1, result.stderr
+    assert_nothing_raw(result.stdout + result.stderr)
+    assert "A\\x1b[2J\\u200b" in result.stdout and "evil\\x1b]0;pwned\\x07" in result.stdout
+
+
+def test_control_characters_in_a_file_name_are_printed_escaped_in_errors(settings: Settings, tmp_path: Path) -> None:
+    path = tmp_path / "feed\x1b[31m\u202e.jsonl"
+    path.write_text('{"product_id": "A"}\n{"product_id": \n')
+    result = run_capped(settings, "validate", str(path))
+    assert_bad_input(result, "feed\\x1b[31m\\u202e.jsonl, line 2")
+    assert_nothing_raw(result.stdout + result.stderr)
