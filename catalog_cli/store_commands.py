@@ -38,11 +38,11 @@ def read_all(files: list[Path], max_bytes: int, max_items: int) -> list[BatchFil
         except CatalogError as exc:
             problems.append(str(exc))
     if problems:
-        raise _FilesUnreadable(problems)
+        raise FilesUnreadable(problems)
     return batches
 
 
-class _FilesUnreadable(CatalogError):
+class FilesUnreadable(CatalogError):
     """Raised when one or more batch files cannot be read or parsed."""
 
     exit_code = 2

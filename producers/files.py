@@ -246,7 +246,7 @@ def _chain(first: str, pieces: Iterator[str]) -> Iterator[str]:
     yield from pieces
 
 
-def _is_jsonl(source: str) -> bool | None:
+def is_jsonl(source: str) -> bool | None:
     return True if Path(source).suffix.lower() in JSONL_SUFFIXES else None
 
 
@@ -260,5 +260,5 @@ def read_batch_file(path: str | Path, max_bytes: int) -> BatchFile:
     """Read and parse one batch file (``-`` is standard input), refusing input over ``max_bytes``."""
     source = str(path)
     setting = "CATALOG_MAX_BATCH_BYTES"
-    records = list(iter_records(iter_text(path, max_bytes, setting), source, max_bytes, _is_jsonl(source)))
+    records = list(iter_records(iter_text(path, max_bytes, setting), source, max_bytes, is_jsonl(source)))
     return BatchFile(source, [r.value for r in records], [r.line for r in records])

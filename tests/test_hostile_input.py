@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import resource
@@ -9,7 +10,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import orjson
 import pytest
+import redis
 
 from catalog_core.settings import Settings
 from tests.helpers import cli_env
@@ -105,3 +108,121 @@ def test_control_characters_in_a_file_name_are_printed_escaped_in_errors(setting
     result = run_capped(settings, "validate", str(path))
     assert_bad_input(result, "feed\\x1b[31m\\u202e.jsonl, line 2")
     assert_nothing_raw(result.stdout + result.stderr)
+
+
+MEMORY_PROBE = """
+import json, resource, sys
+from catalog_core.errors import CatalogError
+from catalog_core.settings import load_settings
+from producers.api import Producer
+
+def peak() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+producer = Producer(load_settings())
+before = peak()
+outcome = "queued"
+try:
+    handles = producer.submit_file(sys.argv[1], chunk_size=int(sys.argv[2]))
+except CatalogError as exc:
+    outcome, handles = f"{type(exc).__name__}: {exc}", []
+print(json.dumps({"growth": peak() - before, "outcome": outcome, "batches": [h.batch_id for h in handles],
+                  "records": [h.records for h in handles]}))
+"""
+
+
+def write_big_jsonl(path: Path, target_bytes: int) -> int:
+    """A JSON Lines file of about ``target_bytes`` of valid new products; returns the record count."""
+    filler = "x" * 200
+    count = 0
+    with path.open("w") as handle:
+        while handle.tell() < target_bytes:
+            handle.write(json.dumps({"product_id": f"P{count}", "product_name": f"Product {count}", "pricing": [],
+                                     "inclusions": [], "description_long": filler}) + "\n")
+            count += 1
+    return count
+
+
+def probe_memory(env: dict[str, str], path: Path, chunk_size: int) -> dict:
+    def cap_memory() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (2 * ADDRESS_SPACE_CAP, 2 * ADDRESS_SPACE_CAP))
+
+    done = subprocess.run([sys.executable, "-c", MEMORY_PROBE, str(path), str(chunk_size)], capture_output=True,
+                          text=True, timeout=600, env=env, preexec_fn=cap_memory)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout)
+
+
+BATCH_BYTES = 2 * 1024 * 1024
+MEMORY_SLACK = 64 * 1024 * 1024  # a few chunks of decoded records, the read buffer, the decoder
+
+
+def test_chunking_a_100_mb_file_reads_it_all_in_bounded_memory(settings: Settings, tmp_path: Path) -> None:
+    path = tmp_path / "feed.jsonl"
+    write_big_jsonl(path, 100 * 1024 * 1024)
+    env = cli_env(settings, CATALOG_MAX_BATCH_BYTES=str(BATCH_BYTES), CATALOG_MAX_FILE_BYTES=str(200 * 1024 * 1024))
+    report = probe_memory(env, path, chunk_size=5000)
+    # Redis is unreachable: the whole file is read and checked before the first send fails.
+    assert report["outcome"].startswith("RedisUnavailableError"), report["outcome"]
+    print(f"peak RSS growth {report['growth'] / 2**20:.1f} MiB")
+    assert report["growth"] < MEMORY_SLACK, f"peak RSS grew {report['growth'] / 2**20:.0f} MiB"
+
+
+def test_chunked_file_is_queued_in_order_in_batches_within_the_byte_limit_in_bounded_memory(
+    redis_url: str, catalog_path: Path, tmp_path: Path
+) -> None:
+    from catalog_core.settings import load_settings
+
+    path = tmp_path / "feed.jsonl"
+    count = write_big_jsonl(path, 24 * 1024 * 1024)
+    real = load_settings(path=catalog_path, redis_url=redis_url)
+    env = cli_env(real, CATALOG_MAX_BATCH_BYTES=str(256 * 1024), CATALOG_MAX_FILE_BYTES=str(64 * 1024 * 1024))
+    report = probe_memory(env, path, chunk_size=100_000)
+    assert report["outcome"] == "queued", report["outcome"]
+    assert sum(report["records"]) == count and len(report["batches"]) > 24 * 3
+    print(f"peak RSS growth {report['growth'] / 2**20:.1f} MiB")
+    assert report["growth"] < MEMORY_SLACK, f"peak RSS grew {report['growth'] / 2**20:.0f} MiB"
+    client = redis.Redis.from_url(redis_url)
+    queued = client.lrange(real.queue, 0, -1)[::-1]  # LPUSHed: oldest last
+    ids: list[str] = []
+    for raw in queued:
+        body = base64.b64decode(json.loads(raw)["body"])
+        assert len(body) < 2 * 256 * 1024
+        [message], _kwargs, _embed = json.loads(body)
+        assert len(orjson.dumps(message["items"])) <= 256 * 1024
+        ids.extend(item["product_id"] for item in message["items"])
+    assert ids == [f"P{n}" for n in range(count)]
+
+
+def test_enqueue_refuses_a_file_over_the_file_limit_and_queues_nothing(
+    redis_url: str, catalog_path: Path, tmp_path: Path
+) -> None:
+    from catalog_core.settings import load_settings
+
+    path = tmp_path / "feed.jsonl"
+    write_big_jsonl(path, 3 * 1024 * 1024)
+    real = load_settings(path=catalog_path, redis_url=redis_url)
+    result = subprocess.run(
+        [sys.executable, "-m", "catalog_cli", "enqueue", str(path), "--chunk-size", "100"], capture_output=True,
+        text=True, timeout=120, env=cli_env(real, CATALOG_MAX_FILE_BYTES=str(2 * 1024 * 1024)),
+    )
+    assert_bad_input(result, "feed.jsonl", "CATALOG_MAX_FILE_BYTES")
+    assert redis.Redis.from_url(redis_url).llen(real.queue) == 0
+
+
+def test_enqueue_with_a_chunk_size_splits_a_file_larger_than_one_batch(
+    redis_url: str, catalog_path: Path, tmp_path: Path
+) -> None:
+    from catalog_core.settings import load_settings
+
+    path = tmp_path / "feed.jsonl"
+    count = write_big_jsonl(path, 1024 * 1024)
+    real = load_settings(path=catalog_path, redis_url=redis_url)
+    result = subprocess.run(
+        [sys.executable, "-m", "catalog_cli", "enqueue", str(path), "--chunk-size", "1000", "--json"],
+        capture_output=True, text=True, timeout=120, env=cli_env(real, CATALOG_MAX_BATCH_BYTES=str(128 * 1024)),
+    )
+    assert result.returncode == 0, result.stderr
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert sum(line["records"] for line in lines) == count and len(lines) >= 8
+    assert redis.Redis.from_url(redis_url).llen(real.queue) == len(lines)
