@@ -85,14 +85,15 @@ class _Cursor:
         self.record_limit = record_limit
         self.text = ""
         self.pos = 0
-        self.line = 1  # line number at self.text[0]
+        # Lines are counted once, moving forward: the line number at text position _mark.
+        self._mark = 0
+        self._mark_line = 1
         self.exhausted = False
         self.last_start = 0  # where the last decoded value began in self.text
 
     def more(self) -> bool:
         """Pull the next piece, dropping consumed text. False at the end of the input."""
-        self.line += self.text.count("\n", 0, self.pos)
-        self.text, self.pos = self.text[self.pos :], 0
+        self._drop(self.pos)
         for piece in self.pieces:
             if piece:
                 self.text += piece
@@ -100,8 +101,21 @@ class _Cursor:
         self.exhausted = True
         return False
 
+    def start_at_line(self, line: int) -> None:
+        self._mark, self._mark_line = 0, line
+
     def line_at(self, pos: int) -> int:
-        return self.line + self.text.count("\n", 0, pos)
+        if pos >= self._mark:
+            self._mark_line += self.text.count("\n", self._mark, pos)
+            self._mark = pos
+            return self._mark_line
+        return self._mark_line - self.text.count("\n", pos, self._mark)
+
+    def _drop(self, length: int) -> None:
+        """Forget the first ``length`` characters (consumed), keeping the line count right."""
+        line = self.line_at(length)
+        self.text, self.pos = self.text[length:], self.pos - length
+        self._mark, self._mark_line = 0, line
 
     def peek(self) -> str:
         """The next character that is not JSON white space; "" at the end."""
@@ -150,8 +164,8 @@ class _Cursor:
         if not added:
             self.exhausted = True
             return False
-        self.line += self.text.count("\n", 0, start)
-        self.text, self.pos = self.text[start:] + "".join(added), 0
+        self._drop(start)
+        self.text += "".join(added)
         return True
 
     def _checked(self, value: Any, start: int) -> Record:
@@ -195,7 +209,7 @@ def _line_records(pieces: Iterable[str], source: str, record_limit: int, first_l
             if not stripped or stripped.startswith("#"):
                 continue
             cursor = _Cursor([stripped], source, record_limit)
-            cursor.line = number
+            cursor.start_at_line(number)
             record = cursor.value()
             if cursor.peek():
                 raise cursor.fail(cursor.pos, "invalid JSON (Extra data after the record)", column=True)
