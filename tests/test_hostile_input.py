@@ -226,3 +226,18 @@ def test_enqueue_with_a_chunk_size_splits_a_file_larger_than_one_batch(
     lines = [json.loads(line) for line in result.stdout.splitlines()]
     assert sum(line["records"] for line in lines) == count and len(lines) >= 8
     assert redis.Redis.from_url(redis_url).llen(real.queue) == len(lines)
+
+
+def test_enqueue_with_a_chunk_size_splits_standard_input_too(redis_url: str, catalog_path: Path) -> None:
+    from catalog_core.settings import load_settings
+
+    real = load_settings(path=catalog_path, redis_url=redis_url)
+    feed = "".join(json.dumps({"product_id": f"S{n}"}) + "\n" for n in range(5))
+    result = subprocess.run(
+        [sys.executable, "-m", "catalog_cli", "enqueue", "-", "--chunk-size", "2", "--batch-id", "stdin", "--json"],
+        input=feed, capture_output=True, text=True, timeout=120, env=cli_env(real),
+    )
+    assert result.returncode == 0, result.stderr
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [(line["batch_id"], line["records"]) for line in lines] == [("stdin.0001", 2), ("stdin.0002", 2),
+                                                                       ("stdin.0003", 1)]
