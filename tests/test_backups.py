@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from catalog_core.errors import BackupNotFoundError
-from worker.backups import backup_name, find_backup, list_backups, rotate_backups, scan_backups, take_backup
+from worker.backups import backup_name, find_backup, list_backups, read_backup, rotate_backups, scan_backups, take_backup
 
 NOW = dt.datetime(2026, 11, 28, 12, 0, 0, tzinfo=dt.UTC)
 
@@ -205,3 +205,15 @@ def test_a_folder_named_like_a_backup_is_skipped_and_reported(catalog: Path, bac
     (backup_dir / backup_name(catalog, NOW)).mkdir()
     scan = scan_backups(catalog, backup_dir)
     assert len(scan.backups) == 1 and [s.name for s in scan.skipped] == [backup_name(catalog, NOW)]
+
+
+def test_a_backup_swapped_for_a_symlink_after_listing_is_not_read(catalog: Path, backup_dir: Path, tmp_path: Path) -> None:
+    planted = plant(backup_dir, catalog, dt.timedelta(days=1))
+    backup = find_backup(catalog, backup_dir, planted.name)
+    assert read_backup(backup) == b"[]"
+    secret = tmp_path / "secret.json"
+    secret.write_text("[]")
+    planted.unlink()
+    planted.symlink_to(secret)
+    with pytest.raises(BackupNotFoundError):
+        read_backup(backup)

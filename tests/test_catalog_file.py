@@ -87,3 +87,9 @@ def test_a_catalog_that_is_a_symlink_loop_is_a_clear_error(tmp_path: Path) -> No
     loop.symlink_to(loop)
     with pytest.raises(CatalogCorruptError, match="symbolic links"):
         read_catalog(loop)
+
+
+@pytest.mark.parametrize("content", [b'[{"product_id": "A", "n": ' + b"9" * 5000 + b"}]", b"[" * 100_000])
+def test_a_catalog_with_a_huge_integer_or_deep_nesting_is_corrupt_not_a_traceback(content: bytes) -> None:
+    with pytest.raises(CatalogCorruptError, match="line 1"):
+        parse_catalog(content, "products.json")

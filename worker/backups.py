@@ -7,6 +7,7 @@ import logging
 import os
 import re
 import shutil
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -159,6 +160,18 @@ def rotate_backups(
         log.warning("%s in %s looks like a backup but is not one (%s); left alone", entry.name, backup_dir,
                     entry.reason)
     return expired
+
+
+def read_backup(backup: Backup) -> bytes:
+    """The backup's bytes, refusing a name that became a symbolic link or another kind of file since it was listed."""
+    try:
+        fd = os.open(backup.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        raise BackupNotFoundError(f"{backup.name}: cannot open it as a backup ({exc.strerror})") from None
+    with os.fdopen(fd, "rb") as handle:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise BackupNotFoundError(f"{backup.name} is not a backup: not a regular file")
+        return handle.read()
 
 
 def find_backup(catalog: Path, backup_dir: Path, name: str) -> Backup:
