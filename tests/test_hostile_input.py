@@ -241,3 +241,26 @@ def test_enqueue_with_a_chunk_size_splits_standard_input_too(redis_url: str, cat
     lines = [json.loads(line) for line in result.stdout.splitlines()]
     assert [(line["batch_id"], line["records"]) for line in lines] == [("stdin.0001", 2), ("stdin.0002", 2),
                                                                        ("stdin.0003", 1)]
+
+
+def test_a_chunked_file_broken_near_its_end_queues_nothing(redis_url: str, catalog_path: Path, tmp_path: Path) -> None:
+    from catalog_core.errors import BatchRefusedError, InputFileError
+    from catalog_core.settings import load_settings
+    from producers.api import Producer
+
+    real = load_settings(path=catalog_path, redis_url=redis_url)
+    records = [json.dumps({"product_id": f"P{n}"}) for n in range(50)]
+    broken = tmp_path / "broken.jsonl"
+    broken.write_text("\n".join(records) + '\n{"product_id": \n')
+    refused = tmp_path / "refused.jsonl"
+    refused.write_text("\n".join(records) + '\n{"product_id": "Z", "prcing": []}\n')
+    producer = Producer(real)
+    with pytest.raises(InputFileError, match="broken.jsonl, line 51"):
+        producer.submit_file(broken, chunk_size=10)
+    with pytest.raises(BatchRefusedError):
+        producer.submit_file(refused, chunk_size=10)
+    assert redis.Redis.from_url(redis_url).llen(real.queue) == 0
+    result = subprocess.run([sys.executable, "-m", "catalog_cli", "enqueue", str(broken), "--chunk-size", "10"],
+                            capture_output=True, text=True, timeout=120, env=cli_env(real))
+    assert_bad_input(result, "broken.jsonl, line 51")
+    assert redis.Redis.from_url(redis_url).llen(real.queue) == 0
