@@ -73,6 +73,9 @@ def _bounded_int(digits: str) -> int:
     return int(digits)
 
 
+# The standard library's decoder, not orjson: orjson has no hook to see duplicate keys, and it
+# refuses NaN, which batch files may carry so that validation can name the field. Its own
+# limits (4,300-digit ints, recursion) would surface as ValueError/RecursionError: caught below.
 _DECODER = json.JSONDecoder(object_pairs_hook=_unique_keys, parse_int=_bounded_int)
 
 
