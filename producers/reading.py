@@ -53,11 +53,15 @@ def open_input(path: str | Path, limit: int, setting: str) -> Iterator[BinaryIO]
         raise InputFileError(f"{source}: no such file") from None
     except OSError as exc:
         raise InputFileError(f"{source}: cannot read ({exc.strerror})") from None
-    with os.fdopen(fd, "rb", buffering=0) as handle:
+    try:
         info = os.fstat(fd)
-        _refuse_unless_regular(source, info.st_mode)
+        _refuse_unless_regular(source, info.st_mode)  # the name may have changed since the stat
         if info.st_size > limit:
             raise too_large(source, limit, setting, info.st_size)
+    except BaseException:
+        os.close(fd)
+        raise
+    with os.fdopen(fd, "rb", buffering=0) as handle:
         yield handle  # type: ignore[misc]
 
 

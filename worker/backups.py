@@ -168,9 +168,10 @@ def read_backup(backup: Backup) -> bytes:
         fd = os.open(backup.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError as exc:
         raise BackupNotFoundError(f"{backup.name}: cannot open it as a backup ({exc.strerror})") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise BackupNotFoundError(f"{backup.name} is not a backup: not a regular file")
     with os.fdopen(fd, "rb") as handle:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise BackupNotFoundError(f"{backup.name} is not a backup: not a regular file")
         return handle.read()
 
 

@@ -54,9 +54,10 @@ def read_catalog_bytes(path: Path) -> bytes | None:
         return None
     except OSError as exc:
         raise CatalogCorruptError(f"{path}: cannot read the catalog: {exc.strerror}") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise CatalogCorruptError(f"{path}: not a regular file, so not a catalog. {RESTORE_HINT}")
     with os.fdopen(fd, "rb") as handle:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise CatalogCorruptError(f"{path}: not a regular file, so not a catalog. {RESTORE_HINT}")
         try:
             return handle.read()
         except OSError as exc:
