@@ -264,3 +264,15 @@ def test_a_chunked_file_broken_near_its_end_queues_nothing(redis_url: str, catal
                             capture_output=True, text=True, timeout=120, env=cli_env(real))
     assert_bad_input(result, "broken.jsonl, line 51")
     assert redis.Redis.from_url(redis_url).llen(real.queue) == 0
+
+
+@pytest.mark.parametrize("command", ["verify", "stats", "validate"])
+def test_a_catalog_path_that_is_a_device_or_folder_is_a_clear_error(settings: Settings, tmp_path: Path,
+                                                                    command: str) -> None:
+    batch = tmp_path / "a.jsonl"
+    batch.write_text('{"product_id": "A"}\n')
+    extra = [str(batch)] if command == "validate" else []
+    for catalog in ("/dev/zero", str(tmp_path)):
+        result = run_capped(settings, command, *extra, "--catalog", catalog)
+        assert result.returncode in (2, 3), (catalog, result.stderr[-2000:])
+        assert "Traceback" not in result.stderr and catalog in result.stderr, (catalog, result.stderr[-2000:])
