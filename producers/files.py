@@ -91,6 +91,7 @@ class _Cursor:
         # Lines are counted once, moving forward: the line number at text position _mark.
         self._mark = 0
         self._mark_line = 1
+        self._column_offset = 0  # characters of text[0]'s line that were already dropped
         self.exhausted = False
         self.last_start = 0  # where the last decoded value began in self.text
 
@@ -104,8 +105,12 @@ class _Cursor:
         self.exhausted = True
         return False
 
-    def start_at_line(self, line: int) -> None:
-        self._mark, self._mark_line = 0, line
+    def start_at_line(self, line: int, column_offset: int = 0) -> None:
+        self._mark, self._mark_line, self._column_offset = 0, line, column_offset
+
+    def column_at(self, pos: int) -> int:
+        line_start = self.text.rfind("\n", 0, pos) + 1
+        return pos - line_start + 1 + (self._column_offset if line_start == 0 else 0)
 
     def line_at(self, pos: int) -> int:
         if pos >= self._mark:
@@ -117,6 +122,7 @@ class _Cursor:
     def _drop(self, length: int) -> None:
         """Forget the first ``length`` characters (consumed), keeping the line count right."""
         line = self.line_at(length)
+        self._column_offset = self.column_at(length) - 1
         self.text, self.pos = self.text[length:], self.pos - length
         self._mark, self._mark_line = 0, line
 
@@ -131,7 +137,7 @@ class _Cursor:
     def fail(self, pos: int, message: str, column: bool = False) -> InputFileError:
         where = f"line {self.line_at(pos)}"
         if column:
-            where += f", column {pos - max(self.text.rfind(chr(10), 0, pos), -1)}"
+            where += f", column {self.column_at(pos)}"
         return InputFileError(f"{self.source}, {where}: {message}")
 
     def value(self) -> Record:
@@ -212,7 +218,7 @@ def _line_records(pieces: Iterable[str], source: str, record_limit: int, first_l
             if not stripped or stripped.startswith("#"):
                 continue
             cursor = _Cursor([stripped], source, record_limit)
-            cursor.start_at_line(number)
+            cursor.start_at_line(number, column_offset=len(raw) - len(raw.lstrip(JSON_SPACE)))
             record = cursor.value()
             if cursor.peek():
                 raise cursor.fail(cursor.pos, "invalid JSON (Extra data after the record)", column=True)

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import os
+import random
 import threading
 from pathlib import Path
 
 import pytest
 
 from catalog_core.errors import BatchTooLargeError, InputFileError
-from producers.files import parse_batch_text, read_batch_file
+from producers.files import iter_records, parse_batch_text, read_batch_file
 
 LIMIT = 1024 * 1024
 
@@ -186,3 +188,28 @@ def _error_of(action: object) -> BaseException | None:
     except BaseException as exc:  # noqa: BLE001 - the test inspects whatever came out
         return exc
     return None
+
+
+STREAMED_TEXTS = [
+    "[\n" + ",\n".join(json.dumps({"product_id": f"P{n}", "product_name": "x" * (n * 7 % 90)}, indent=2)
+                       for n in range(40)) + "\n]\n",
+    "".join(json.dumps({"product_id": f"P{n}", "inclusions": ["a\u2028b"] * (n % 4)}) + "\n" for n in range(40)),
+    '\n\n{"product_id": "ONE",\n "category": "Tour"}\n',
+    '[\n  {"product_id": "A"},\n  {"product_id": "B", "pricing": [}\n]\n',
+    '{"product_id": "A"}\n{"product_id": "B", "product_id": "C"}\n',
+]
+
+
+@pytest.mark.parametrize("text", STREAMED_TEXTS)
+def test_records_and_errors_are_the_same_however_the_stream_is_cut(text: str) -> None:
+    def outcome(pieces: list[str]) -> tuple[str, object]:
+        try:
+            return "records", [(r.line, r.value) for r in iter_records(pieces, "feed", 10**6)]
+        except InputFileError as exc:
+            return "error", str(exc)
+
+    whole = outcome([text])
+    chooser = random.Random(7)
+    for _ in range(50):
+        cuts = sorted(chooser.sample(range(1, len(text)), chooser.randint(1, 12)))
+        assert outcome([text[a:b] for a, b in zip([0, *cuts], [*cuts, len(text)], strict=True)]) == whole
