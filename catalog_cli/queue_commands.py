@@ -20,7 +20,7 @@ from catalog_core.redis_client import connect
 from catalog_cli.options import JsonOption, RedisUrlOption, settings_from
 from catalog_cli.output import describe_error, err, out, print_json_line, print_result, result_payload, show
 from catalog_cli.store_commands import FilesArgument, FilesUnreadable, read_all
-from producers.chunks import ChunkLimits, chunk_ids, chunked_file
+from producers.chunks import ChunkLimits, chunked_file, numbered
 from producers.state import BatchState
 from producers.files import BatchFile
 from schemas import BatchResult, BatchStatus
@@ -129,8 +129,7 @@ def enqueue(
             if count > 1 and not as_json:
                 err.print(f"{show(name)}: split into {count} batches of up to {chunk_size} records (and "
                           f"{settings.max_batch_bytes:,} bytes); each is applied or rejected on its own")
-            ids = chunk_ids(batch_id, count, new_batch_id)
-            for number, (part, chunk_id) in enumerate(zip(parts, ids, strict=True), start=1):
+            for number, chunk_id, part in numbered(parts, name, count, batch_id, new_batch_id):
                 label = source or Path(part.source).name + (f"#{number}" if count > 1 else "")
                 try:
                     handle = producer.submit(part.records, batch_id=chunk_id, source=label)

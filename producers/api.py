@@ -25,7 +25,7 @@ from catalog_core.redis_client import connect
 from catalog_core.sequence import abandon_sequence, next_sequence
 from catalog_core.errors import BatchRefusedError, BatchTooLargeError, RedisUnavailableError, WaitTimeoutError
 from catalog_core.settings import Settings
-from producers.chunks import ChunkLimits, chunk_ids, chunked_file
+from producers.chunks import ChunkLimits, chunked_file, numbered
 from producers.files import read_batch_file
 from producers.state import BatchState
 from schemas import BatchMessage, BatchResult
@@ -154,9 +154,8 @@ class Producer:
             return [self.submit(batch.records, batch_id=batch_id, source=label)]
         with chunked_file(path, ChunkLimits.of(self.settings, chunk_size)) as chunks:
             count = chunks.count(check=lambda chunk: self.check(chunk.records))
-            ids = chunk_ids(batch_id, count, new_batch_id)
             return [self.submit(chunk.records, batch_id=chunk_id, source=label if count == 1 else f"{label}#{number}")
-                    for number, (chunk, chunk_id) in enumerate(zip(chunks, ids, strict=True), start=1)]
+                    for number, chunk_id, chunk in numbered(chunks, chunks.source, count, batch_id, new_batch_id)]
 
     def handle(self, batch_id: str) -> BatchHandle:
         return BatchHandle(batch_id, self.results_app)

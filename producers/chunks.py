@@ -10,12 +10,12 @@ copied to a temporary file, under the same limit.
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from catalog_core.errors import BatchTooLargeError
+from catalog_core.errors import BatchTooLargeError, InputFileError
 from catalog_core.settings import Settings
 from producers.files import STDIN, BatchFile, is_jsonl, iter_records
 from producers.reading import iter_bytes, iter_text
@@ -86,12 +86,19 @@ def chunked_file(path: str | Path, limits: ChunkLimits) -> Iterator[ChunkedFile]
         yield ChunkedFile(Path(spool.name), source, limits)
 
 
-def chunk_ids(batch_id: str | None, count: int, new_id: Callable[[], str]) -> Iterator[str | None]:
-    """Batch ids of a file's chunks: the given id for a single chunk, ``ID.0001``... for several."""
-    if count == 1:
-        yield batch_id
-        return
-    prefix = batch_id or new_id()
-    for number in range(1, count + 1):
-        yield f"{prefix}.{number:04d}"
+def numbered(batches: Iterable[BatchFile], source: str, count: int, batch_id: str | None,
+             new_id: Callable[[], str]) -> Iterator[tuple[int, str | None, BatchFile]]:
+    """Second pass: (number, batch id, batch) for each of the ``count`` batches the first pass found.
 
+    Ids: the given id for a single batch, ``ID.0001``... for several (a new ID when none is given).
+    A file that changed between the passes is an error, not a silent mismatch of ids and records.
+    """
+    prefix = (batch_id or new_id()) if count > 1 else batch_id
+    number = 0
+    for number, batch in enumerate(batches, start=1):
+        if number > count:
+            break
+        yield number, prefix if count == 1 else f"{prefix}.{number:04d}", batch
+    if number != count:
+        raise InputFileError(f"{source}: changed while it was being queued ({count} batches when checked, "
+                             f"{'more' if number > count else number} now); queue it again")

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from catalog_core.errors import BatchTooLargeError, InputFileError
+from producers.chunks import ChunkedFile, ChunkLimits, numbered
 from producers.files import iter_records, parse_batch_text, read_batch_file
 
 LIMIT = 1024 * 1024
@@ -213,3 +214,17 @@ def test_records_and_errors_are_the_same_however_the_stream_is_cut(text: str) ->
     for _ in range(50):
         cuts = sorted(chooser.sample(range(1, len(text)), chooser.randint(1, 12)))
         assert outcome([text[a:b] for a, b in zip([0, *cuts], [*cuts, len(text)], strict=True)]) == whole
+
+
+def test_a_file_that_changes_between_the_check_and_the_send_is_an_error(tmp_path: Path) -> None:
+    path = tmp_path / "feed.jsonl"
+    path.write_text("".join(json.dumps({"product_id": f"P{n}"}) + "\n" for n in range(5)))
+    chunks = ChunkedFile(path, str(path), ChunkLimits(records=2, batch_bytes=LIMIT, file_bytes=LIMIT))
+    count = chunks.count()
+    assert count == 3
+    assert [(n, i, len(b.records)) for n, i, b in numbered(chunks, "feed", count, "X", lambda: "new")] == [
+        (1, "X.0001", 2), (2, "X.0002", 2), (3, "X.0003", 1)]
+    with path.open("a") as grown:
+        grown.write(json.dumps({"product_id": "LATE"}) + "\n" * 2 + json.dumps({"product_id": "LATER"}) + "\n")
+    with pytest.raises(InputFileError, match="changed while it was being queued"):
+        list(numbered(chunks, "feed", count, "X", lambda: "new"))
