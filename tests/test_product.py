@@ -9,7 +9,8 @@ import pytest
 from pydantic import ValidationError
 
 from schemas import PricingTier, Product, ProductPatch, format_loc
-from schemas.product import PRODUCT_FIELDS
+from schemas.product import MAX_PRODUCT_ID_LENGTH, PRODUCT_FIELDS
+from schemas.validation import check_record
 from tests.helpers import product
 
 
@@ -132,3 +133,9 @@ def test_product_id_length_is_bounded() -> None:
 def test_ordinary_ids_with_letters_of_any_script_are_accepted() -> None:
     for good in ("Addon_Quad_350cc", "متحف-اللوفر", "Burj Khalifa 124/125", "ツアー-1"):
         assert ProductPatch.model_validate({"product_id": good}).product_id == good
+
+
+def test_an_over_long_product_id_is_not_echoed_whole_in_every_error() -> None:
+    errors = check_record({"product_id": "P" * 1_000_000, "prcing": [], "category": 5}, 0)
+    assert {e.loc for e in errors} >= {"product_id", "prcing", "category"}
+    assert all(e.product_id is not None and len(e.product_id) <= MAX_PRODUCT_ID_LENGTH + 1 for e in errors)
