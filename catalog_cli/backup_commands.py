@@ -6,9 +6,11 @@ from typing import Annotated
 
 import typer
 
+from pathlib import Path
+
 from catalog_cli.options import CatalogOption, JsonOption, RedisUrlOption, settings_from
-from catalog_cli.output import out, print_json_line
-from worker.backups import list_backups, rotate_backups
+from catalog_cli.output import err, out, print_json_line, show
+from worker.backups import BackupScan, rotate_backups, scan_backups
 from worker.store import CatalogStore
 
 app = typer.Typer(help="List, rotate and restore backups of the catalog.", no_args_is_help=True,
@@ -19,15 +21,30 @@ app = typer.Typer(help="List, rotate and restore backups of the catalog.", no_ar
 def list_command(catalog: CatalogOption = None, as_json: JsonOption = False) -> None:
     """List backups, oldest first, with their UTC time and size."""
     settings = settings_from(catalog, None)
-    backups = list_backups(settings.catalog_path, settings.backup_path)
-    for backup in backups:
-        size = backup.path.stat().st_size if backup.path.exists() else 0
+    scan = scan_backups(settings.catalog_path, settings.backup_path)
+    for backup in scan.backups:
+        size = _size(backup.path)
         if as_json:
             print_json_line({"name": backup.name, "taken_at": backup.taken_at.isoformat(), "size_bytes": size})
         else:
-            out.print(f"{backup.name}  {backup.taken_at:%Y-%m-%d %H:%M:%S} UTC  {size:,} bytes")
-    if not backups and not as_json:
-        out.print(f"no backups in {settings.backup_path}")
+            out.print(f"{show(backup.name)}  {backup.taken_at:%Y-%m-%d %H:%M:%S} UTC  {size:,} bytes")
+    if not scan.backups and not as_json:
+        out.print(f"no backups in {show(settings.backup_path)}")
+    report_skipped(scan)
+
+
+def _size(path: Path) -> int:
+    """The backup's own size (lstat: a backup is a regular file, never a link); 0 if rotated meanwhile."""
+    try:
+        return path.lstat().st_size
+    except FileNotFoundError:
+        return 0
+
+
+def report_skipped(scan: BackupScan) -> None:
+    """Entries named like backups that are not backups: on stderr, so --json output stays backups only."""
+    for entry in scan.skipped:
+        err.print(f"skipped {show(entry.name)}: {show(entry.reason)} (not listed, never deleted)")
 
 
 @app.command()
@@ -43,7 +60,8 @@ def rotate(
     removed = rotate_backups(settings.catalog_path, settings.backup_path, retention, dry_run=dry_run)
     verb = "would delete" if dry_run else "deleted"
     for backup in removed:
-        out.print(f"{verb} {backup.name}")
+        out.print(f"{verb} {show(backup.name)}")
+    report_skipped(scan_backups(settings.catalog_path, settings.backup_path))
     out.print(f"{verb} {len(removed)} backup(s) older than {retention:g} day(s)")
 
 
@@ -56,6 +74,6 @@ def restore(
     """Put a backup back as the catalog, under the lock. The current version is backed up first."""
     settings = settings_from(catalog, redis_url)
     previous = CatalogStore(settings).restore(name)
-    out.print(f"restored {name} as {settings.catalog_path}")
+    out.print(f"restored {show(name)} as {show(settings.catalog_path)}")
     if previous:
-        out.print(f"the version it replaced is kept as {previous.name} (restore it to undo)")
+        out.print(f"the version it replaced is kept as {show(previous.name)} (restore it to undo)")

@@ -10,7 +10,7 @@ import typer
 from catalog_core.errors import CatalogError
 from catalog_cli import backup_commands, dev, queue_commands, store_commands
 from catalog_cli.chaos import command as chaos_command
-from catalog_cli.output import err
+from catalog_cli.output import err, show
 
 app = typer.Typer(
     name="catalog",
@@ -56,7 +56,7 @@ def main() -> None:
     try:
         app()
     except CatalogError as exc:
-        err.print(f"[red]error:[/] {exc}", markup=True, highlight=False)
+        err.print(f"[red]error:[/] {show(exc, keep_newlines=True)}", markup=True, highlight=False)
         raise SystemExit(exc.exit_code) from None
     except KeyboardInterrupt:
         err.print("interrupted")

@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from catalog_core.errors import SettingsError
 from catalog_core.settings import Settings, load_settings
 
 CatalogOption = Annotated[
@@ -23,5 +24,13 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable outpu
 
 
 def settings_from(catalog: Path | None, redis_url: str | None) -> Settings:
-    """Settings from the environment, with the command's options winning."""
-    return load_settings(path=catalog, redis_url=redis_url)
+    """Settings from the environment, with the command's options winning; the paths must resolve."""
+    settings = load_settings(path=catalog, redis_url=redis_url)
+    for name, path, resolve in (("CATALOG_PATH", settings.path, lambda: settings.catalog_path),
+                                ("CATALOG_BACKUP_DIR", settings.backup_dir or settings.path, lambda: settings.backup_path)):
+        try:
+            resolve()
+        except (RuntimeError, OSError) as exc:  # pathlib raises RuntimeError for a loop of symbolic links
+            raise SettingsError(f"{path}: cannot resolve the path ({name}): a loop of symbolic links or an "
+                                f"unreadable folder ({exc})") from None
+    return settings

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import unicodedata
 from typing import Any
 
 import orjson
@@ -13,8 +14,11 @@ from catalog_core.errors import EXIT_OK, EXIT_REJECTED
 from producers.files import BatchFile
 from schemas import BatchResult, BatchStatus, RecordError
 
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+out = Console(highlight=False, soft_wrap=True, emoji=False)
+err = Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)
+# Characters that move the cursor, recolour or clear the terminal, reorder text (bidi) or hide
+# (zero-width): in user data they are shown as escapes, never sent to the terminal as they are.
+UNSAFE_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Zl", "Zp"})
 
 STATUS_STYLE = {
     BatchStatus.APPLIED: "green",
@@ -23,6 +27,32 @@ STATUS_STYLE = {
     BatchStatus.DUPLICATE: "magenta",
 }
 SUPERSEDED_SHOWN = 10
+
+
+def _escaped(char: str) -> str:
+    code = ord(char)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
+
+
+def printable(text: object, keep_newlines: bool = False) -> str:
+    """User data (ids, fields, file names, messages quoting them) safe for a terminal.
+
+    The one place that decides what reaches the terminal: control, format, bidi and separator
+    characters become visible escapes (``\\x1b``, ``\\u202e``). ``keep_newlines`` keeps the
+    line breaks of a multi-line message of ours; a newline inside user data is escaped where
+    that data is printed on its own.
+    """
+    value = str(text)
+    if keep_newlines:
+        return "\n".join(printable(line) for line in value.split("\n"))
+    if value.isascii() and value.isprintable():
+        return value
+    return "".join(_escaped(c) if unicodedata.category(c) in UNSAFE_CATEGORIES else c for c in value)
+
+
+def show(text: object, keep_newlines: bool = False) -> str:
+    """``printable`` text, escaped for rich markup too, ready to put inside a markup string."""
+    return escape(printable(text, keep_newlines))
 
 
 def print_json_line(payload: dict[str, Any]) -> None:
@@ -34,17 +64,18 @@ def describe_error(error: RecordError, batch: BatchFile | None) -> str:
     """``file, line 3, product X, field pricing[0].price_aed: message``."""
     where = []
     if batch is not None:
-        where.append(batch.source)
+        where.append(printable(batch.source))
         line = batch.line_of(error.index)
         if line is not None:
             where.append(f"line {line}")
     if error.index is not None:
         where.append(f"record {error.index + 1}")
     if error.product_id:
-        where.append(f"product {error.product_id}")
+        where.append(f"product {printable(error.product_id)}")
     if error.loc:
-        where.append(f"field {error.loc}")
-    return f"{', '.join(where)}: {error.msg}" if where else error.msg
+        where.append(f"field {printable(error.loc)}")
+    msg = printable(error.msg)
+    return f"{', '.join(where)}: {msg}" if where else msg
 
 
 def result_payload(result: BatchResult, batch: BatchFile | None) -> dict[str, Any]:
@@ -58,7 +89,7 @@ def result_payload(result: BatchResult, batch: BatchFile | None) -> dict[str, An
 
 def print_result(result: BatchResult, batch: BatchFile | None) -> None:
     style = STATUS_STYLE.get(result.status, "yellow")
-    name = f"{escape(batch.source)}: " if batch else ""
+    name = f"{show(batch.source)}: " if batch else ""
     counts = f"{result.created} created, {result.updated} updated, {result.unchanged} unchanged"
     if result.status == BatchStatus.REJECTED:
         counts = f"{len(result.errors)} problem(s); nothing was written"
@@ -70,17 +101,17 @@ def print_result(result: BatchResult, batch: BatchFile | None) -> None:
             counts += ("\n  [red]its records DIFFER from the original's[/]: this batch id was used before for other "
                        "records, and none of these were applied; give new records a new batch id")
     where = f", sequence {result.sequence}" if result.sequence is not None else ""
-    out.print(f"{name}[{style}]{result.status.value}[/] (batch {escape(result.batch_id)}{where}): {counts}")
+    out.print(f"{name}[{style}]{result.status.value}[/] (batch {show(result.batch_id)}{where}): {counts}")
     for error in result.errors:
         out.print(f"  - {escape(describe_error(error, batch))}")
     if result.superseded:
         out.print(f"  {len(result.superseded)} field(s) [yellow]superseded[/], kept from newer batches:")
         for item in result.superseded[:SUPERSEDED_SHOWN]:
-            out.print(f"  - {escape(item.product_id)}.{item.field} (written by sequence {item.by_sequence})")
+            out.print(f"  - {show(item.product_id)}.{show(item.field)} (written by sequence {item.by_sequence})")
         if len(result.superseded) > SUPERSEDED_SHOWN:
             out.print(f"  - and {len(result.superseded) - SUPERSEDED_SHOWN} more (see --json)")
     if result.backup:
-        out.print(f"  previous version kept as {escape(result.backup)}")
+        out.print(f"  previous version kept as {show(result.backup)}")
 
 
 def result_exit_code(result: BatchResult) -> int:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
+from contextlib import ExitStack
 from typing import TYPE_CHECKING
 from pathlib import Path
 from typing import Annotated
@@ -11,15 +13,18 @@ import typer
 from rich.progress import BarColumn, Progress, TextColumn
 
 from catalog_core.errors import (
-    EXIT_CANNOT_WRITE, EXIT_OK, EXIT_PENDING, EXIT_REJECTED, EXIT_UNKNOWN, BatchRefusedError,
+    EXIT_CANNOT_WRITE, EXIT_OK, EXIT_PENDING, EXIT_REJECTED, EXIT_UNKNOWN, BatchRefusedError, CatalogError,
+    FilesUnreadableError,
 )
+from catalog_core.settings import Settings
 from catalog_core.rejections import find_rejection, list_rejections
 from catalog_core.redis_client import connect
 from catalog_cli.options import JsonOption, RedisUrlOption, settings_from
 from catalog_cli.output import (
-    describe_error, err, out, print_json_line, print_result, result_exit_code, result_payload,
+    describe_error, err, out, print_json_line, print_result, result_exit_code, result_payload, show,
 )
 from catalog_cli.store_commands import FilesArgument, read_all
+from producers.chunks import ChunkLimits, chunked_file, numbered
 from producers.state import BatchState
 from producers.files import BatchFile
 from schemas import BatchResult, BatchStatus
@@ -45,6 +50,27 @@ def _exit_for(states: list[BatchState]) -> int:
     return max(codes, key=EXIT_SEVERITY.__getitem__)
 
 
+def _batches_of(files: list[Path], settings: Settings, chunk_size: int | None,
+                open_files: ExitStack) -> list[tuple[str, int, Iterable[BatchFile]]]:
+    """Each file as (name, number of batches, batches). Every file is read and decoded in full first,
+    so a broken file anywhere means exit 2 with nothing queued; chunked files are then read again."""
+    if not chunk_size:
+        return [(batch.source, 1, [batch]) for batch in read_all(files, settings.max_batch_bytes,
+                                                                 settings.max_batch_items)]
+    limits = ChunkLimits.of(settings, chunk_size)
+    planned: list[tuple[str, int, Iterable[BatchFile]]] = []
+    problems = []
+    for file in files:
+        try:
+            chunks = open_files.enter_context(chunked_file(file, limits))
+            planned.append((chunks.source, chunks.count(), chunks))
+        except CatalogError as exc:
+            problems.append(str(exc))
+    if problems:
+        raise FilesUnreadableError(problems)
+    return planned
+
+
 def _show_state(state: BatchState, batch: BatchFile | None, as_json: bool) -> None:
     if as_json:
         if state.result is not None:
@@ -58,11 +84,11 @@ def _show_state(state: BatchState, batch: BatchFile | None, as_json: bool) -> No
     elif state.result is not None:
         print_result(state.result, batch)
     else:
-        where = f"{batch.source}: " if batch else ""
-        reason = f": {state.reason}" if state.reason else ""
+        where = f"{show(batch.source)}: " if batch else ""
+        reason = f": {show(state.reason)}" if state.reason else ""
         since = f" since {state.since:%Y-%m-%d %H:%M:%S} UTC" if state.since else ""
         colour = "red" if state.state in {"lost", "failed"} else "yellow"
-        out.print(f"{where}batch {state.batch_id} is [{colour}]{state.state}[/]{since}{reason}")
+        out.print(f"{where}batch {show(state.batch_id)} is [{colour}]{state.state}[/]{since}{reason}")
 
 
 def _wait_all(handles: list[tuple[BatchHandle, BatchFile]], timeout: float, show_progress: bool) -> list[BatchState]:
@@ -90,8 +116,10 @@ def enqueue(
     timeout: Annotated[float, typer.Option(help="Seconds --wait waits in all (exit 4 if not done).", min=0)] = 300,
     source: Annotated[str | None, typer.Option(help="Label for logs and results. Default: the file name.")] = None,
     batch_id: Annotated[str | None, typer.Option(help="Batch id (one file): resubmitting it is safe.")] = None,
-    chunk_size: Annotated[int | None, typer.Option(help="Split each file into batches of N records; each "
-                                                   "chunk is then all or nothing on its own.", min=1)] = None,
+    chunk_size: Annotated[int | None, typer.Option(help="Split each file into batches of up to N records (and "
+                                                   "CATALOG_MAX_BATCH_BYTES); each chunk is then all or nothing "
+                                                   "on its own. The file is streamed, up to CATALOG_MAX_FILE_BYTES.",
+                                                   min=1)] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Queue batch files for the workers; each file is one all-or-nothing batch.
@@ -102,42 +130,40 @@ def enqueue(
     """
     if batch_id is not None and len(files) != 1:
         raise typer.BadParameter("--batch-id names one batch; give exactly one file", param_hint="--batch-id")
-    from producers.api import Producer, chunked  # noqa: PLC0415 - Celery is slow to import; only here
+    from producers.api import Producer, new_batch_id  # noqa: PLC0415 - Celery is slow to import; only here
 
     settings = settings_from(None, redis_url)
-    byte_limit = settings.max_batch_bytes * (64 if chunk_size else 1)
-    item_limit = 2**62 if chunk_size else settings.max_batch_items
-    batches = read_all(files, byte_limit, item_limit)
     producer = Producer(settings)
     submitted: list[tuple[BatchHandle, BatchFile]] = []
     refused: list[BatchState] = []
-    for batch in batches:
-        chunks = chunked(batch.records, chunk_size)
-        if len(chunks) > 1 and not as_json:
-            err.print(f"{batch.source}: split into {len(chunks)} batches of up to {chunk_size} records; "
-                      "each is applied or rejected on its own")
-        for number, chunk in enumerate(chunks, start=1):
-            offset = (number - 1) * (chunk_size or 0)
-            part = BatchFile(batch.source, list(chunk), batch.lines[offset : offset + len(chunk)])
-            chunk_id = batch_id if len(chunks) == 1 else (f"{batch_id}.{number:04d}" if batch_id else None)
-            label = source or Path(batch.source).name + (f"#{number}" if len(chunks) > 1 else "")
-            try:
-                handle = producer.submit(part.records, batch_id=chunk_id, source=label)
-            except BatchRefusedError as exc:
-                result = BatchResult(batch_id=chunk_id or "(not queued)", status=BatchStatus.REJECTED, errors=exc.errors)
-                state = BatchState(result.batch_id, "done", result=result)
-                refused.append(state)
-                _show_state(state, part, as_json)
-                if not as_json:
-                    err.print("  refused by the producer's checks: the batch was not queued")
-                continue
-            submitted.append((handle, part))
-            if not wait:
-                if as_json:
-                    print_json_line({"batch_id": handle.batch_id, "status": "queued", "source": part.source,
-                                     "records": len(part.records)})
-                else:
-                    out.print(f"{part.source}: queued as batch [bold]{handle.batch_id}[/] ({len(part.records)} records)")
+    with ExitStack() as open_files:
+        for name, count, parts in _batches_of(files, settings, chunk_size, open_files):
+            if count > 1 and not as_json:
+                err.print(f"{show(name)}: split into {count} batches of up to {chunk_size} records (and "
+                          f"{settings.max_batch_bytes:,} bytes); each is applied or rejected on its own")
+            for number, chunk_id, part in numbered(parts, name, count, batch_id, new_batch_id):
+                label = source or Path(part.source).name + (f"#{number}" if count > 1 else "")
+                try:
+                    handle = producer.submit(part.records, batch_id=chunk_id, source=label)
+                except BatchRefusedError as exc:
+                    result = BatchResult(batch_id=chunk_id or "(not queued)", status=BatchStatus.REJECTED,
+                                         errors=exc.errors)
+                    state = BatchState(result.batch_id, "done", result=result)
+                    refused.append(state)
+                    _show_state(state, part, as_json)
+                    if not as_json:
+                        err.print("  refused by the producer's checks: the batch was not queued")
+                    continue
+                # Only the lines are kept for showing results: holding every chunk's records would
+                # hold the whole file again.
+                submitted.append((handle, BatchFile(part.source, [], part.lines)))
+                if not wait:
+                    if as_json:
+                        print_json_line({"batch_id": handle.batch_id, "status": "queued", "source": part.source,
+                                         "records": len(part.records)})
+                    else:
+                        out.print(f"{show(part.source)}: queued as batch [bold]{show(handle.batch_id)}[/] "
+                                  f"({len(part.records)} records)")
     if not wait:
         raise typer.Exit(EXIT_REJECTED if refused else EXIT_OK)
     states = _wait_all(submitted, timeout, show_progress=not as_json and err.is_terminal)
@@ -183,9 +209,10 @@ def rejected(
         if as_json:
             print_json_line(item.model_dump(mode="json"))
             continue
-        out.print(f"[red]{item.batch_id}[/] from {item.source}, rejected {item.rejected_at:%Y-%m-%d %H:%M:%S} UTC")
+        out.print(f"[red]{show(item.batch_id)}[/] from {show(item.source)}, "
+                  f"rejected {item.rejected_at:%Y-%m-%d %H:%M:%S} UTC")
         for error in item.result.errors:
-            out.print(f"  - {describe_error(error, None)}")
+            out.print(f"  - {show(describe_error(error, None))}")
     if not rejections and not as_json:
         out.print("no rejected batches")
 

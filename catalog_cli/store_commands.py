@@ -7,10 +7,12 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
-from catalog_core.errors import EXIT_OK, EXIT_REJECTED, BatchTooLargeError, CatalogError
+from catalog_core.errors import EXIT_OK, EXIT_REJECTED, BatchTooLargeError, CatalogError, FilesUnreadableError
 from catalog_cli.options import CatalogOption, JsonOption, RedisUrlOption, settings_from
-from catalog_cli.output import describe_error, err, exit_code_for, out, print_json_line, print_result, result_payload
+from catalog_cli.output import (describe_error, err, exit_code_for, out, print_json_line, print_result, result_payload,
+                                show)
 from producers.files import BatchFile, read_batch_file
 from schemas import BatchResult, BatchStatus
 from worker.catalog_file import read_catalog
@@ -36,17 +38,8 @@ def read_all(files: list[Path], max_bytes: int, max_items: int) -> list[BatchFil
         except CatalogError as exc:
             problems.append(str(exc))
     if problems:
-        raise _FilesUnreadable(problems)
+        raise FilesUnreadableError(problems)
     return batches
-
-
-class _FilesUnreadable(CatalogError):
-    """Raised when one or more batch files cannot be read or parsed."""
-
-    exit_code = 2
-
-    def __init__(self, problems: list[str]) -> None:
-        super().__init__("\n".join(problems) + "\nnothing was applied")
 
 
 def validate(files: FilesArgument, catalog: CatalogOption = None, as_json: JsonOption = False) -> None:
@@ -70,11 +63,11 @@ def validate(files: FilesArgument, catalog: CatalogOption = None, as_json: JsonO
             payload["status"] = "invalid" if outcome.errors else "valid"
             print_json_line(payload)
         elif outcome.errors:
-            out.print(f"{batch.source}: [red]invalid[/], {len(outcome.errors)} problem(s)")
+            out.print(f"{show(batch.source)}: [red]invalid[/], {len(outcome.errors)} problem(s)")
             for error in outcome.errors:
-                out.print(f"  - {describe_error(error, batch)}")
+                out.print(f"  - {escape(describe_error(error, batch))}")
         else:
-            out.print(f"{batch.source}: [green]valid[/]; would create {outcome.created}, update "
+            out.print(f"{show(batch.source)}: [green]valid[/]; would create {outcome.created}, update "
                       f"{outcome.updated}, leave {outcome.unchanged} unchanged")
     raise typer.Exit(exit_code_for(results))
 
@@ -112,11 +105,11 @@ def verify(catalog: CatalogOption = None) -> None:
     settings = settings_from(catalog, None)
     count, problems = verify_catalog(settings.catalog_path)
     if problems:
-        err.print(f"{settings.catalog_path}: [red]{len(problems)} problem(s)[/]")
+        err.print(f"{show(settings.catalog_path)}: [red]{len(problems)} problem(s)[/]")
         for problem in problems:
-            err.print(f"  - {describe_error(problem, None)}")
+            err.print(f"  - {escape(describe_error(problem, None))}")
         raise typer.Exit(EXIT_REJECTED)
-    out.print(f"{settings.catalog_path}: [green]ok[/], {count} valid products")
+    out.print(f"{show(settings.catalog_path)}: [green]ok[/], {count} valid products")
     raise typer.Exit(EXIT_OK)
 
 
@@ -131,9 +124,9 @@ def stats(catalog: CatalogOption = None, as_json: JsonOption = False) -> None:
 
 
 def print_stats(figures: CatalogStats) -> None:
-    out.print(f"[bold]{figures.path}[/]")
+    out.print(f"[bold]{show(figures.path)}[/]")
     out.print(f"  products: {figures.products} ({figures.active} active, {figures.inactive} inactive)")
-    out.print(f"  by category: {', '.join(f'{k} {v}' for k, v in figures.by_category.items()) or '-'}")
-    out.print(f"  by city: {', '.join(f'{k} {v}' for k, v in figures.by_city.items()) or '-'}")
+    out.print(f"  by category: {', '.join(f'{show(k)} {v}' for k, v in figures.by_category.items()) or '-'}")
+    out.print(f"  by city: {', '.join(f'{show(k)} {v}' for k, v in figures.by_city.items()) or '-'}")
     out.print(f"  size: {figures.size_bytes:,} bytes, last change {figures.last_change}")
-    out.print(f"  backups: {figures.backups}" + (f", newest {figures.newest_backup}" if figures.newest_backup else ""))
+    out.print(f"  backups: {figures.backups}" + (f", newest {show(figures.newest_backup)}" if figures.newest_backup else ""))

@@ -36,6 +36,15 @@ class InputFileError(CatalogError):
     exit_code = EXIT_BAD_INPUT
 
 
+class FilesUnreadableError(CatalogError):
+    """Raised when one or more batch files cannot be read or parsed; lists every problem."""
+
+    exit_code = EXIT_BAD_INPUT
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems) + "\nnothing was applied")
+
+
 class BatchTooLargeError(CatalogError):
     """Raised when a batch has more records or bytes than the configured limits allow."""
 

@@ -35,6 +35,8 @@ class Settings(BaseSettings):
     lock_timeout: float = Field(60, gt=0, description="Seconds to wait for the lock.")
     max_batch_items: int = Field(5000, ge=1, description="Most records one batch may carry.")
     max_batch_bytes: int = Field(16 * 1024 * 1024, ge=1024, description="Largest batch, in bytes of JSON.")
+    max_file_bytes: int = Field(256 * 1024 * 1024, ge=1024, description="Largest file that may be split into "
+                                "batches (enqueue --chunk-size), in bytes; read as a stream, never whole.")
 
     ledger_days: float = Field(30, gt=0, description="Days a batch id is remembered as applied.")
     ledger_max_ids: int = Field(20_000, ge=1, description="Most batch ids remembered as applied.")

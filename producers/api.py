@@ -26,6 +26,7 @@ from catalog_core.redis_client import connect, display_url
 from catalog_core.sequence import abandon_sequence, next_sequence
 from catalog_core.errors import BatchRefusedError, BatchTooLargeError, RedisUnavailableError, WaitTimeoutError
 from catalog_core.settings import Settings
+from producers.chunks import ChunkLimits, chunked_file, numbered
 from producers.files import read_batch_file
 from producers.state import BatchState
 from producers.tracking import Submission, find_submission, record_submission
@@ -127,6 +128,7 @@ class BatchHandle:
 
 
 def chunked(records: Sequence[Any], size: int | None) -> list[Sequence[Any]]:
+    """Records already in memory, split into lists of ``size``. Files are split by producers/chunks.py."""
     if not size or len(records) <= size:
         return [records]
     return [records[start : start + size] for start in range(0, len(records), size)]
@@ -198,18 +200,20 @@ class Producer:
 
     def submit_file(self, path: str | Path, *, source: str | None = None, batch_id: str | None = None,
                     chunk_size: int | None = None) -> list[BatchHandle]:
-        """Queue a batch file; with ``chunk_size``, as several batches, each all or nothing on its own."""
-        limit = self.settings.max_batch_bytes * (64 if chunk_size else 1)
-        batch = read_batch_file(path, limit)
-        chunks = chunked(batch.records, chunk_size)
-        for chunk in chunks:
-            self.check(chunk)
+        """Queue a batch file; with ``chunk_size``, as several batches, each all or nothing on its own.
+
+        Without ``chunk_size`` the file is one batch, within CATALOG_MAX_BATCH_BYTES. With it, the
+        file (up to CATALOG_MAX_FILE_BYTES) is streamed into batches of at most ``chunk_size``
+        records and CATALOG_MAX_BATCH_BYTES each; every batch is checked before the first is sent.
+        """
         label = source or Path(str(path)).name
-        if len(chunks) == 1:
-            return [self.submit(chunks[0], batch_id=batch_id, source=label)]
-        prefix = batch_id or new_batch_id()
-        return [self.submit(chunk, batch_id=f"{prefix}.{n:04d}", source=f"{label}#{n}")
-                for n, chunk in enumerate(chunks, start=1)]
+        if not chunk_size:
+            batch = read_batch_file(path, self.settings.max_batch_bytes)
+            return [self.submit(batch.records, batch_id=batch_id, source=label)]
+        with chunked_file(path, ChunkLimits.of(self.settings, chunk_size)) as chunks:
+            count = chunks.count(check=lambda chunk: self.check(chunk.records))
+            return [self.submit(chunk.records, batch_id=chunk_id, source=label if count == 1 else f"{label}#{number}")
+                    for number, chunk_id, chunk in numbered(chunks, chunks.source, count, batch_id, new_batch_id)]
 
     def handle(self, batch_id: str) -> BatchHandle:
         return self._handle(batch_id)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import unicodedata
 from collections.abc import Sequence
 from typing import Annotated, Any, Literal
 
@@ -10,13 +11,28 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, c
 from pydantic.fields import FieldInfo
 
 
-def _no_surrounding_space(value: str) -> str:
+MAX_PRODUCT_ID_LENGTH = 200
+# Control (Cc) and format (Cf: zero-width, bidi overrides, soft hyphen, BOM) characters, and line
+# and paragraph separators, are invisible or rewrite what is shown: with them, an id can look
+# like another product's id while being a different product.
+INVISIBLE_CATEGORIES = frozenset({"Cc", "Cf", "Zl", "Zp"})
+
+
+def _a_clean_id(value: str) -> str:
+    """One product, one spelling: no surrounding space, NFC, nothing invisible."""
     if value != value.strip():
         raise ValueError("must not start or end with white space")
+    if not unicodedata.is_normalized("NFC", value):
+        raise ValueError("must be in Unicode NFC form (composed characters); normalize it to NFC before sending")
+    for char in value:
+        if unicodedata.category(char) in INVISIBLE_CATEGORIES:
+            raise ValueError(f"must not contain control, format or invisible characters (found U+{ord(char):04X} "
+                             f"{unicodedata.name(char, 'unnamed')})")
     return value
 
 
-ProductId = Annotated[str, Field(min_length=1, strict=True), AfterValidator(_no_surrounding_space)]
+ProductId = Annotated[str, Field(min_length=1, max_length=MAX_PRODUCT_ID_LENGTH, strict=True),
+                      AfterValidator(_a_clean_id)]
 # Strict so that "350" or true never become a price; ints are still accepted as floats.
 PriceAed = Annotated[float, Field(ge=0, allow_inf_nan=False, strict=True)]
 Text = Annotated[str, Field(strict=True)]

@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from schemas.product import ProductPatch, format_loc
+from schemas.product import MAX_PRODUCT_ID_LENGTH, ProductPatch, format_loc
 from schemas.result import RecordError
 
 NEW_PRODUCT_HINT = "required for a new product (no product with this product_id is in the catalog yet)"
@@ -28,8 +28,10 @@ def record_errors(exc: ValidationError, index: int, product_id: str | None, is_n
 
 
 def readable_id(record: Any) -> str | None:
+    """The record's product_id for error reports; an over-long one is cut, not repeated in every error."""
     if isinstance(record, dict) and isinstance(record.get("product_id"), str):
-        return record["product_id"]
+        product_id: str = record["product_id"]
+        return product_id if len(product_id) <= MAX_PRODUCT_ID_LENGTH else product_id[:MAX_PRODUCT_ID_LENGTH] + "…"
     return None
 
 

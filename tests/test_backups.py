@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from catalog_core.errors import BackupNotFoundError
-from worker.backups import backup_name, find_backup, list_backups, rotate_backups, take_backup
+from worker.backups import backup_name, find_backup, list_backups, read_backup, rotate_backups, scan_backups, take_backup
 
 NOW = dt.datetime(2026, 11, 28, 12, 0, 0, tzinfo=dt.UTC)
 
@@ -101,11 +104,50 @@ def test_a_dry_run_deletes_nothing(catalog: Path, backup_dir: Path) -> None:
     assert old.exists()
 
 
-def test_two_rotations_at_once_do_no_harm(catalog: Path, backup_dir: Path) -> None:
-    old = plant(backup_dir, catalog, dt.timedelta(days=8))
-    plant(backup_dir, catalog, dt.timedelta(days=1))
-    old.unlink()  # as if the other rotation got there first, after this one listed the folder
-    rotate_backups(catalog, backup_dir, 7, now=NOW)
+ROTATE_IN_A_RACE = """
+import json, sys, time, datetime as dt
+from pathlib import Path
+import worker.backups as backups
+
+catalog, folder, mine, theirs = map(Path, sys.argv[1:5])
+now = dt.datetime.fromisoformat(sys.argv[5])
+listed = backups.expired_backups
+
+def listed_then_wait_for_the_other(*args, **kwargs):
+    expired = listed(*args, **kwargs)
+    mine.touch()  # this process has listed the folder; now wait until the other one has too
+    deadline = time.monotonic() + 60
+    while not theirs.exists():
+        if time.monotonic() > deadline:
+            sys.exit("the other rotation never listed the folder")
+        time.sleep(0.01)
+    return expired
+
+backups.expired_backups = listed_then_wait_for_the_other
+removed = backups.rotate_backups(catalog, folder, 7, now=now)
+print(json.dumps([backup.name for backup in removed]))
+"""
+
+
+def test_two_rotations_at_once_do_no_harm(catalog: Path, backup_dir: Path, tmp_path: Path) -> None:
+    expired = {plant(backup_dir, catalog, dt.timedelta(days=8, seconds=n)).name for n in range(300)}
+    kept = {plant(backup_dir, catalog, dt.timedelta(days=1, seconds=n)).name for n in range(5)}
+    strangers = {"notes.txt", "products_20261399_000000_000000.json"}
+    for name in strangers:
+        (backup_dir / name).write_text("keep me")
+    flags = [tmp_path / "listed-a", tmp_path / "listed-b"]
+    # Both processes list the folder before either deletes anything, so every expired file is
+    # deleted under the feet of the other process: the race the name promises, made certain.
+    rotations = [
+        subprocess.Popen([sys.executable, "-c", ROTATE_IN_A_RACE, str(catalog), str(backup_dir), str(mine),
+                          str(theirs), NOW.isoformat()], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for mine, theirs in (flags, flags[::-1])
+    ]
+    outcomes = [rotation.communicate(timeout=120) for rotation in rotations]
+    for rotation, (stdout, stderr) in zip(rotations, outcomes, strict=True):
+        assert rotation.returncode == 0 and "Traceback" not in stderr, stderr
+        assert set(json.loads(stdout)) == expired  # each saw the same expired set and finished it
+    assert {path.name for path in backup_dir.iterdir()} == kept | strangers
 
 
 def test_a_missing_backup_folder_has_no_backups(catalog: Path, backup_dir: Path) -> None:
@@ -123,3 +165,55 @@ def test_find_backup_accepts_only_backup_names_in_the_folder(catalog: Path, back
 def test_find_backup_finds_a_listed_backup(catalog: Path, backup_dir: Path) -> None:
     planted = plant(backup_dir, catalog, dt.timedelta(days=1))
     assert find_backup(catalog, backup_dir, planted.name).path == planted
+
+
+IMPOSSIBLE = "products_20261399_000000_000000.json"
+
+
+def test_a_backup_name_with_an_impossible_date_is_skipped_and_reported_never_deleted(
+    catalog: Path, backup_dir: Path
+) -> None:
+    old = plant(backup_dir, catalog, dt.timedelta(days=30))
+    newest = plant(backup_dir, catalog, dt.timedelta(days=1))
+    (backup_dir / IMPOSSIBLE).write_text("[]")
+    scan = scan_backups(catalog, backup_dir)
+    assert [b.path for b in scan.backups] == [old, newest]
+    assert [(s.name, "date") for s in scan.skipped if "date" in s.reason] == [(IMPOSSIBLE, "date")]
+    assert [b.path for b in rotate_backups(catalog, backup_dir, retention_days=0, now=NOW)] == [old]
+    assert (backup_dir / IMPOSSIBLE).exists()
+    with pytest.raises(BackupNotFoundError):
+        find_backup(catalog, backup_dir, IMPOSSIBLE)
+
+
+def test_a_symlink_named_like_a_backup_is_not_a_backup(catalog: Path, backup_dir: Path, tmp_path: Path) -> None:
+    real = plant(backup_dir, catalog, dt.timedelta(days=2))
+    secret = tmp_path / "secret.json"
+    secret.write_text('[{"product_id": "SECRET"}]')
+    link = backup_dir / backup_name(catalog, NOW - dt.timedelta(days=1))
+    link.symlink_to(secret)
+    scan = scan_backups(catalog, backup_dir)
+    assert [b.path for b in scan.backups] == [real]
+    assert [s.name for s in scan.skipped] == [link.name] and "symbolic link" in scan.skipped[0].reason
+    with pytest.raises(BackupNotFoundError, match="not a regular file"):
+        find_backup(catalog, backup_dir, link.name)
+    rotate_backups(catalog, backup_dir, retention_days=0, now=NOW)
+    assert link.is_symlink() and secret.exists()
+
+
+def test_a_folder_named_like_a_backup_is_skipped_and_reported(catalog: Path, backup_dir: Path) -> None:
+    plant(backup_dir, catalog, dt.timedelta(days=2))
+    (backup_dir / backup_name(catalog, NOW)).mkdir()
+    scan = scan_backups(catalog, backup_dir)
+    assert len(scan.backups) == 1 and [s.name for s in scan.skipped] == [backup_name(catalog, NOW)]
+
+
+def test_a_backup_swapped_for_a_symlink_after_listing_is_not_read(catalog: Path, backup_dir: Path, tmp_path: Path) -> None:
+    planted = plant(backup_dir, catalog, dt.timedelta(days=1))
+    backup = find_backup(catalog, backup_dir, planted.name)
+    assert read_backup(backup) == b"[]"
+    secret = tmp_path / "secret.json"
+    secret.write_text("[]")
+    planted.unlink()
+    planted.symlink_to(secret)
+    with pytest.raises(BackupNotFoundError):
+        read_backup(backup)

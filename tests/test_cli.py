@@ -148,3 +148,51 @@ def test_batch_id_is_for_one_file_only(run_cli: CliRunner, tmp_path: Path) -> No
 def test_invalid_settings_are_a_clear_error(run_cli: CliRunner) -> None:
     result = run_cli("verify", env={"CATALOG_LOCK_EXPIRE": "soon"})
     assert result.returncode == 2 and "CATALOG_LOCK_EXPIRE" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_backup_commands_skip_and_report_names_that_are_not_backups(
+    run_cli: CliRunner, tmp_path: Path, settings: Settings
+) -> None:
+    run_cli("apply", str(write_jsonl(tmp_path / "a.jsonl", [product("A")])))
+    run_cli("apply", str(write_jsonl(tmp_path / "b.jsonl", [product("B")])))
+    [real] = json_lines(run_cli("backups", "list", "--json").stdout)
+    folder = settings.backup_path
+    impossible = folder / "products_20261399_000000_000000.json"
+    impossible.write_text("[]")
+    shadow = tmp_path / "shadow"
+    shadow.write_text("root:secret-hash:19000:0:99999:7:::\n")
+    (folder / "products_20200101_000000_000000.json").symlink_to(shadow)
+    other_catalog = tmp_path / "other.json"
+    other_catalog.write_text(json.dumps([product("OTHER")]))
+    (folder / "products_20200102_000000_000000.json").symlink_to(other_catalog)
+
+    listed = run_cli("backups", "list", "--json")
+    assert listed.returncode == 0 and "Traceback" not in listed.stderr
+    assert [line["name"] for line in json_lines(listed.stdout)] == [real["name"]]
+    for name in ("products_20261399_000000_000000.json", "products_20200101_000000_000000.json"):
+        assert name in listed.stderr
+
+    rotated = run_cli("backups", "rotate", "--days", "0")
+    assert rotated.returncode == 0 and "Traceback" not in rotated.stderr
+    assert "products_20261399_000000_000000.json" in rotated.stderr
+    assert impossible.exists() and shadow.exists() and other_catalog.exists()
+
+    stats = run_cli("stats", "--json")
+    assert stats.returncode == 0 and json_lines(stats.stdout)[0]["backups"] == 1, stats.stderr
+
+    for name in ("products_20261399_000000_000000.json", "products_20200102_000000_000000.json"):
+        restored = run_cli("backups", "restore", name)
+        assert restored.returncode == 2 and "not a backup" in restored.stderr, restored.stderr
+        assert "Traceback" not in restored.stderr
+    assert [p["product_id"] for p in json.loads(settings.catalog_path.read_text())] == ["A", "B"]
+
+
+def test_a_catalog_path_that_is_a_symlink_loop_is_a_clear_error(run_cli: CliRunner, tmp_path: Path) -> None:
+    loop = tmp_path / "loop.json"
+    loop.symlink_to(loop)
+    batch = write_jsonl(tmp_path / "a.jsonl", [product("A")])
+    for command in (["verify"], ["stats"], ["validate", str(batch)], ["apply", str(batch)], ["backups", "list"]):
+        result = run_cli(*command, "--catalog", str(loop))
+        assert result.returncode in (2, 3), (command, result.stderr)
+        assert "Traceback" not in result.stderr and "loop.json" in result.stderr, (command, result.stderr)
+        assert "symbolic link" in result.stderr, (command, result.stderr)

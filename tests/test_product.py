@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import math
+import re
 
 import pytest
 from pydantic import ValidationError
 
 from schemas import PricingTier, Product, ProductPatch, format_loc
-from schemas.product import PRODUCT_FIELDS
+from schemas.product import MAX_PRODUCT_ID_LENGTH, PRODUCT_FIELDS
+from schemas.validation import check_record
 from tests.helpers import product
 
 
@@ -91,3 +93,49 @@ def test_error_locations_read_as_field_paths() -> None:
     assert format_loc(("pricing", 0, "price_aed")) == "pricing[0].price_aed"
     assert format_loc(("product_id",)) == "product_id"
     assert format_loc(()) == ""
+
+
+@pytest.mark.parametrize(
+    ("bad_id", "reason"),
+    [
+        ("Addon_Quad_350cc\u200b", "U+200B"),  # zero-width space: a look-alike of Addon_Quad_350cc
+        ("Addon\u202eQuad", "U+202E"),  # right-to-left override
+        ("Addon\u2066Quad\u2069", "U+2066"),  # bidi isolate
+        ("A\x1b[31mB", "U+001B"),  # terminal escape
+        ("A\x00B", "U+0000"),
+        ("A\x7fB", "U+007F"),
+        ("A\u00adB", "U+00AD"),  # soft hyphen, invisible
+        ("A\ufeffB", "U+FEFF"),
+    ],
+)
+def test_product_id_refuses_control_bidi_and_invisible_characters(bad_id: str, reason: str) -> None:
+    with pytest.raises(ValidationError, match=re.escape(reason)) as info:
+        Product.model_validate({**product("x"), "product_id": bad_id})
+    assert info.value.errors()[0]["loc"] == ("product_id",)
+    with pytest.raises(ValidationError, match=re.escape(reason)):
+        ProductPatch.model_validate({"product_id": bad_id})
+
+
+def test_product_id_must_be_nfc_and_says_so() -> None:
+    decomposed = "Cafe\u0301_Tour"  # e + combining acute: looks like the NFC "Café_Tour"
+    with pytest.raises(ValidationError, match="NFC"):
+        ProductPatch.model_validate({"product_id": decomposed})
+    assert ProductPatch.model_validate({"product_id": "Caf\u00e9_Tour"}).product_id == "Caf\u00e9_Tour"
+
+
+def test_product_id_length_is_bounded() -> None:
+    assert ProductPatch.model_validate({"product_id": "P" * 200}).product_id
+    with pytest.raises(ValidationError) as info:
+        ProductPatch.model_validate({"product_id": "P" * 201})
+    assert info.value.errors()[0]["loc"] == ("product_id",)
+
+
+def test_ordinary_ids_with_letters_of_any_script_are_accepted() -> None:
+    for good in ("Addon_Quad_350cc", "متحف-اللوفر", "Burj Khalifa 124/125", "ツアー-1"):
+        assert ProductPatch.model_validate({"product_id": good}).product_id == good
+
+
+def test_an_over_long_product_id_is_not_echoed_whole_in_every_error() -> None:
+    errors = check_record({"product_id": "P" * 1_000_000, "prcing": [], "category": 5}, 0)
+    assert {e.loc for e in errors} >= {"product_id", "prcing", "category"}
+    assert all(e.product_id is not None and len(e.product_id) <= MAX_PRODUCT_ID_LENGTH + 1 for e in errors)

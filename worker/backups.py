@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import os
 import re
 import shutil
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
 from catalog_core.errors import BackupError, BackupNotFoundError
+
+log = logging.getLogger(__name__)
 
 TIMESTAMP_FORMAT = "%Y%m%d_%H%M%S_%f"
 
@@ -70,21 +74,66 @@ def take_backup(catalog: Path, backup_dir: Path, now: dt.datetime | None = None)
     raise BackupError(f"cannot find a free backup name in {backup_dir}")
 
 
-def list_backups(catalog: Path, backup_dir: Path) -> list[Backup]:
-    """Backups of this catalog, oldest first. Files that do not match the name pattern are ignored."""
-    pattern = _pattern(catalog)
-    found = []
+@dataclass(frozen=True)
+class SkippedEntry:
+    """A folder entry named like a backup that is not one, and why: it is reported, never deleted."""
+
+    name: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class BackupScan:
+    """What the backup folder holds: backups oldest first, and entries that only look like backups."""
+
+    backups: list[Backup]
+    skipped: list[SkippedEntry]
+
+
+def _kind(entry: os.DirEntry[str]) -> str | None:
+    """Why ``entry`` cannot be a backup; None for a regular file. Never follows a symbolic link."""
     try:
-        entries = list(backup_dir.iterdir())
+        if entry.is_symlink():
+            return "a symbolic link, not a regular file"
+        if not entry.is_file(follow_symlinks=False):
+            return "not a regular file"
+    except OSError as exc:
+        return f"cannot be examined ({exc.strerror})"
+    return None
+
+
+def scan_backups(catalog: Path, backup_dir: Path) -> BackupScan:
+    """Backups of this catalog, oldest first. Files whose names do not match the pattern are ignored.
+
+    Only regular files are backups: a symbolic link named like one (say, to /etc/shadow or to
+    another catalog) is skipped, like a name whose timestamp is not a real instant.
+    """
+    pattern = _pattern(catalog)
+    found, skipped = [], []
+    try:
+        with os.scandir(backup_dir) as entries:
+            candidates = [(entry, match) for entry in entries if (match := pattern.match(entry.name))]
     except FileNotFoundError:
-        return []
-    for entry in entries:
-        match = pattern.match(entry.name)
-        if not match or not entry.is_file():
-            continue
-        taken_at = dt.datetime.strptime(match.group(1), TIMESTAMP_FORMAT).replace(tzinfo=dt.UTC)
-        found.append(Backup(entry, taken_at))
-    return sorted(found, key=lambda backup: backup.taken_at)
+        return BackupScan([], [])
+    except OSError as exc:
+        raise BackupError(f"cannot list the backup folder {backup_dir}: {exc.strerror}") from None
+    for entry, match in candidates:
+        problem = _kind(entry)
+        if problem is None:
+            try:
+                taken_at = dt.datetime.strptime(match.group(1), TIMESTAMP_FORMAT).replace(tzinfo=dt.UTC)
+            except ValueError:
+                problem = "its name is not a real date and time"
+            else:
+                found.append(Backup(Path(entry.path), taken_at))
+                continue
+        skipped.append(SkippedEntry(entry.name, problem))
+    return BackupScan(sorted(found, key=lambda backup: backup.taken_at), sorted(skipped, key=lambda s: s.name))
+
+
+def list_backups(catalog: Path, backup_dir: Path) -> list[Backup]:
+    """Backups of this catalog, oldest first (see ``scan_backups`` for what is skipped)."""
+    return scan_backups(catalog, backup_dir).backups
 
 
 def expired_backups(
@@ -99,19 +148,42 @@ def expired_backups(
 def rotate_backups(
     catalog: Path, backup_dir: Path, retention_days: float, now: dt.datetime | None = None, dry_run: bool = False
 ) -> list[Backup]:
-    """Delete expired backups and return them. Safe to run twice at once: a file already gone is skipped."""
+    """Delete expired backups and return them. Safe to run twice at once: a file already gone is skipped.
+
+    Entries that only look like backups are never deleted; they are logged, once per rotation.
+    """
     expired = expired_backups(catalog, backup_dir, retention_days, now)
     if not dry_run:
         for backup in expired:
             backup.path.unlink(missing_ok=True)
+    for entry in scan_backups(catalog, backup_dir).skipped:
+        log.warning("%s in %s looks like a backup but is not one (%s); left alone", entry.name, backup_dir,
+                    entry.reason)
     return expired
+
+
+def read_backup(backup: Backup) -> bytes:
+    """The backup's bytes, refusing a name that became a symbolic link or another kind of file since it was listed."""
+    try:
+        fd = os.open(backup.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        raise BackupNotFoundError(f"{backup.name}: cannot open it as a backup ({exc.strerror})") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise BackupNotFoundError(f"{backup.name} is not a backup: not a regular file")
+    with os.fdopen(fd, "rb") as handle:
+        return handle.read()
 
 
 def find_backup(catalog: Path, backup_dir: Path, name: str) -> Backup:
     """The backup called ``name``; only a plain backup file name in the folder is accepted."""
     if Path(name).name != name or name in {".", ".."}:
         raise BackupNotFoundError(f"{name!r}: give only the name of a file in {backup_dir}, not a path")
-    for backup in list_backups(catalog, backup_dir):
+    scan = scan_backups(catalog, backup_dir)
+    for backup in scan.backups:
         if backup.name == name:
             return backup
+    for entry in scan.skipped:
+        if entry.name == name:
+            raise BackupNotFoundError(f"{name!r} in {backup_dir} is not a backup: {entry.reason}")
     raise BackupNotFoundError(f"no backup named {name!r} in {backup_dir} (see `catalog backups list`)")

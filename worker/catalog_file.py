@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import stat
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -41,13 +43,25 @@ def parse_catalog(data: bytes, source: Path | str) -> list[dict[str, Any]]:
 
 
 def read_catalog_bytes(path: Path) -> bytes | None:
-    """The catalog file's bytes; None when there is no catalog yet."""
+    """The catalog file's bytes; None when there is no catalog yet.
+
+    Only a regular file is a catalog: a FIFO is not waited on (opened non-blocking, checked with
+    ``fstat``) and a device is never read, so a wrong CATALOG_PATH cannot hang or fill memory.
+    """
     try:
-        return path.read_bytes()
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except FileNotFoundError:
         return None
     except OSError as exc:
         raise CatalogCorruptError(f"{path}: cannot read the catalog: {exc.strerror}") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise CatalogCorruptError(f"{path}: not a regular file, so not a catalog. {RESTORE_HINT}")
+    with os.fdopen(fd, "rb") as handle:
+        try:
+            return handle.read()
+        except OSError as exc:
+            raise CatalogCorruptError(f"{path}: cannot read the catalog: {exc.strerror}") from None
 
 
 def read_catalog(path: Path) -> list[dict[str, Any]]:

@@ -13,15 +13,15 @@ from pydantic import ValidationError
 from catalog_core.errors import CatalogCorruptError, CatalogMissingError
 from schemas import Product, RecordError, format_loc
 from worker.backups import list_backups
-from worker.catalog_file import parse_catalog
+from worker.catalog_file import parse_catalog, read_catalog_bytes
 from worker.state import read_state, sha256_of, state_path
 
 
 def _read_existing(path: Path) -> bytes:
-    try:
-        return path.read_bytes()
-    except FileNotFoundError:
-        raise CatalogMissingError(f"{path}: no catalog file yet (the first applied batch creates it)") from None
+    data = read_catalog_bytes(path)  # regular files only: a FIFO or a device is refused, not read
+    if data is None:
+        raise CatalogMissingError(f"{path}: no catalog file yet (the first applied batch creates it)")
+    return data
 
 
 def _state_problems(path: Path, data: bytes) -> list[RecordError]:

@@ -28,7 +28,7 @@ from catalog_core.redis_client import connect
 from catalog_core.sequence import abandoned_sequences, fence_key, forget_abandoned, incr_above, next_sequence
 from catalog_core.settings import Settings
 from schemas import BatchResult, BatchStatus, records_digest
-from worker.backups import find_backup, take_backup
+from worker.backups import find_backup, read_backup, take_backup
 from worker.catalog_file import parse_catalog, serialize_catalog
 from worker.commit import Recovered, commit, recover_for_write
 from worker.lock import HeldLock, catalog_lock
@@ -204,7 +204,7 @@ class CatalogStore:
         The ledger and field versions are kept. Returns the backup taken of the replaced version.
         """
         backup = find_backup(self.path, self.backup_dir, name)
-        data = backup.path.read_bytes()
+        data = read_backup(backup)  # by descriptor: not a link swapped in since it was listed
         parse_catalog(data, backup.path)  # never restore a backup that is itself broken
 
         def attempt() -> Path | None:
