@@ -68,7 +68,7 @@ def test_to_env_rebuilds_every_setting_in_a_child_process(monkeypatch: pytest.Mo
         "path": tmp_path / "c" / "products.json", "backup_dir": tmp_path / "b", "redis_url": "redis://:pw@h:1/2",
         "redis_password_file": tmp_path / "redis_password",
         "backup_retention_days": 1.5, "lock_expire": 7, "lock_timeout": 8.5, "max_batch_items": 9,
-        "max_batch_bytes": 2048, "ledger_days": 2.5, "ledger_max_ids": 11, "result_url": "redis://:pw@h:1/3",
+        "max_batch_bytes": 2048, "max_file_bytes": 4096, "ledger_days": 2.5, "ledger_max_ids": 11, "result_url": "redis://:pw@h:1/3",
         "queue": "q-test", "visibility_timeout": 99, "task_time_limit": 50, "restore_interval": 3,
         "max_retries": 2, "retry_backoff_max": 9, "result_expires": 61, "rejected_keep": 5, "rotate_every": 7.5,
     }
