@@ -16,8 +16,10 @@ import orjson
 import pytest
 import redis
 
+from catalog_core.sequence import _NEXT_SEQUENCE
 from catalog_core.settings import Settings
 from producers.api import Producer
+from tests.e2e.test_plain_redis_producer import documented_block
 from tests.helpers import product
 from worker.store import CatalogStore
 
@@ -122,3 +124,12 @@ def test_an_unknown_schema_name_is_a_usage_error_that_lists_the_choices() -> Non
                            capture_output=True, text=True, timeout=60)
     assert shown.returncode == 2
     assert "message" in shown.stderr and "Traceback" not in shown.stderr
+
+
+@pytest.mark.parametrize("name", ["message", "product"])
+def test_the_schemas_in_the_message_format_page_are_what_the_command_prints(name: str) -> None:
+    assert orjson.loads(documented_block(f"schema:{name}")) == printed_schema(name)
+
+
+def test_the_sequence_script_in_the_message_format_page_is_the_one_the_python_producer_runs() -> None:
+    assert documented_block("script:next-sequence").strip() == _NEXT_SEQUENCE.strip()
