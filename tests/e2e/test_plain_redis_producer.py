@@ -158,11 +158,13 @@ def test_the_batch_submitted_later_wins_even_when_it_is_applied_first(stack: Sta
     assert stack.catalog()["ORD-1"]["product_name"] == "Later"
 
 
-def test_a_version_1_message_without_sequence_or_trace_is_applied_with_a_sequence_the_worker_takes(
+def test_a_version_1_message_without_sequence_or_trace_is_unknown_until_applied_with_a_sequence_the_worker_takes(
         stack: Stack) -> None:
     producer = plain_producer(stack)
     before = producer.take_sequence()
     producer.submit([product("V1-1")], "plain-v1", with_sequence=False, with_trace=False)
+    code, untraced = status_of(stack, "plain-v1")  # no trace, no result yet: as for a mistyped id
+    assert (code, untraced["status"]) == (5, "unknown")
     stack.start_worker(1)
 
     result = wait_for_result(stack, "plain-v1")["result"]
