@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from catalog_core.errors import CatalogError
-from catalog_cli import backup_commands, dev, queue_commands, store_commands
+from catalog_cli import backup_commands, dev, queue_commands, schema_command, store_commands
 from catalog_cli.chaos import command as chaos_command
 from catalog_cli.output import err, show
 
@@ -46,6 +46,7 @@ app.command()(store_commands.stats)
 app.command()(queue_commands.enqueue)
 app.command()(queue_commands.status)
 app.command()(queue_commands.rejected)
+app.command()(schema_command.schema)
 app.add_typer(backup_commands.app, name="backups")
 app.command()(dev.dev)
 app.command()(chaos_command.chaos)
