@@ -57,6 +57,13 @@ class BatchTooLargeError(CatalogError):
             raise cls(f"{what} has {count:,} records, over the limit of {limit:,} (CATALOG_MAX_BATCH_ITEMS); "
                       "split it into smaller batches (catalog enqueue --chunk-size N)")
 
+    @classmethod
+    def check_bytes(cls, size: int, limit: int, what: str = "batch") -> None:
+        """The one check (and message) of ``CATALOG_MAX_BATCH_BYTES``, at producer and worker."""
+        if size > limit:
+            raise cls(f"{what} is {size:,} bytes of JSON, over the {limit:,}-byte limit (CATALOG_MAX_BATCH_BYTES); "
+                      "split it into smaller batches (catalog enqueue --chunk-size N)")
+
 
 class BatchRefusedError(CatalogError):
     """Raised when a producer's own checks refuse a batch, so it never enters the queue."""

@@ -152,10 +152,7 @@ class Producer:
     def check(self, records: Sequence[Any]) -> None:
         """Refuse, before queueing, a batch over the limits or with records that can never be valid."""
         BatchTooLargeError.check_items(len(records), self.settings.max_batch_items)
-        size = len(orjson.dumps(list(records), default=str))
-        if size > self.settings.max_batch_bytes:
-            raise BatchTooLargeError(f"batch is {size:,} bytes of JSON, over the {self.settings.max_batch_bytes:,}"
-                                     "-byte limit (CATALOG_MAX_BATCH_BYTES); split it into smaller batches")
+        BatchTooLargeError.check_bytes(len(orjson.dumps(list(records), default=str)), self.settings.max_batch_bytes)
         errors = [error for index, record in enumerate(records) for error in check_record(record, index)]
         if errors:
             raise BatchRefusedError(f"{len(errors)} invalid record(s); the batch was not queued", errors)

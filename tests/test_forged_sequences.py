@@ -60,3 +60,22 @@ def test_a_forged_sequence_in_an_unreadable_message_is_not_given_up_into_the_sta
     CatalogStore(settings).apply([product("C")], "after")
     state = read_state(state_path(settings.catalog_path))
     assert state is not None and state.sequence_high < 2**52
+
+
+def test_a_forged_member_of_the_abandoned_set_does_not_drag_the_ordering_ahead(settings: Settings) -> None:
+    store = CatalogStore(settings)
+    store.apply([product("A")], "seed")
+    client = redis.Redis.from_url(settings.redis_url)
+    client.sadd(f"{settings.queue}:sequence:abandoned", 2**52)  # pushed by hand
+    store.apply([product("B")], "next")
+    state = read_state(state_path(settings.catalog_path))
+    assert state is not None and state.sequence_high < 2**52
+
+
+def test_a_message_over_the_byte_limit_is_rejected_by_the_worker_too(settings: Settings) -> None:
+    small = settings.model_copy(update={"max_batch_bytes": 2048})
+    context = WorkerContext(small)
+    sequence = next_sequence(redis.Redis.from_url(settings.redis_url), settings.queue)
+    big = [product(f"BIG-{n}", description_long="x" * 200) for n in range(20)]
+    result = ingest_batch(StubTask("big"), context, message("big", big, sequence))
+    assert result["status"] == "rejected" and "CATALOG_MAX_BATCH_BYTES" in result["errors"][0]["msg"]

@@ -21,11 +21,14 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
+import orjson
 import redis
 
 from catalog_core.errors import BatchTooLargeError, FencedError, LockLostError, ProductNotYetCreatedError
 from catalog_core.redis_client import connect
-from catalog_core.sequence import abandoned_sequences, fence_key, forget_abandoned, incr_above, next_sequence
+from catalog_core.sequence import (
+    abandoned_sequences, fence_key, forget_abandoned, incr_above, issued_ceiling, next_sequence,
+)
 from catalog_core.settings import Settings
 from schemas import BatchResult, BatchStatus, records_digest
 from worker.backups import find_backup, read_backup, take_backup
@@ -111,8 +114,12 @@ class CatalogStore:
         fence = incr_above(self.redis, fence_key(held.name), recovered.state.fence)
         write = _Write(self, held, recovered, fence)
         write.abandoned = abandoned_sequences(self.redis, self.settings.queue)
-        for sequence in write.abandoned:
-            write.state.complete(sequence)
+        if write.abandoned:
+            # Anyone can write to Redis: only sequences the counter issued are given up.
+            ceiling = issued_ceiling(self.redis, self.settings.queue)
+            for sequence in write.abandoned:
+                if sequence <= ceiling:
+                    write.state.complete(sequence)
         return write
 
     def _with_retries(self, attempt: Callable[[], Any]) -> Any:
@@ -127,8 +134,12 @@ class CatalogStore:
         raise AssertionError("unreachable")
 
     def check_size(self, records: Sequence[Any]) -> None:
-        """Refuse batches over ``max_batch_items`` before any work is done."""
+        """Refuse batches over ``max_batch_items`` or ``max_batch_bytes`` before any work is done.
+
+        Producers check too, but a message can come from anyone with Redis access.
+        """
         BatchTooLargeError.check_items(len(records), self.settings.max_batch_items)
+        BatchTooLargeError.check_bytes(len(orjson.dumps(list(records), default=str)), self.settings.max_batch_bytes)
 
     def apply(self, records: Sequence[Any], batch_id: str, sequence: int | None = None,
               final_attempt: bool = True) -> BatchResult:
