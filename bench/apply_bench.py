@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Benchmark of applying one batch to a catalog of C products, in-process and through the CLI.
 
-Starts its own private redis-server (catalog_core.redis_server.RedisServer) in a temp folder,
+Starts its own private redis-server (devtools.redis_server.RedisServer) in a temp folder,
 builds a synthetic catalog shaped like the real one (~1.2 KB of indented JSON per product),
 then, for each repeat, applies a fresh batch (half patches of existing products, half new ones):
 
@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from catalog_core.redis_client import connect
-from catalog_core.redis_server import RedisServer
+from devtools.redis_server import RedisServer
 from catalog_core.settings import Settings, load_settings
 from worker.atomic import atomic_write
 from worker.backups import take_backup

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Throughput of the whole queue path: Producer -> Redis -> W real `celery worker` processes -> catalog.
 
-Starts its own private redis-server (catalog_core.redis_server.RedisServer) in a temp folder,
+Starts its own private redis-server (devtools.redis_server.RedisServer) in a temp folder,
 writes a synthetic catalog of C products, starts W workers exactly as ``catalog dev`` does
 (``celery -A worker worker --loglevel=INFO --concurrency=1 --pool=prefork``), waits until each
 answers a ping, then enqueues N batches of M records (80 % patches of existing products, 20 %
@@ -30,9 +30,7 @@ import json
 import os
 import platform
 import random
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -45,9 +43,8 @@ import psutil
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
-from catalog_cli.dev import WORKER_ARGS, celery_command
-from catalog_core.processes import die_with_parent
-from catalog_core.redis_server import RedisServer
+from devtools.supervisor import Supervisor, wait_for_workers, worker_command
+from devtools.redis_server import RedisServer
 from catalog_core.settings import Settings, load_settings
 from producers.api import BatchHandle, Producer
 from worker.catalog_file import serialize_catalog
@@ -72,52 +69,13 @@ def make_batch(number: int, records: int, products: int, rng: random.Random) -> 
     return batch
 
 
-def worker_env(settings: Settings) -> dict[str, str]:
-    return {**os.environ, **settings.to_env()}
-
-
-def start_workers(settings: Settings, count: int, log_dir: Path) -> list[subprocess.Popen[bytes]]:
-    workers = []
-    for n in range(1, count + 1):
-        command = celery_command(*WORKER_ARGS, "--concurrency=1", "--pool=prefork", f"--hostname=bench{n}@%h")
-        with (log_dir / f"worker{n}.log").open("wb") as log:
-            workers.append(subprocess.Popen(command, env=worker_env(settings), cwd=REPO_ROOT, stdout=log,
-                                            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                            start_new_session=True, preexec_fn=die_with_parent))
-    return workers
-
-
-def wait_for_workers(producer: Producer, workers: list[subprocess.Popen[bytes]], log_dir: Path) -> None:
-    expected = {f"bench{n}" for n in range(1, len(workers) + 1)}
-    deadline = time.monotonic() + WORKER_START_TIMEOUT_S
-    while expected and time.monotonic() < deadline:
-        for n, worker in enumerate(workers, start=1):
-            if worker.poll() is not None:
-                log = (log_dir / f"worker{n}.log").read_text(errors="replace")[-3000:]
-                raise SystemExit(f"worker {n} exited at start (code {worker.returncode}):\n{log}")
-        replies = producer.app.control.ping(timeout=0.5) or []
-        expected -= {name.split("@", 1)[0] for reply in replies for name in reply}
-    if expected:
-        raise SystemExit(f"workers {sorted(expected)} did not answer within {WORKER_START_TIMEOUT_S:g}s")
-
-
-def stop_workers(workers: list[subprocess.Popen[bytes]]) -> None:
-    for worker in workers:
-        if worker.poll() is None:
-            worker.send_signal(signal.SIGTERM)
-    for worker in workers:
-        try:
-            worker.wait(20)
-        except subprocess.TimeoutExpired:
-            pass
-        try:
-            os.killpg(worker.pid, signal.SIGKILL)  # the prefork children too
-        except ProcessLookupError:
-            pass
-        try:
-            worker.wait(10)
-        except subprocess.TimeoutExpired:
-            pass
+def start_workers(settings: Settings, count: int, log_dir: Path) -> Supervisor:
+    """``count`` workers (one pool process each) under the one supervisor, answering pings."""
+    supervisor = Supervisor(log_dir, {**os.environ, **settings.to_env()}, cwd=REPO_ROOT)
+    workers = {f"bench{n}": supervisor.start(f"bench{n}", worker_command(f"bench{n}@%h", "--pool=prefork"))
+               for n in range(1, count + 1)}
+    wait_for_workers(Producer(settings).app, workers, WORKER_START_TIMEOUT_S)
+    return supervisor
 
 
 class RssSampler:
@@ -187,7 +145,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="catalog-throughput-") as temp:
         root = Path(temp)
         server = RedisServer(root / "redis").start()
-        workers: list[subprocess.Popen[bytes]] = []
+        supervisor: Supervisor | None = None
         try:
             settings = load_settings(path=root / "catalog" / "products.json", redis_url=server.url)
             settings.catalog_path.parent.mkdir(parents=True)
@@ -197,11 +155,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             batches = [make_batch(n, args.records, args.products, rng) for n in range(args.batches)]
 
             producer = Producer(settings)
-            workers = start_workers(settings, args.workers, root)
-            wait_for_workers(producer, workers, root)
+            supervisor = start_workers(settings, args.workers, root)
 
             wall_minus_mono = time.time() - time.monotonic()
-            with RssSampler([w.pid for w in workers]) as rss:
+            with RssSampler([w.pid for w in supervisor.children.values()]) as rss:
                 started = time.monotonic()
                 submitted: list[tuple[BatchHandle, float]] = []
                 for n, batch in enumerate(batches):
@@ -250,7 +207,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 "python": platform.python_version(),
             }
         finally:
-            stop_workers(workers)
+            if supervisor is not None:
+                supervisor.stop_all()
             server.stop()
 
 

@@ -8,8 +8,7 @@ from typing import Annotated
 import typer
 
 from catalog_core.errors import CatalogError
-from catalog_cli import backup_commands, dev, queue_commands, schema_command, store_commands
-from catalog_cli.chaos import command as chaos_command
+from catalog_cli import backup_commands, chaos_command, dev, queue_commands, schema_command, store_commands
 from catalog_cli.output import err, show
 
 app = typer.Typer(

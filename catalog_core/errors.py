@@ -139,3 +139,14 @@ class BackupNotFoundError(BackupError):
     """Raised when a named backup does not exist in the backup folder or the name is not a backup name."""
 
     exit_code = EXIT_BAD_INPUT
+
+
+class DevToolsMissingError(CatalogError):
+    """Raised when ``catalog dev`` or ``catalog chaos`` run where devtools/ is not installed."""
+
+    exit_code = EXIT_BAD_INPUT
+
+
+class ProcessStartError(CatalogError):
+    """Raised when a supervised process (worker, beat) of the dev stack, the chaos suite or a benchmark
+    fails to start or dies."""

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import redis
 
-from catalog_core.redis_server import RedisServer
+from devtools.redis_server import RedisServer
 from catalog_core.settings import Settings, load_settings
 from tests.helpers import cli_env
 

@@ -22,7 +22,7 @@ import pytest
 import typer
 import yaml
 
-from catalog_cli.dev import BEAT_ARGS, WORKER_ARGS
+from devtools.supervisor import BEAT_ARGS, WORKER_ARGS
 from catalog_cli.main import app as catalog_app
 from catalog_core.settings import Settings
 

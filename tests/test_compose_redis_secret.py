@@ -16,7 +16,7 @@ import pytest
 import redis
 import yaml
 
-from catalog_core.redis_server import RedisServer, find_redis_server, free_port
+from devtools.redis_server import RedisServer, find_redis_server, free_port
 from tests.test_compose import COMPOSE_FILE, command_of
 
 

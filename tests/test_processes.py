@@ -1,4 +1,4 @@
-"""catalog_core.processes: children die with the process that started them."""
+"""devtools.supervisor: children die with the process that started them."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ def test_a_child_started_with_die_with_parent_is_killed_when_its_parent_is_kille
     # The parent starts a sleeping grandchild in its own session, prints its pid, then waits.
     parent_code = (
         "import subprocess, sys, time\n"
-        "from catalog_core.processes import die_with_parent\n"
+        "from devtools.supervisor import die_with_parent\n"
         "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'],"
         " start_new_session=True, preexec_fn=die_with_parent)\n"
         "print(child.pid, flush=True)\n"

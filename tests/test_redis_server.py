@@ -1,4 +1,4 @@
-"""catalog_core.redis_server: a real, private redis-server process."""
+"""devtools.redis_server: a real, private redis-server process."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 import redis
 
 from catalog_core.errors import RedisUnavailableError
-from catalog_core.redis_server import RedisServer, TlsFiles, find_redis_server, free_port
+from devtools.redis_server import RedisServer, TlsFiles, find_redis_server, free_port
 
 
 def test_a_redis_server_binary_is_found_on_a_bare_machine() -> None:

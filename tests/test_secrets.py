@@ -20,7 +20,7 @@ from pydantic import ValidationError
 
 from catalog_core.errors import RedisUnavailableError, SettingsError
 from catalog_core.redis_client import connect, display_url
-from catalog_core.redis_server import RedisServer, free_port
+from devtools.redis_server import RedisServer, free_port
 from catalog_core.settings import Settings, load_settings
 from tests.e2e.worker_fixtures import Stack, make_settings, stack, stack_factory  # noqa: F401 - fixtures
 from tests.helpers import product, write_jsonl
@@ -196,7 +196,7 @@ def test_catalog_dev_never_prints_the_password(protected_server: RedisServer, tm
     password_file = tmp_path / "redis_password"
     password_file.write_text(PASSWORD)
     runs = {
-        "dev on a protected Redis": {"CATALOG_REDIS_URL": acl_url(protected_server)},
+        "dev on a protected Redis": {},  # given with --redis-url below: dev never uses CATALOG_REDIS_URL
         # The private Redis that dev starts then has no password: dev must not hand the file on.
         "dev with an unreachable Redis": {"CATALOG_REDIS_URL": f"redis://127.0.0.1:{free_port()}/0",
                                           "CATALOG_REDIS_PASSWORD_FILE": str(password_file)},
@@ -204,11 +204,13 @@ def test_catalog_dev_never_prints_the_password(protected_server: RedisServer, tm
     for name, variables in runs.items():
         folder = tmp_path / name.replace(" ", "-")
         env = {**base_env, **variables, "CATALOG_PATH": str(folder / "products.json")}
+        explicit = ["--redis-url", acl_url(protected_server)] if name == "dev on a protected Redis" else []
         codes[name] = record(outputs, name, run_catalog(
-            env, "dev", "--exit-after-demo", "--state-dir", str(folder / "state"), "--timeout", "90", timeout=240))
+            env, "dev", "--exit-after-demo", "--state-dir", str(folder / "state"), "--timeout", "90", *explicit,
+            timeout=240))
     assert leaks(outputs) == []
     assert codes == {name: 0 for name in runs}, outputs
-    assert "using Redis at redis://catalog-app:**@127.0.0.1" in outputs["dev on a protected Redis"]
+    assert "redis://catalog-app:**@127.0.0.1" in outputs["dev on a protected Redis"]
 
 
 def test_a_worker_that_loses_redis_logs_no_password(tmp_path: Path) -> None:

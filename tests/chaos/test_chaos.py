@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from catalog_cli.chaos.check import ChaosReport, check_run
-from catalog_cli.chaos.plan import make_plan
+from devtools.chaos.check import ChaosReport, check_run
+from devtools.chaos.plan import make_plan
 from worker.merge import merge_batch
 from worker.state import CatalogState
 

@@ -20,7 +20,7 @@ from celery import Celery
 
 from catalog_core.errors import RedisUnavailableError
 from catalog_core.redis_client import connect
-from catalog_core.redis_server import RedisServer, TlsFiles, find_redis_server
+from devtools.redis_server import RedisServer, TlsFiles, find_redis_server
 from catalog_core.settings import load_settings
 from producers.api import client_app
 from tests.e2e.worker_fixtures import Stack, make_settings

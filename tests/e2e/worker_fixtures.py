@@ -3,11 +3,10 @@
 Import what a test module needs explicitly (``from tests.e2e.worker_fixtures import stack``):
 fixtures imported into a test module are found by pytest like its own.
 
-Processes are started exactly as ``catalog dev`` starts them (``celery_command(*WORKER_ARGS, ...)``),
-each in its own session so that a test can kill one with its prefork children at once
-(``os.killpg``), with stdout/stderr going to a log file in ``tmp_path``. Every process is
-stopped in the fixture's finalizer: SIGTERM (Celery's warm shutdown), a bounded wait, then
-SIGKILL of the whole process group, so nothing outlives its test.
+Processes are started by the one supervisor (devtools/supervisor.py), with the commands
+``catalog dev`` and docker-compose run: each in its own session so that a test can kill one with
+its prefork children at once, logging to a file in ``tmp_path``, and stopped in the fixture's
+finalizer (SIGTERM, a bounded wait, then SIGKILL of the group), so nothing outlives its test.
 """
 
 from __future__ import annotations
@@ -26,8 +25,8 @@ import orjson
 import pytest
 import redis
 
-from catalog_cli.dev import BEAT_ARGS, WORKER_ARGS, celery_command
-from catalog_core.processes import die_with_parent
+from catalog_core.errors import ProcessStartError
+from devtools.supervisor import Child, Supervisor, beat_command, wait_for_workers, worker_command
 from catalog_core.settings import Settings, load_settings
 from producers.api import BatchHandle, BatchState, Producer
 from worker.catalog_file import serialize_catalog
@@ -50,8 +49,8 @@ FAST_LIMITS: dict[str, Any] = {
 }
 
 WORKER_START_TIMEOUT_S = 45.0  # a cold Celery start on a busy 2-core machine can take a while
-STOP_GRACE_S = 15.0
 LOG_TAIL_CHARS = 4000
+CeleryProcess = Child  # the name tests use for a worker or beat
 
 
 def settings_env(settings: Settings) -> dict[str, str]:
@@ -64,59 +63,12 @@ def child_env(settings: Settings, **extra: str) -> dict[str, str]:
 
 
 @dataclass
-class CeleryProcess:
-    """One `celery worker` or `celery beat` process (its own process group), logging to a file."""
-
-    name: str
-    command: list[str]
-    log_path: Path
-    process: subprocess.Popen[bytes]
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid
-
-    def alive(self) -> bool:
-        return self.process.poll() is None
-
-    def log(self) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")
-        except FileNotFoundError:
-            return ""
-
-    def tail(self, chars: int = LOG_TAIL_CHARS) -> str:
-        return self.log()[-chars:]
-
-    def kill_group(self, sig: int = signal.SIGKILL) -> None:
-        """Signal the whole process group: the main process and its prefork children."""
-        try:
-            os.killpg(self.pid, sig)
-        except ProcessLookupError:
-            pass
-
-    def stop(self, grace: float = STOP_GRACE_S) -> None:
-        """Warm shutdown (SIGTERM), bounded; then SIGKILL of the group so no child is left behind."""
-        if self.alive():
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(grace)
-            except subprocess.TimeoutExpired:
-                pass
-        self.kill_group(signal.SIGKILL)
-        try:
-            self.process.wait(10)
-        except subprocess.TimeoutExpired:
-            pass
-
-
-@dataclass
 class Stack:
     """Workers, beat and producers for one test, all on the test's Redis and catalog."""
 
     settings: Settings
     tmp_path: Path
-    processes: list[CeleryProcess] = field(default_factory=list)
+    _supervisor: Supervisor | None = None
     _producer: Producer | None = None
 
     # --- processes ------------------------------------------------------------------
@@ -125,20 +77,22 @@ class Stack:
     def env(self) -> dict[str, str]:
         return child_env(self.settings)
 
+    @property
+    def supervisor(self) -> Supervisor:
+        if self._supervisor is None:
+            self._supervisor = Supervisor(self.tmp_path, self.env, cwd=REPO_ROOT)
+        return self._supervisor
+
+    @property
+    def processes(self) -> list[CeleryProcess]:
+        return list(self.supervisor.children.values())
+
     def _spawn(self, name: str, command: list[str]) -> CeleryProcess:
-        log_path = self.tmp_path / f"{name}.log"
-        with log_path.open("wb") as log:
-            process = subprocess.Popen(
-                command, env=self.env, cwd=REPO_ROOT, stdin=subprocess.DEVNULL, stdout=log,
-                stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=die_with_parent,
-            )
-        started = CeleryProcess(name, command, log_path, process)
-        self.processes.append(started)
-        return started
+        return self.supervisor.start(name, command)
 
     def start_worker(self, n: int, pool: str = "prefork", wait: bool = True) -> CeleryProcess:
         """Start worker ``w{n}`` (concurrency 1) and, by default, wait until it answers a ping."""
-        command = celery_command(*WORKER_ARGS, "--concurrency=1", f"--pool={pool}", f"--hostname=w{n}@%h")
+        command = worker_command(f"w{n}@%h", f"--pool={pool}")
         worker = self._spawn(f"w{n}", command)
         if wait:
             self.wait_for_workers([worker])
@@ -151,25 +105,18 @@ class Stack:
         return workers
 
     def start_beat(self) -> CeleryProcess:
-        return self._spawn("beat", celery_command(*BEAT_ARGS, f"--schedule={self.tmp_path / 'beat-schedule'}"))
+        return self._spawn("beat", beat_command(self.tmp_path / "beat-schedule"))
 
     def wait_for_workers(self, workers: list[CeleryProcess], timeout: float = WORKER_START_TIMEOUT_S) -> None:
         """Ping (as ``catalog dev`` does) until every one of ``workers`` has answered."""
-        missing = {w.name for w in workers}
-        deadline = time.monotonic() + timeout
-        while missing and time.monotonic() < deadline:
-            for worker in workers:
-                if not worker.alive():
-                    self.fail(f"worker {worker.name} exited at start with code {worker.process.returncode}")
-            replies = self.producer.app.control.ping(timeout=0.5) or []
-            answered = {name.split("@", 1)[0] for reply in replies for name in reply}
-            missing -= answered
-        if missing:
-            self.fail(f"worker(s) {sorted(missing)} did not answer a ping within {timeout:g}s")
+        try:
+            wait_for_workers(self.producer.app, {w.name: w for w in workers}, timeout)
+        except ProcessStartError as exc:
+            self.fail(str(exc))
 
     def stop_all(self) -> None:
-        for process in reversed(self.processes):
-            process.stop()
+        if self._supervisor is not None:
+            self._supervisor.stop_all()
 
     # --- producers and results ------------------------------------------------------
 
@@ -237,7 +184,7 @@ class Stack:
     def logs(self, chars: int = LOG_TAIL_CHARS) -> str:
         parts = []
         for process in self.processes:
-            state = "running" if process.alive() else f"exited {process.process.returncode}"
+            state = "running" if process.alive() else f"exited {process.returncode}"
             parts.append(f"----- {process.name} ({state}), last {chars} chars of {process.log_path} -----\n"
                          f"{process.tail(chars)}")
         return "\n".join(parts) or "(no worker or beat was started)"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from catalog_cli.chaos.plan import ChaosPlan
+from devtools.chaos.plan import ChaosPlan
 from worker.merge import merge_batch
 from worker.state import CatalogState
 

@@ -1,7 +1,7 @@
 """One chaos producer process: submits its share of the plan, retrying through Redis outages,
 and resubmitting what Redis lost (a restart without persistence), as a real producer must.
 
-Run by the chaos runner as ``python -m catalog_cli.chaos.producer PLAN INDEX OUT``.
+Run by the chaos runner as ``python -m devtools.chaos.producer PLAN INDEX OUT``.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from catalog_core.celery_config import TASK_INGEST
 from catalog_core.errors import BatchRefusedError, RedisUnavailableError
 from catalog_core.sequence import next_sequence
 from catalog_core.settings import load_settings
-from catalog_cli.chaos.plan import ChaosPlan, PlannedBatch
+from devtools.chaos.plan import ChaosPlan, PlannedBatch
 from producers.api import BatchHandle, Producer
 from schemas import BatchMessage
 

@@ -21,7 +21,7 @@ from urllib.parse import quote
 import redis
 
 from catalog_core.errors import RedisUnavailableError
-from catalog_core.processes import die_with_parent
+from devtools.supervisor import die_with_parent
 
 
 def find_redis_server() -> str:

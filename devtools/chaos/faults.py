@@ -22,7 +22,7 @@ from pathlib import Path
 import redis
 
 from catalog_core.celery_config import TASK_INGEST
-from catalog_core.redis_server import RedisServer
+from devtools.redis_server import RedisServer
 
 COMMIT_WATCH_S = 3.0  # how long to watch for a commit in progress before killing Redis anyway
 REDIS_DATA_FILES = ("appendonly", "dump.rdb")
@@ -70,6 +70,7 @@ class Pauses:
         self._resume_at: dict[int, float] = {}
 
     def pause(self, process: subprocess.Popen[bytes], seconds: float) -> None:
+        """Stop the process group (the worker and its pool) for ``seconds``."""
         try:
             os.killpg(process.pid, signal.SIGSTOP)
         except ProcessLookupError:

@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from catalog_cli.chaos.runner import ChaosOptions, run_chaos
+from catalog_cli.dev import import_devtools
 from catalog_cli.output import out
 
 
@@ -36,6 +36,9 @@ def chaos(
     order, every batch must have exactly one outcome, nothing may be applied twice, and
     `catalog verify` must pass. Exit 0 only then. Needs no Redis: it starts its own.
     """
+    import_devtools()
+    from devtools.chaos.runner import ChaosOptions, run_chaos  # noqa: PLC0415 - a checkout only
+
     with tempfile.TemporaryDirectory(prefix="catalog-chaos-") as scratch:
         workdir = keep or Path(scratch)
         workdir.mkdir(parents=True, exist_ok=True)
