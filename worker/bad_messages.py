@@ -7,12 +7,16 @@ some of it through badly:
   (kombu/transport/virtual/base.py:336, called from ``Channel.basic_consume._callback``). That
   escapes the worker's event loop as an "Unrecoverable error" and the worker exits; the message
   was already popped from the queue and is lost.
+- a queue entry that is not a kombu envelope (not JSON, or without ``properties.delivery_tag``)
+  raises in kombu's ``Channel._brpop_read`` (redis.py:1491 ``loads``) or ``virtual.Message``:
+  the same exit, or a reconnect loop, and the entry is lost.
 - a body that is not JSON reaches ``Consumer.on_decode_error``, which logs and acks it: dropped,
   and ``catalog status`` says "queued" forever. Other shapes end in ``on_unknown_message`` or
   ``on_invalid_task``, which drop them the same way.
 
-So the Redis channel builds messages with :class:`TolerantMessage` (a body it cannot decode is
-kept undecoded, with the reason), and :class:`Consumer` checks each message before Celery sees
+So the Redis channel reads the queue through :class:`CheckedRedis` (an entry that is not a
+kombu envelope becomes one that carries the reason), builds messages with
+:class:`TolerantMessage` (a body it cannot decode is kept undecoded, with the reason), and :class:`Consumer` checks each message before Celery sees
 it: anything it cannot run is recorded as a rejected batch (``catalog rejected``) and stored as
 the task's REJECTED result (``catalog status``), then acked. ``kwargs: null``, which celery-node
 sends, is accepted as ``{}``.
@@ -22,6 +26,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import uuid
 import weakref
 from typing import TYPE_CHECKING, Any
 
@@ -46,6 +51,8 @@ log = logging.getLogger("catalog.worker")
 MAX_ID_CHARS = 200  # a task id comes from outside: bounded before it is stored or printed
 PROTOCOL_2 = "a Celery protocol 2 task message: headers with 'task' and 'id', a JSON body [args, kwargs, embed]"
 
+UNDECODABLE = "x-catalog-undecodable"  # property of an envelope made for an entry kombu could not read
+
 _CONTEXTS: weakref.WeakKeyDictionary[Celery, Context] = weakref.WeakKeyDictionary()
 
 
@@ -54,12 +61,62 @@ def install(app: Celery, context: Context) -> None:
     _CONTEXTS[app] = context
 
 
+def _envelope_problem(envelope: Any) -> str | None:
+    if not isinstance(envelope, dict):
+        return "the queue entry is not a JSON object (not a kombu message)"
+    properties = envelope.get("properties")
+    if not isinstance(properties, dict) or not isinstance(properties.get("delivery_tag"), str):
+        return "the queue entry has no properties.delivery_tag (not a kombu message)"
+    info = properties.get("delivery_info")
+    if not isinstance(info, dict) or not {"exchange", "routing_key"} <= info.keys():
+        return "the queue entry has no properties.delivery_info with exchange and routing_key (not a kombu message)"
+    return None
+
+
+def checked_entry(item: bytes, queue: str) -> bytes:
+    """``item`` if it is a kombu envelope, else an envelope that carries the reason (and any task id)."""
+    try:
+        envelope = orjson.loads(item)
+    except orjson.JSONDecodeError as exc:
+        envelope, problem = None, f"the queue entry is not JSON: {exc}"
+    else:
+        problem = _envelope_problem(envelope)
+    if problem is None:
+        return item
+    found = envelope if isinstance(envelope, dict) else {}
+    headers = found.get("headers") if isinstance(found.get("headers"), dict) else {}
+    properties = found.get("properties") if isinstance(found.get("properties"), dict) else {}
+    return orjson.dumps({
+        "body": None, "content-type": None, "content-encoding": None,
+        "headers": {"id": headers["id"]} if isinstance(headers.get("id"), str) else {},
+        "properties": {
+            "delivery_tag": str(uuid.uuid4()), "delivery_info": {"exchange": queue, "routing_key": queue},
+            "correlation_id": properties.get("correlation_id") if isinstance(properties.get("correlation_id"), str)
+            else None,
+            UNDECODABLE: problem,
+        },
+    })
+
+
+class CheckedRedis(redis.Redis):
+    """The channel's client: what BRPOP takes off a queue reaches kombu as a readable envelope."""
+
+    def parse_response(self, connection: Any, command_name: str | bytes, **options: Any) -> Any:
+        response = super().parse_response(connection, command_name, **options)
+        if command_name == "BRPOP" and response:
+            key, item = response
+            queue = (key.decode(errors="replace") if isinstance(key, bytes) else str(key)).rsplit("\x06\x16", 1)[0]
+            return key, checked_entry(item, queue)
+        return response
+
+
 class TolerantMessage(VirtualMessage):
     """kombu's message, except that a body it cannot decode is kept as is, with the reason."""
 
     undecodable: str | None = None
 
     def __init__(self, payload: dict[str, Any], channel: Any = None, **kwargs: Any) -> None:
+        self.undecodable = payload["properties"].get(UNDECODABLE)
         try:
             super().__init__(payload, channel=channel, **kwargs)
         except (ValueError, TypeError, LookupError) as exc:  # binascii.Error is a ValueError
@@ -72,7 +129,7 @@ class TolerantMessage(VirtualMessage):
                 delivery_info=properties.get("delivery_info"), postencode="utf-8", **kwargs,
             )
             self._raw = payload
-            self.undecodable = f"the message body is not valid {encoding or 'text'}: {exc}"
+            self.undecodable = self.undecodable or f"the message body is not valid {encoding or 'text'}: {exc}"
 
 
 def _problem(message: Any) -> str | None:

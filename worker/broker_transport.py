@@ -25,8 +25,12 @@
    which every caller already handles. The batch stays in kombu's unacked set and is delivered
    again after the visibility timeout; the consumer reconnects.
 
-2. Messages are built with ``TolerantMessage`` (worker/bad_messages.py): a body that is not valid
-   base64 no longer raises out of the event loop.
+2. Queue entries are read through ``CheckedRedis`` and messages built with ``TolerantMessage``
+   (worker/bad_messages.py): an entry that is not a kombu envelope, or a body that is not valid
+   base64, no longer raises out of the event loop; the consumer rejects it with the reason.
+
+The transport is registered with kombu as ``catalog-redis`` (a name, not a module path, so that
+logs read ``catalog-redis://...``); it takes the same URLs as ``redis://``.
 """
 
 from __future__ import annotations
@@ -34,13 +38,18 @@ from __future__ import annotations
 from typing import Any
 
 import redis
+from kombu.transport import TRANSPORT_ALIASES
 from kombu.transport import redis as kombu_redis
 
-from worker.bad_messages import TolerantMessage
+from worker.bad_messages import CheckedRedis, TolerantMessage
 
 
 class Channel(kombu_redis.Channel):
     Message = TolerantMessage
+
+    def _get_client(self) -> Any:
+        client = super()._get_client()  # also kombu's check of the redis-py version
+        return CheckedRedis if client is redis.Redis else client  # a global_keyprefix client stays as is
 
     def _connparams(self, asynchronous: bool = False) -> dict[str, Any]:
         transport = self.connection
@@ -56,4 +65,5 @@ class Transport(kombu_redis.Transport):
     Channel = Channel
 
 
-TRANSPORT = f"{__name__}:Transport"
+TRANSPORT = "catalog-redis"
+TRANSPORT_ALIASES[TRANSPORT] = f"{__name__}:Transport"

@@ -78,12 +78,14 @@ def bad_messages(stack: Stack) -> dict[str, tuple[bytes, str]]:
         "wrong-type": (envelope(queue, "wrong-type", body=good_body, content_type="application/x-python-serialize"),
                        "application/x-python-serialize"),
         "wrong-shape": (envelope(queue, "wrong-shape", body=b'{"args": 1}'), "[args, kwargs, embed]"),
+        "no-envelope": (orjson.dumps({"headers": {"id": "no-envelope"}, "body": "e30="}), "not a kombu message"),
     }
 
 
 def test_no_undecodable_message_stops_a_worker_and_each_is_rejected_with_its_reason_and_task_id(
     stack: Stack,
 ) -> None:
+    settings = stack.settings
     worker = stack.start_worker(1)
     cases = bad_messages(stack)
     for n, (task_id, (raw, _reason)) in enumerate(cases.items()):
@@ -105,7 +107,17 @@ def test_no_undecodable_message_stops_a_worker_and_each_is_rejected_with_its_rea
         assert orjson.loads(status.stdout.splitlines()[0])["status"] == "rejected", status.stdout
         state = stack.producer.handle(task_id).state()
         assert state.result is not None and state.result.status == "rejected", state
-    assert stack.redis().llen(stack.settings.queue) == 0
+    assert stack.redis().llen(settings.queue) == 0
+
+
+def test_a_queue_entry_that_is_not_json_does_not_stop_the_worker_and_is_listed_as_rejected(stack: Stack) -> None:
+    worker = stack.start_worker(1)
+    push(stack, b"\x00 this is not json at all")
+    still_applies_a_good_batch(stack, worker, "good-after-garbage")
+    listed = stack.cli("rejected", "--json")
+    reasons = [error["msg"] for line in listed.stdout.splitlines() for error in orjson.loads(line)["result"]["errors"]]
+    assert any("not json" in reason.lower() for reason in reasons), listed.stdout
+    assert "Unrecoverable error" not in worker.log(), stack.logs()
 
 
 def test_a_task_message_with_null_kwargs_as_celery_node_sends_is_applied(stack: Stack) -> None:
