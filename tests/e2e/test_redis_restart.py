@@ -32,10 +32,10 @@ from worker.state import read_state, state_path
 
 pytestmark = pytest.mark.slow
 
-RESTARTS = 9
+RESTARTS = 14  # stock kombu 5.7 stopped a worker within 4 to 9 restarts in every run we made
 WORKERS = 3
-UP_S = 3.0  # Redis up between restarts: the workers reconnect (Celery retries every 2 s) and take batches
-DOWN_S = 0.5
+UP_S = 2.8  # Redis up between restarts: the workers reconnect (Celery retries every 2 s) and take batches
+DOWN_S = 0.3
 # Shorter than FAST_LIMITS, still in the required order (lock_timeout < soft limit < task_time_limit
 # < visibility_timeout): a batch cancelled by the connection loss comes back within seconds.
 LIMITS = {"lock_expire": 2, "lock_timeout": 3, "task_time_limit": 10, "visibility_timeout": 12,
@@ -99,7 +99,7 @@ def wait_for_outcomes(stack: Stack, batches: dict[str, list[dict[str, Any]]]) ->
     return resubmitted
 
 
-@pytest.mark.timeout(170)
+@pytest.mark.timeout(200)
 def test_every_worker_survives_repeated_redis_restarts_and_every_batch_gets_one_outcome(tmp_path: Path) -> None:
     server = RedisServer(tmp_path / "redis", appendonly=True, appendfsync="always").start()
     stack = Stack(make_settings(tmp_path, server.url, **LIMITS), tmp_path)
