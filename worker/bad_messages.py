@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 import redis
 from celery import Celery, states
+from celery.exceptions import BackendError
 from celery.worker.consumer import Consumer as CeleryConsumer
 from kombu.message import Message as BaseMessage
 from kombu.transport.virtual import Message as VirtualMessage
@@ -42,13 +43,12 @@ from catalog_core.rejections import RejectedBatch, record_rejection
 from schemas import BatchResult, BatchStatus, RecordError
 
 if TYPE_CHECKING:
-    from celery.worker.consumer.consumer import Consumer as ConsumerType  # noqa: F401
-
     from worker.tasks import Context
 
 log = logging.getLogger("catalog.worker")
 
-MAX_ID_CHARS = 200  # a task id comes from outside: bounded before it is stored or printed
+MAX_ID_CHARS = 200  # a task id and a reason come from outside: bounded before they are stored or printed
+MAX_REASON_CHARS = 500
 PROTOCOL_2 = "a Celery protocol 2 task message: headers with 'task' and 'id', a JSON body [args, kwargs, embed]"
 
 UNDECODABLE = "x-catalog-undecodable"  # property of an envelope made for an entry kombu could not read
@@ -177,7 +177,10 @@ class Consumer(CeleryConsumer):
         handle = super().create_task_handler(promise)
 
         def on_task_received(message: Any) -> Any:
-            problem = _problem(message)
+            try:
+                problem = _problem(message)
+            except Exception as exc:  # noqa: BLE001 - a message must never stop the worker
+                problem = f"the message could not be read: {type(exc).__name__}: {exc}"
             if problem is None:
                 return handle(message)
             return self.reject_message(message, problem)
@@ -187,7 +190,8 @@ class Consumer(CeleryConsumer):
     def reject_message(self, message: Any, reason: str) -> None:
         """Record ``message`` as a rejected batch and store that as its result, then ack it."""
         task_id = _task_id(message)
-        log.warning("message %s rejected: %s", task_id, reason)
+        reason = reason[:MAX_REASON_CHARS]
+        log.warning("message %r rejected: %r", task_id, reason)  # repr: no raw control characters
         result = BatchResult(batch_id=task_id, status=BatchStatus.REJECTED,
                              errors=[RecordError(index=None, loc="message", msg=reason)])
         context = _CONTEXTS.get(self.app)
@@ -200,9 +204,11 @@ class Consumer(CeleryConsumer):
                                          rejected_at=dt.datetime.now(dt.UTC), result=result)
                 record_rejection(self._redis, settings.queue, rejected, settings.rejected_keep)
             self.app.backend.store_result(task_id, result.model_dump(mode="json"), states.SUCCESS)
-        except redis.RedisError as exc:
+        except (redis.RedisError, BackendError) as exc:
             # Not acked: the message stays in kombu's unacked set and comes back after the
             # visibility timeout, to be recorded then.
-            log.error("could not record the rejection of message %s (%s); it will come back", task_id, exc)
+            log.error("could not record the rejection of message %r (%s); it will come back", task_id, exc)
             return
+        except Exception:  # noqa: BLE001 - whatever else goes wrong here must not stop the worker
+            log.exception("could not record the rejection of message %r; dropping it", task_id)
         message.ack_log_error(log, self.connection_errors)
