@@ -2,21 +2,24 @@
 
 1. A channel closed after its connection was collected raises a connection error, not
    ``AttributeError`` (kombu 5.7.0; the family of kombu#582 and kombu#970). When Redis goes away,
-   Celery's consumer (celery/worker/consumer/consumer.py:476 and :486) calls
+   Celery's consumer (celery/worker/consumer/consumer.py:476 and :487) calls
    ``connection.collect()`` and then ``connection.close()`` under ``ignore_errors``, which only
-   swallows connection and channel errors. In ``collect()`` (kombu/connection.py:408-430):
+   swallows connection and channel errors. In ``collect()`` (kombu/connection.py:408-430), both
+   failures below are swallowed as connection errors (connection.py:404 and :416):
 
    - closing the task channel raises first, in ``_brpop_read`` (an outstanding BRPOP on the dead
-     socket, kombu/transport/redis.py:1892), before the channel is marked closed;
+     socket, kombu/transport/redis.py:1894), before the channel is marked closed. A BRPOP is
+     outstanding beside an unacknowledged batch whenever the prefetch exceeds the batches held:
+     concurrency above 1, or a retry waiting for its countdown (Celery raises the prefetch for it);
    - ``Transport.close_connection`` (kombu/transport/virtual/base.py:988) then closes the newest
      channel first, the remote-control (pidbox) channel, whose auto-delete fanout queue cannot be
-     deleted while Redis is down (redis.py:1901-1904): the loop stops there and the task channel
+     deleted while Redis is down (redis.py:1906): the loop stops there and the task channel
      is never closed;
    - ``_do_close_transport`` sets ``transport.client = None`` (connection.py:429), while the
      connection keeps its ``_default_channel``.
 
    ``connection.close()`` then closes that task channel again: it drops its pools
-   (redis.py:1906), and restoring its unacknowledged batch (virtual/base.py:806 ->
+   (redis.py:1907), and restoring its unacknowledged batch (virtual/base.py:806 ->
    redis.py:494 ``restore_unacked``) builds a new pool from ``_connparams``, which reads
    ``self.connection.client.hostname`` (redis.py:1957-1959) on a client that is now None. The
    ``AttributeError`` escapes ``ignore_errors`` and stops the worker ("Unrecoverable error").
