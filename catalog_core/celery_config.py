@@ -54,6 +54,9 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "worker_prefetch_multiplier": 1,
         # After a broker reconnect, unacked batches are redelivered anyway: cancel the copies
         # still running rather than apply them twice at once (the write itself is crash-safe).
+        # Not the cause of the workers' exits after a Redis restart (issue 7, celery#7185 and
+        # #9250 point at it): that crash happens earlier, in kombu's connection.collect()/close(),
+        # and is fixed in worker/broker_transport.py; the test restarts Redis with this setting on.
         "worker_cancel_long_running_tasks_on_connection_loss": True,
         "task_time_limit": settings.task_time_limit,
         "task_soft_time_limit": settings.soft_time_limit,

@@ -61,3 +61,17 @@ def test_invalid_settings_stop_the_worker_instead_of_falling_back_to_celerys_def
     monkeypatch.setenv("CATALOG_LOCK_TIMEOUT", "900")
     with pytest.raises(SettingsError, match="lock_timeout"):
         _ = app.conf.broker_url
+
+
+def test_workers_use_the_transport_and_consumer_that_survive_redis_restarts_and_bad_messages() -> None:
+    app = create_app(load_settings())
+    assert app.conf.broker_transport == "catalog-redis"
+    assert app.conf.worker_consumer == "worker.bad_messages:Consumer"
+    connection = app.connection_for_read()
+    assert type(connection.transport).__module__ == "worker.broker_transport"  # and still a redis:// URL
+    assert connection.as_uri() == "catalog-redis://:**@localhost:6379/0"  # like redis://, password masked
+
+
+def test_producers_need_neither() -> None:
+    config = celery_config(load_settings())
+    assert "broker_transport" not in config and "worker_consumer" not in config

@@ -9,6 +9,8 @@ from celery import Celery
 
 from catalog_core.celery_config import TASK_ROTATE, celery_config
 from catalog_core.settings import Settings, load_settings
+from worker import bad_messages
+from worker.broker_transport import TRANSPORT
 from worker.store import CatalogStore
 from worker.tasks import register_tasks
 
@@ -37,6 +39,11 @@ def worker_config(settings: Settings) -> dict[str, Any]:
     """The shared Celery configuration plus what only workers and beat need."""
     return {
         **celery_config(settings),
+        # kombu's Redis transport with the fixes a worker needs to survive a Redis restart and
+        # any message (see worker/broker_transport.py), and a consumer that rejects, with the
+        # reason, what it cannot run (worker/bad_messages.py).
+        "broker_transport": TRANSPORT,
+        "worker_consumer": f"{bad_messages.__name__}:Consumer",
         "worker_send_task_events": True,
         "task_send_sent_event": True,
         "beat_schedule": {
@@ -85,4 +92,5 @@ def create_app(settings: Settings | None = None) -> Celery:
     app = Celery("catalog-ingest", set_as_current=False)
     app.config_from_object(LazyConfig(context))
     register_tasks(app, context)
+    bad_messages.install(app, context)
     return app

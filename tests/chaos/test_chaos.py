@@ -1,6 +1,9 @@
 """The chaos suite, short and seeded: real workers killed, Redis killed and restarted, duplicates sent.
 
-The long version is for soak runs: `catalog chaos --seed N --batches 2000 --kills 60` (see README).
+CI runs it for several seeds, each with Redis restarted (up to twice): a failure that shows in half of
+the runs (as the worker crash after a Redis restart did, issue 7) cannot pass by luck. Each run
+takes about 25 s. The long version is for soak runs: `catalog chaos --seed N --batches 2000
+--kills 60` (see README).
 """
 
 from __future__ import annotations
@@ -24,20 +27,25 @@ SUMMARY = re.compile(r"^batches: (\d+), kills: (\d+), redis restarts: (\d+), dup
                      r"superseded fields: (\d+), mismatches: (\d+)$")
 
 
-@pytest.mark.timeout(420)
-@pytest.mark.parametrize("seed", [7])
+SEEDS = [11, 12, 13]  # 11: the seed of the runs in issue 7
+REDIS_RESTARTS = 2
+
+
+@pytest.mark.timeout(150)
+@pytest.mark.parametrize("seed", SEEDS)
 def test_a_seeded_chaos_run_ends_with_the_catalog_of_sequence_order(tmp_path: Path, seed: int) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CATALOG_")}
     result = subprocess.run(
         [sys.executable, "-m", "catalog_cli", "chaos", "--seed", str(seed), "--batches", "80", "--kills", "5",
-         "--redis-restarts", "1", "--timeout", "240", "--keep", str(tmp_path / "run")],
-        capture_output=True, text=True, timeout=400, env=env,
+         "--redis-restarts", str(REDIS_RESTARTS), "--timeout", "100", "--keep", str(tmp_path / "run")],
+        capture_output=True, text=True, timeout=140, env=env,
     )
     last = result.stdout.strip().splitlines()[-1]
     match = SUMMARY.match(last)
     assert match, result.stdout[-3000:] + result.stderr[-3000:]
     batches, kills, restarts, _duplicates, _superseded, mismatches = map(int, match.groups())
-    assert (batches, restarts, mismatches) == (80, 1, 0), result.stdout[-5000:]
+    assert (batches, mismatches) == (80, 0), result.stdout[-5000:]
+    assert restarts >= 1, result.stdout[-5000:]  # the second restart is skipped if the run ends first
     assert kills >= 1
     assert result.returncode == 0
 

@@ -133,7 +133,10 @@ def test_a_message_serialized_with_pickle_is_refused_and_never_run(stack: Stack)
     assert not marker.exists(), "the worker unpickled the message"
     log = worker.log()
     assert "Refusing to deserialize untrusted content of type pickle" in log, stack.logs()
-    assert stack.producer.handle("pickled-1").state().state == "queued"  # never ran, no result
+    # Never run, but not lost either: rejected with the reason (worker/bad_messages.py).
+    pickled = stack.producer.handle("pickled-1").state()
+    assert pickled.result is not None and pickled.result.status == "rejected", pickled
+    assert "untrusted content of type pickle" in pickled.result.errors[0].msg
     # Dropped, not put back for another worker to trip on.
     assert queue_length(stack) == 0
     time.sleep(1)
