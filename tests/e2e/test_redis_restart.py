@@ -21,9 +21,9 @@ import redis
 from kombu import Connection, Consumer, Exchange, Queue
 from kombu.common import ignore_errors
 
-from catalog_cli.dev import WORKER_ARGS, celery_command
+from devtools.supervisor import WORKER_ARGS, celery_command
 from catalog_core.errors import RedisUnavailableError
-from catalog_core.redis_server import RedisServer
+from devtools.redis_server import RedisServer
 from producers.api import Producer
 from tests.e2e.worker_fixtures import CeleryProcess, Stack, make_settings
 from tests.helpers import product
