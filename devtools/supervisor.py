@@ -55,9 +55,9 @@ def celery_command(*args: str) -> list[str]:
     return [sys.executable, "-m", "celery", *args]
 
 
-def worker_command(hostname: str, *extra: str) -> list[str]:
-    """One worker process with one pool process: tests and tools scale by starting more."""
-    return celery_command(*WORKER_ARGS, "--concurrency=1", f"--hostname={hostname}", *extra)
+def worker_command(hostname: str, *extra: str, concurrency: int = 1) -> list[str]:
+    """One worker process with ``concurrency`` pool processes: tests and tools scale by starting more."""
+    return celery_command(*WORKER_ARGS, f"--concurrency={concurrency}", f"--hostname={hostname}", *extra)
 
 
 def beat_command(schedule: Path) -> list[str]:

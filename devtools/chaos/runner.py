@@ -91,7 +91,10 @@ class ChaosRun:
         self.malformed_ids: list[str] = []  # pushed since the last wipe: each must be in `catalog rejected`
 
     def start_worker(self, supervisor: Supervisor, n: int) -> None:
-        supervisor.start(f"worker-{n}", worker_command(f"chaos{n}@%h", "--without-mingle", "--without-gossip"))
+        # Two pool processes: a worker then holds a batch while its consumer waits on the queue,
+        # the state in which a broker restart used to stop workers (worker/broker_transport.py).
+        supervisor.start(f"worker-{n}", worker_command(f"chaos{n}@%h", "--without-mingle", "--without-gossip",
+                                                       concurrency=2))
 
     def inject(self, schedule: FaultSchedule, supervisor: Supervisor, server: RedisServer, pauses: Pauses,
                lock_expire: float, started: float) -> None:
