@@ -1,4 +1,5 @@
-"""The chaos suite, short and seeded: real workers killed, Redis killed and restarted, duplicates sent.
+"""The chaos suite, short and seeded: workers killed and paused, Redis killed (inside commits) and
+restarted, once empty, malformed messages, duplicates sent.
 
 CI runs it for several seeds, each with Redis restarted (up to twice): a failure that shows in half of
 the runs (as the worker crash after a Redis restart did, issue 7) cannot pass by luck. Each run
@@ -29,6 +30,8 @@ SUMMARY = re.compile(r"^batches: (\d+), kills: (\d+), redis restarts: (\d+), dup
 
 SEEDS = [11, 12, 13]  # 11: the seed of the runs in issue 7
 REDIS_RESTARTS = 2
+FAULTS = re.compile(r"^faults: Redis killed inside a commit (\d+), Redis restarted empty (\d+), writers paused "
+                    r"(\d+), malformed messages (\d+), batches lost and resubmitted (\d+)$")
 
 
 @pytest.mark.timeout(150)
@@ -37,16 +40,20 @@ def test_a_seeded_chaos_run_ends_with_the_catalog_of_sequence_order(tmp_path: Pa
     env = {k: v for k, v in os.environ.items() if not k.startswith("CATALOG_")}
     result = subprocess.run(
         [sys.executable, "-m", "catalog_cli", "chaos", "--seed", str(seed), "--batches", "80", "--kills", "5",
-         "--redis-restarts", str(REDIS_RESTARTS), "--timeout", "100", "--keep", str(tmp_path / "run")],
+         "--redis-restarts", str(REDIS_RESTARTS), "--redis-wipes", "1", "--pauses", "2", "--malformed", "3",
+         "--timeout", "100", "--keep", str(tmp_path / "run")],
         capture_output=True, text=True, timeout=140, env=env,
     )
-    last = result.stdout.strip().splitlines()[-1]
-    match = SUMMARY.match(last)
-    assert match, result.stdout[-3000:] + result.stderr[-3000:]
+    lines = result.stdout.strip().splitlines()
+    match = SUMMARY.match(lines[-1])
+    faults = FAULTS.match(lines[-2]) if len(lines) > 1 else None
+    assert match and faults, result.stdout[-3000:] + result.stderr[-3000:]
     batches, kills, restarts, _duplicates, _superseded, mismatches = map(int, match.groups())
     assert (batches, mismatches) == (80, 0), result.stdout[-5000:]
     assert restarts >= 1, result.stdout[-5000:]  # the second restart is skipped if the run ends first
     assert kills >= 1
+    _inside, wipes, pauses, malformed, _lost = map(int, faults.groups())
+    assert (wipes, pauses) == (1, 2) and malformed >= 1, lines[-2]
     assert result.returncode == 0
 
 
