@@ -11,6 +11,7 @@ import pytest
 import redis
 
 from catalog_core.rejections import find_rejection
+from catalog_core.sequence import abandoned_sequences, next_sequence
 from catalog_core.settings import Settings, load_settings
 from schemas import BatchMessage
 from tests.helpers import product
@@ -40,8 +41,8 @@ class StubTask:
         return RetryRequested()
 
 
-def message(batch_id: str, items: list[Any]) -> dict[str, Any]:
-    return BatchMessage(batch_id=batch_id, source="tests", items=items).model_dump(mode="json")
+def message(batch_id: str, items: list[Any], sequence: int | None = None) -> dict[str, Any]:
+    return BatchMessage(batch_id=batch_id, source="tests", items=items, sequence=sequence).model_dump(mode="json")
 
 
 @pytest.fixture
@@ -146,3 +147,83 @@ def test_a_retry_that_cannot_be_published_hands_the_batch_back_instead_of_droppi
     with pytest.raises(Reject) as info:
         ingest_batch(BrokerDown(), WorkerContext(settings), message("b5", [product("A")]))
     assert info.value.requeue is True
+
+
+# --- abandon(): a batch that ends without a ledger entry gives its sequence up, in Redis ------------
+
+def test_a_batch_that_fails_for_good_gives_up_its_sequence_in_redis(catalog_path, redis_url) -> None:  # type: ignore[no-untyped-def]
+    settings = load_settings(path=catalog_path, redis_url=redis_url, lock_timeout=1, max_retries=2)
+    context = WorkerContext(settings)
+    sequence = next_sequence(context.store.redis, settings.queue)
+    redis.Redis.from_url(redis_url).set(f"lock:{lock_name(catalog_path)}", b"other", ex=30)
+    with pytest.raises(BatchFailedError):
+        ingest_batch(StubTask(retries=2), context, message("doomed", [product("A")], sequence))
+    assert abandoned_sequences(context.store.redis, settings.queue) == [sequence]
+
+
+def test_a_batch_that_will_be_retried_keeps_its_sequence(catalog_path, redis_url) -> None:  # type: ignore[no-untyped-def]
+    settings = load_settings(path=catalog_path, redis_url=redis_url, lock_timeout=1, max_retries=2)
+    context = WorkerContext(settings)
+    sequence = next_sequence(context.store.redis, settings.queue)
+    redis.Redis.from_url(redis_url).set(f"lock:{lock_name(catalog_path)}", b"other", ex=30)
+    with pytest.raises(RetryRequested):
+        ingest_batch(StubTask(retries=1), context, message("later", [product("A")], sequence))
+    assert abandoned_sequences(context.store.redis, settings.queue) == []
+
+
+def test_a_batch_rejected_as_too_large_gives_up_its_sequence(catalog_path, redis_url) -> None:  # type: ignore[no-untyped-def]
+    context = WorkerContext(load_settings(path=catalog_path, redis_url=redis_url, max_batch_items=1))
+    sequence = next_sequence(context.store.redis, context.settings.queue)
+    result = ingest_batch(StubTask(), context, message("big", [product("A"), product("B")], sequence))
+    assert result["status"] == "rejected"
+    assert abandoned_sequences(context.store.redis, context.settings.queue) == [sequence]
+
+
+def test_a_message_the_worker_cannot_read_gives_up_the_sequence_it_carries(context: WorkerContext) -> None:
+    sequence = next_sequence(context.store.redis, context.settings.queue)
+    payload = {"schema_version": 2, "batch_id": "odd", "sequence": sequence, "items": [], "unknown": 1}
+    assert ingest_batch(StubTask(), context, payload)["status"] == "rejected"
+    assert abandoned_sequences(context.store.redis, context.settings.queue) == [sequence]
+
+
+def test_a_given_up_sequence_no_longer_holds_back_a_later_patch(context: WorkerContext) -> None:
+    """The effect abandon() exists for: without it, the later patch would wait for sequence 2 forever."""
+    client, queue = context.store.redis, context.settings.queue
+    ingest_batch(StubTask(), context, message("seed", [product("SEED")], next_sequence(client, queue)))
+    too_large_sequence = next_sequence(client, queue)
+    patch_sequence = next_sequence(client, queue)
+    big = load_settings(path=context.settings.path, redis_url=context.settings.redis_url, max_batch_items=1)
+    ingest_batch(StubTask(), WorkerContext(big), message("big", [product("X"), product("Y")], too_large_sequence))
+    result = ingest_batch(StubTask(), context, message("patch", [{"product_id": "GHOST", "category": "x"}],
+                                                        patch_sequence))
+    assert result["status"] == "rejected"  # not retried: nothing lower can still create GHOST
+
+
+# --- final_attempt: the last attempt decides; earlier ones may wait for lower sequences ---------------
+
+def pending_lower_sequence(context: WorkerContext) -> int:
+    """A seeded catalog, and a lower sequence still without an outcome; returns the next sequence."""
+    client, queue = context.store.redis, context.settings.queue
+    ingest_batch(StubTask(), context, message("seed", [product("SEED")], next_sequence(client, queue)))
+    next_sequence(client, queue)  # taken by a batch still in the queue
+    return next_sequence(client, queue)
+
+
+def test_before_the_last_attempt_a_patch_of_a_product_a_lower_batch_may_create_is_retried(
+    context: WorkerContext,
+) -> None:
+    sequence = pending_lower_sequence(context)
+    task = StubTask(retries=context.settings.max_retries - 1)
+    with pytest.raises(RetryRequested):
+        ingest_batch(task, context, message("early", [{"product_id": "LATE", "category": "x"}], sequence))
+    assert "LATE" in str(task.retried_with[0]["exc"])
+
+
+def test_on_the_last_attempt_such_a_patch_is_rejected_and_recorded_not_failed(context: WorkerContext) -> None:
+    sequence = pending_lower_sequence(context)
+    task = StubTask(retries=context.settings.max_retries)
+    result = ingest_batch(task, context, message("last", [{"product_id": "LATE", "category": "x"}], sequence))
+    assert result["status"] == "rejected" and task.retried_with == []
+    assert result["errors"] and {error["product_id"] for error in result["errors"]} == {"LATE"}
+    rejection = find_rejection(context.store.redis, context.settings.queue, "last")
+    assert rejection is not None and rejection.source == "tests"
