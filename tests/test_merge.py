@@ -135,9 +135,12 @@ def test_seed_products_with_empty_pricing_stay_valid(seed_dir: Path) -> None:
 
 
 # --- order safety: any processing order gives the catalog of sequence order -----------------
+# The reference is tests/reference_model.py, which knows nothing of versions or placement.
 
-from hypothesis import given, settings as hypothesis_settings, strategies as st  # noqa: E402
+import pytest  # noqa: E402
+from hypothesis import assume, given, settings as hypothesis_settings, strategies as st  # noqa: E402
 
+from tests.reference_model import apply_in_sequence_order  # noqa: E402
 from worker.merge import CREATED  # noqa: E402
 
 INITIAL_IDS = ["A", "B", "C"]
@@ -151,34 +154,109 @@ patch_fields = st.fixed_dictionaries({}, optional={
     "active": st.booleans(),
     "pricing": tiers,
 })
-patches = st.builds(lambda pid, fields: {"product_id": pid, **fields}, st.sampled_from(INITIAL_IDS), patch_fields)
+# Patches name products of the initial catalog and products that some batch creates (in a lower
+# batch, a higher one, or none at all): a patch may come before the record that creates it.
+patches = st.builds(lambda pid, fields: {"product_id": pid, **fields}, st.sampled_from(INITIAL_IDS + NEW_IDS),
+                    patch_fields)
 creations = st.builds(lambda pid, fields: {**product(pid), **fields}, st.sampled_from(NEW_IDS), patch_fields)
 invalid = st.just({"product_id": "A", "pricing": [{"tier_name": "x", "price_aed": -1}]})
 batches = st.lists(st.lists(patches | creations | invalid, min_size=1, max_size=4), min_size=1, max_size=6)
 
 
-def in_sequence_order(catalog: list[dict], batches_in_order: list[list[dict]]) -> list[dict]:
-    for records in batches_in_order:
-        outcome = merge_batch(catalog, records)
-        if not outcome.errors:
-            catalog = outcome.products
-    return catalog
+def initial_catalog() -> list[dict]:
+    return [Product.model_validate(product(pid)).to_record() for pid in INITIAL_IDS]
 
 
-@hypothesis_settings(max_examples=300, deadline=None)
-@given(batches=batches, order=st.randoms(use_true_random=False))
-def test_any_processing_order_gives_the_catalog_of_sequence_order(batches: list[list[dict]], order) -> None:  # type: ignore[no-untyped-def]
-    initial = [Product.model_validate(product(pid)).to_record() for pid in INITIAL_IDS]
-    expected = in_sequence_order(initial, batches)
-    sequenced = list(enumerate(batches, start=1))
-    order.shuffle(sequenced)
+def creates_only_later(batches: list[list[dict]], sequence: int) -> bool:
+    """Whether batch ``sequence`` patches a product that only a higher sequence creates."""
+    def complete(record: dict) -> bool:
+        try:
+            Product.model_validate(record)
+        except ValueError:  # pydantic's ValidationError is one
+            return False
+        return True
+
+    created_by: dict[str, int] = {}
+    for number, records in enumerate(batches, start=1):
+        for record in records:
+            if record["product_id"] in NEW_IDS and complete(record):
+                created_by.setdefault(record["product_id"], number)
+    return any(
+        not complete(record) and record["product_id"] in NEW_IDS
+        and created_by.get(record["product_id"], 0) > sequence
+        for record in batches[sequence - 1]
+    )
+
+
+def merge_in_order(initial: list[dict], sequenced: list[tuple[int, list[dict]]]) -> list[dict]:
+    """Process batches in the given order with merge_batch and the versions, as the store does,
+    retrying (at the end of the queue) a batch whose only errors are products that a lower,
+    still unprocessed batch may create: the rule of docs/commit-protocol.md."""
     catalog, versions = initial, {}
-    for sequence, records in sequenced:
+    done: set[int] = set()
+    queue = list(sequenced)
+    while queue:
+        sequence, records = queue.pop(0)
         outcome = merge_batch(catalog, records, sequence, versions)
+        only_missing = outcome.missing_products and all(
+            e.product_id in outcome.missing_products for e in outcome.errors)
+        if outcome.errors and only_missing and any(s < sequence and s not in done for s, _ in queue):
+            queue.append((sequence, records))
+            continue
+        done.add(sequence)
         if not outcome.errors:
             catalog = outcome.products
             versions = {**versions, **outcome.versions}
-    assert catalog == expected
+    return catalog
+
+
+def is_the_documented_exception(batches: list[list[dict]]) -> bool:
+    """docs/commit-protocol.md: a patch of a product that only a higher sequence creates may be
+    applied when processed after that creation (see the xfail tests below: the catalog then
+    differs from sequence order, which the document says it does not)."""
+    return any(creates_only_later(batches, sequence) for sequence in range(1, len(batches) + 1))
+
+
+@hypothesis_settings(max_examples=500, deadline=None)
+@given(batches=batches, order=st.randoms(use_true_random=False))
+def test_any_processing_order_gives_the_catalog_of_the_reference_model(batches: list[list[dict]], order) -> None:  # type: ignore[no-untyped-def]
+    assume(not is_the_documented_exception(batches))
+    expected = apply_in_sequence_order(initial_catalog(), batches)
+    sequenced = list(enumerate(batches, start=1))
+    order.shuffle(sequenced)
+    assert merge_in_order(initial_catalog(), sequenced) == expected
+
+
+CREATE_LATER = [{"product_id": "N1", "category": "Tour"}, product("N1")]  # sequence 1 patches, 2 creates
+
+
+@pytest.mark.xfail(strict=True, reason="defect: a patch processed after a higher sequence created its product "
+                   "writes the fields the creating record did not name; sequence order rejects it")
+def test_a_patch_of_a_product_only_a_later_batch_creates_never_lands_whatever_the_order() -> None:
+    batches = [[CREATE_LATER[0]], [CREATE_LATER[1]]]
+    expected = apply_in_sequence_order(initial_catalog(), batches)
+    assert merge_in_order(initial_catalog(), [(2, batches[1]), (1, batches[0])]) == expected
+
+
+@pytest.mark.xfail(strict=True, reason="defect: the batch of such a patch is applied with its other records; "
+                   "sequence order rejects it whole")
+def test_the_batch_of_such_a_patch_is_rejected_whole_whatever_the_order() -> None:
+    batches = [[{"product_id": "A", "category": "Museum"}, {"product_id": "N1", "product_name": "x"}],
+               [CREATE_LATER[1]]]
+    expected = apply_in_sequence_order(initial_catalog(), batches)
+    assert merge_in_order(initial_catalog(), [(2, batches[1]), (1, batches[0])]) == expected
+
+
+def test_the_reference_model_rejects_a_batch_whole_and_appends_new_products_in_sequence_order() -> None:
+    """The model itself, on a case worked out by hand."""
+    a, b = initial_catalog()[:2]
+    catalog = apply_in_sequence_order([a, b], [
+        [product("N2"), {"product_id": "A", "category": "Tour"}],
+        [{"product_id": "B", "category": "Cruise"}, {"product_id": "N9", "category": "Tour"}],  # N9 missing
+        [{"product_id": "N2", "category": "Museum"}, product("N1")],
+    ])
+    assert [p["product_id"] for p in catalog] == ["A", "B", "N2", "N1"]
+    assert (catalog[0]["category"], catalog[1]["category"], catalog[2]["category"]) == ("Tour", None, "Museum")
 
 
 def test_a_field_written_by_a_later_batch_is_superseded_and_the_rest_still_applies() -> None:

@@ -256,3 +256,42 @@ def test_an_abandoned_sequence_no_longer_makes_later_batches_wait(settings: Sett
     result = store.apply([{"product_id": "GHOST", "category": "x"}], "ghost", sequence=later, final_attempt=False)
     assert result.status == BatchStatus.REJECTED
     assert abandoned_sequences(store.redis, settings.queue) == []
+
+
+# --- order safety through the store: real Redis, real files, the retry rule ---------------------
+
+from hypothesis import HealthCheck, assume, given, settings as hypothesis_settings, strategies as st  # noqa: E402
+
+from tests.reference_model import apply_in_sequence_order  # noqa: E402
+from tests.test_merge import batches as batch_lists, initial_catalog, is_the_documented_exception  # noqa: E402
+
+
+@hypothesis_settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(batches=batch_lists, order=st.randoms(use_true_random=False))
+def test_the_store_gives_the_catalog_of_the_reference_model_after_any_processing_order(
+    tmp_path_factory: pytest.TempPathFactory, redis_url: str, batches: list[list[dict]], order,  # type: ignore[no-untyped-def]
+) -> None:
+    """Each batch gets its sequence from the counter; processed in a shuffled order; a batch the
+    store asks to retry (a lower batch may create its product) goes to the back of the queue."""
+    from catalog_core.sequence import next_sequence
+    from worker.catalog_file import serialize_catalog
+
+    assume(not is_the_documented_exception(batches))
+    catalog_path = tmp_path_factory.mktemp("catalog") / "products.json"
+    catalog_path.write_bytes(serialize_catalog(initial_catalog()))
+    settings = load_settings(path=catalog_path, redis_url=redis_url, lock_expire=5, lock_timeout=20)
+    store = CatalogStore(settings)
+    store.redis.flushall()
+    queue = [(next_sequence(store.redis, settings.queue), records) for records in batches]
+    assert [sequence for sequence, _ in queue] == list(range(1, len(batches) + 1))
+    order.shuffle(queue)
+    attempts = 0
+    while queue:
+        sequence, records = queue.pop(0)
+        attempts += 1
+        assert attempts <= 10 * len(batches), "a batch is retried forever"
+        try:
+            store.apply(records, f"batch-{sequence}", sequence=sequence, final_attempt=False)
+        except ProductNotYetCreatedError:
+            queue.append((sequence, records))
+    assert json.loads(catalog_path.read_bytes()) == apply_in_sequence_order(initial_catalog(), batches)
