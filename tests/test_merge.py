@@ -273,3 +273,52 @@ def test_a_product_is_placed_by_the_sequence_that_created_it() -> None:
     earlier = merge_batch(later.products, [product("EARLY"), product("LATER")], 4, later.versions)
     assert [p["product_id"] for p in earlier.products] == ["EARLY", "LATER"]
     assert earlier.versions["LATER"][CREATED] == 4 and earlier.changed
+
+
+# --- edges that mutation testing showed untested (tools/mutation.py) ---------------------------
+
+def test_counts_add_up_over_several_products() -> None:
+    catalog = [Product.model_validate(product(pid, category="Tour")).to_record() for pid in "ABCD"]
+    records = [{"product_id": "A", "category": "Tour"}, {"product_id": "B", "category": "Tour"},
+               {"product_id": "C", "category": "Cruise"}, {"product_id": "D", "category": "Cruise"}]
+    outcome = merge_batch(catalog, records)
+    assert (outcome.created, outcome.updated, outcome.unchanged) == (0, 2, 2)
+
+
+def test_the_product_id_is_never_reported_as_superseded() -> None:
+    stored = Product.model_validate(product("A")).to_record()
+    versions = {"A": {"category": 7, CREATED: 6}}
+    outcome = merge_batch([stored], [{"product_id": "A", "category": "Old"}], 5, versions)
+    assert [(s.field, s.by_sequence) for s in outcome.superseded] == [("category", 7)]
+
+
+def test_a_product_created_by_a_lower_sequence_goes_before_every_product_created_by_higher_ones() -> None:
+    later = merge_batch([], [product("LATER")], 9, {})
+    earlier = merge_batch(later.products, [product("EARLY")], 4, later.versions)
+    assert [p["product_id"] for p in earlier.products] == ["EARLY", "LATER"]
+
+
+def test_a_creation_that_only_moves_a_product_still_counts_as_a_change() -> None:
+    """LATER was created by 9, then MIDDLE by 6; sequence 4 sends LATER complete, unchanged: created by 4 now."""
+    first = merge_batch([], [product("LATER")], 9, {})
+    versions = dict(first.versions)
+    second = merge_batch(first.products, [product("MIDDLE")], 6, versions)
+    versions.update(second.versions)
+    assert [p["product_id"] for p in second.products] == ["MIDDLE", "LATER"]
+    moved = merge_batch(second.products, [product("LATER")], 4, versions)
+    assert (moved.created, moved.updated, moved.unchanged) == (0, 0, 1)
+    assert [p["product_id"] for p in moved.products] == ["LATER", "MIDDLE"] and moved.changed
+
+
+def test_a_complete_record_for_a_product_created_by_a_lower_sequence_keeps_its_place() -> None:
+    first = merge_batch([], [product("A"), product("B")], 1, {})
+    again = merge_batch(first.products, [product("A", category="Tour")], 3, first.versions)
+    assert [p["product_id"] for p in again.products] == ["A", "B"]
+    assert again.versions["A"][CREATED] == 1
+
+
+def test_a_patch_that_repairs_an_invalid_stored_product_is_an_update() -> None:
+    broken = {**product("A"), "pricing": [{"tier_name": "Adult", "price_aed": -1}]}  # edited by hand
+    outcome = merge_batch([broken], [{"product_id": "A", "pricing": [{"tier_name": "Adult", "price_aed": 10}]}])
+    assert (outcome.updated, outcome.unchanged) == (1, 0)
+    assert outcome.products[0]["pricing"][0]["price_aed"] == 10
