@@ -127,10 +127,13 @@ def main() -> int:
         if not args.keep:
             shutil.rmtree(args.workdir / "mutants", ignore_errors=True)
         patterns = [f"{module}.*" for module in args.modules]
-        done = subprocess.run([str(mutmut), "run", "--max-children", str(args.max_children), *patterns],
-                              cwd=args.workdir, stdout=subprocess.DEVNULL)
-        if done.returncode != 0:
-            print(f"mutmut run exited {done.returncode}", file=sys.stderr)
+        log = args.workdir / "mutmut.log"
+        with log.open("wb") as output:
+            done = subprocess.run([str(mutmut), "run", "--max-children", str(args.max_children), *patterns],
+                                  cwd=args.workdir, stdout=output, stderr=subprocess.STDOUT)
+        if done.returncode != 0:  # e.g. a test fails without any mutant: mutmut needs a green suite
+            tail = log.read_bytes()[-3000:].decode(errors="replace").replace("\r", "\n")
+            print(f"mutmut run exited {done.returncode}; the end of {log}:\n{tail}", file=sys.stderr)
             return done.returncode
     return report(args.workdir, args.modules)
 
