@@ -285,12 +285,13 @@ def test_a_broken_backup_is_named_when_restore_refuses_it(settings: Settings) ->
 
 def test_the_state_counts_commits_that_changed_the_catalog_and_duplicates(settings: Settings) -> None:
     store = CatalogStore(settings)
-    store.apply([product("A")], "b1")
-    store.apply([product("B")], "b2")
-    store.apply([{"product_id": "A", "category": None}], "b3")  # unchanged: no catalog commit
-    store.apply([product("A")], "b1")  # duplicate
+    for batch_id in ("b1", "b2", "b3"):
+        store.apply([product(batch_id)], batch_id)
+    store.apply([{"product_id": "b1", "category": None}], "b4")  # unchanged: no catalog commit
+    store.apply([product("b1")], "b1")  # duplicates
+    store.apply([product("b1")], "b1")
     state = read_state(state_path(settings.catalog_path))
-    assert state is not None and (state.commits, state.duplicates) == (2, 1)
+    assert state is not None and (state.commits, state.duplicates) == (3, 2)
 
 
 def test_a_writer_that_loses_its_lock_every_time_gives_up_after_three_attempts_saying_each_restart(

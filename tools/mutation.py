@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import ast
 import json
+import re
 import os
 import shutil
 import subprocess
@@ -26,8 +27,10 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_MODULES = ["worker.commit", "worker.state", "worker.merge", "worker.store"]
-KILLED = {1, 3, 37}  # test failure, pytest internal error, caught by type check
-STATUS = {0: "survived", 5: "no tests", 33: "no tests", 34: "skipped", 36: "timeout", None: "not checked"}
+# Killed: a test failed, pytest failed, the type check caught it, or it hung (a timeout: the
+# tests did notice, the mutant never finished).
+KILLED = {1, 3, 37, 36, 24, -24, 152, 255}
+STATUS = {0: "survived", 5: "no tests", 33: "no tests", 34: "skipped", None: "not checked"}
 
 
 def copy_tree(workdir: Path) -> None:
@@ -62,19 +65,26 @@ def function_lines(source: str) -> dict[str, int]:
     return lines
 
 
-def locate(diff: str, original: list[str], start: int) -> tuple[int, str]:
-    """The changed line of the original file, and the mutation as ``old -> new``."""
-    removed = [line[1:] for line in diff.splitlines() if line.startswith("-") and not line.startswith("---")]
-    added = [line[1:] for line in diff.splitlines() if line.startswith("+") and not line.startswith("+++")]
-    line_number = start
-    if removed:
-        wanted = removed[0].strip()
-        for number in range(max(start, 1), len(original) + 1):
-            if original[number - 1].strip() == wanted:
-                line_number = number
-                break
-    change = f"{' / '.join(r.strip() for r in removed)}  ->  {' / '.join(a.strip() for a in added)}"
-    return line_number, change
+def locate(diff: str, start: int) -> tuple[int, str]:
+    """The changed line in the original file, from the diff of the mutated function, and the
+    mutation as ``old -> new``."""
+    line_number, removed, added = start, [], []
+    position = None
+    for line in diff.splitlines():
+        hunk = re.match(r"@@ -(\d+)", line)
+        if hunk:
+            position = int(hunk.group(1))
+        elif position is not None and not line.startswith(("---", "+++")):
+            if line.startswith("-"):
+                if not removed:
+                    line_number = start + position - 1
+                removed.append(line[1:].strip())
+                position += 1
+            elif line.startswith("+"):
+                added.append(line[1:].strip())
+            else:
+                position += 1
+    return line_number, f"{' / '.join(removed)}  ->  {' / '.join(added)}"
 
 
 def report(workdir: Path, modules: list[str]) -> int:
@@ -104,7 +114,7 @@ def report(workdir: Path, modules: list[str]) -> int:
                 continue
             function = name.split(".")[-1].rsplit("__mutmut_", 1)[0]
             diff = get_diff_for_mutant(name, path=path)
-            line, change = locate(diff, original, starts.get(function, 1))
+            line, change = locate(diff, starts.get(function, 1))
             survivors.append((line, STATUS.get(code, "suspicious"), change, name))
         for line, status, change, name in sorted(survivors):
             print(f"  {path}:{line}  [{status}]  {change}    ({name.split('.')[-1]})")
