@@ -227,3 +227,62 @@ def test_on_the_last_attempt_such_a_patch_is_rejected_and_recorded_not_failed(co
     assert result["errors"] and {error["product_id"] for error in result["errors"]} == {"LATE"}
     rejection = find_rejection(context.store.redis, context.settings.queue, "last")
     assert rejection is not None and rejection.source == "tests"
+
+
+# --- what the worker says: one line per step, naming batch, source and outcome --------------------
+
+import logging  # noqa: E402
+import re  # noqa: E402
+
+
+def worker_lines(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [record.getMessage() for record in caplog.records if record.name == "catalog.worker"]
+
+
+def test_an_applied_batch_is_logged_when_it_starts_and_when_it_ends(
+    context: WorkerContext, caplog: pytest.LogCaptureFixture
+) -> None:
+    sequence = next_sequence(context.store.redis, context.settings.queue)
+    with caplog.at_level(logging.INFO, logger="catalog.worker"):
+        ingest_batch(StubTask(retries=1), context, message("b1", [product("A"), product("B")], sequence))
+    assert worker_lines(caplog) == [
+        "batch b1 from tests: 2 record(s), attempt 2",
+        f"batch b1 from tests applied (sequence {sequence}): 2 created, 0 updated, 0 unchanged, 0 superseded field(s)",
+    ]
+
+
+def test_a_batch_rejected_as_too_large_is_recorded_with_its_source_and_submission_time(
+    catalog_path, redis_url, caplog: pytest.LogCaptureFixture  # type: ignore[no-untyped-def]
+) -> None:
+    context = WorkerContext(load_settings(path=catalog_path, redis_url=redis_url, max_batch_items=1))
+    payload = message("big", [product("A"), product("B")])
+    with caplog.at_level(logging.WARNING, logger="catalog.worker"):
+        result = ingest_batch(StubTask(), context, payload)
+    rejection = find_rejection(context.store.redis, context.settings.queue, "big")
+    assert rejection is not None and rejection.source == "tests"
+    assert rejection.submitted_at == BatchMessage.model_validate(payload).submitted_at
+    assert worker_lines(caplog) == [f"batch big from tests rejected: 1 problem(s), first: {result['errors'][0]['msg']}"]
+
+
+def test_a_message_it_cannot_read_is_recorded_as_from_an_unknown_source(context: WorkerContext) -> None:
+    ingest_batch(StubTask(), context, {"schema_version": 2, "batch_id": "odd", "items": [], "extra": 1})
+    rejection = find_rejection(context.store.redis, context.settings.queue, "odd")
+    assert rejection is not None and (rejection.source, rejection.submitted_at) == ("unknown", None)
+    [error] = rejection.result.errors
+    assert (error.loc, error.msg) == ("extra", "invalid batch message: Extra inputs are not permitted")
+
+
+def test_a_retry_and_a_final_failure_are_logged_with_the_reason(
+    catalog_path, redis_url, caplog: pytest.LogCaptureFixture  # type: ignore[no-untyped-def]
+) -> None:
+    settings = load_settings(path=catalog_path, redis_url=redis_url, lock_timeout=1, max_retries=3,
+                             retry_backoff_max=30)
+    redis.Redis.from_url(redis_url).set(f"lock:{lock_name(catalog_path)}", b"other", ex=30)
+    with caplog.at_level(logging.WARNING, logger="catalog.worker"):
+        with pytest.raises(RetryRequested):
+            ingest_batch(StubTask(retries=2), WorkerContext(settings), message("b3", [product("A")]))
+        with pytest.raises(BatchFailedError):
+            ingest_batch(StubTask(retries=3), WorkerContext(settings), message("b3", [product("A")]))
+    retry, failure = worker_lines(caplog)
+    assert re.fullmatch(r"batch b3 from tests will retry in \d+(\.\d+)?s: another writer held the lock .*", retry)
+    assert re.fullmatch(r"batch b3 from tests failed after 4 attempts: another writer held the lock .*", failure)
