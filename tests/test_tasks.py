@@ -146,7 +146,7 @@ def test_a_retry_that_cannot_be_published_hands_the_batch_back_instead_of_droppi
     redis.Redis.from_url(redis_url).set(f"lock:{lock_name(catalog_path)}", b"other", ex=30)
     with pytest.raises(Reject) as info:
         ingest_batch(BrokerDown(), WorkerContext(settings), message("b5", [product("A")]))
-    assert info.value.requeue is True
+    assert info.value.requeue is True and info.value.reason == "connection refused"
 
 
 # --- abandon(): a batch that ends without a ledger entry gives its sequence up, in Redis ------------
@@ -286,3 +286,32 @@ def test_a_retry_and_a_final_failure_are_logged_with_the_reason(
     retry, failure = worker_lines(caplog)
     assert re.fullmatch(r"batch b3 from tests will retry in \d+(\.\d+)?s: another writer held the lock .*", retry)
     assert re.fullmatch(r"batch b3 from tests failed after 4 attempts: another writer held the lock .*", failure)
+
+
+def test_a_retry_that_cannot_be_published_is_logged(
+    catalog_path, redis_url, caplog: pytest.LogCaptureFixture  # type: ignore[no-untyped-def]
+) -> None:
+    from celery.exceptions import Reject
+
+    class BrokerDown(StubTask):
+        def retry(self, **kwargs: Any) -> Exception:
+            return Reject("connection refused", requeue=False)
+
+    settings = load_settings(path=catalog_path, redis_url=redis_url, lock_timeout=1)
+    redis.Redis.from_url(redis_url).set(f"lock:{lock_name(catalog_path)}", b"other", ex=30)
+    with caplog.at_level(logging.WARNING, logger="catalog.worker"), pytest.raises(Reject):
+        ingest_batch(BrokerDown(), WorkerContext(settings), message("b6", [product("A")]))
+    last = worker_lines(caplog)[-1]  # today Reject's args tuple shows: ('connection refused', False)
+    assert re.fullmatch(r"batch b6: could not schedule the retry \(.*connection refused.*\); handing it back", last)
+
+
+def test_rotation_says_how_many_backups_it_removed(context: WorkerContext, caplog: pytest.LogCaptureFixture) -> None:
+    settings = context.settings
+    settings.backup_path.mkdir(parents=True)
+    for day in (1, 2):
+        old = dt.datetime(2020, 1, day, tzinfo=dt.UTC)
+        (settings.backup_path / backup_name(settings.catalog_path, old)).write_text("[]")
+    (settings.backup_path / backup_name(settings.catalog_path, dt.datetime.now(dt.UTC))).write_text("[]")
+    with caplog.at_level(logging.INFO, logger="catalog.worker"):
+        rotate(context)
+    assert worker_lines(caplog) == [f"rotated 2 backup(s) older than {settings.backup_retention_days:g} day(s)"]
