@@ -86,6 +86,21 @@ def test_an_unreachable_broker_is_a_clear_error_and_fails_fast(catalog_path: Pat
     assert time.monotonic() - started < 30
 
 
+def test_a_publish_refused_by_a_redis_that_answered_the_ping_is_a_clear_error_and_gives_up_the_sequence(
+    settings: Settings,
+) -> None:
+    """PING and the sequence succeed; only the publish fails (the queue key holds a string)."""
+    from catalog_core.sequence import abandoned_sequences
+
+    client = redis.Redis.from_url(settings.redis_url)
+    client.set(settings.queue, b"not a list")
+    with pytest.raises(RedisUnavailableError, match="cannot reach the broker") as info:
+        Producer(settings).submit([product("A")], batch_id="refused")
+    assert "WRONGTYPE" in str(info.value)
+    assert abandoned_sequences(client, settings.queue) == [1]
+    assert client.get(settings.queue) == b"not a list"
+
+
 def test_producers_never_import_the_worker() -> None:
     import subprocess
     import sys

@@ -140,3 +140,107 @@ def test_a_state_only_commit_leaves_the_catalog_file_alone(catalog: Path) -> Non
     assert read_state(state_path(catalog)).fence == 5  # type: ignore[union-attr]
 
 
+# --- edges that mutation testing showed untested (tools/mutation.py) ---------------------------
+
+import logging  # noqa: E402
+
+from catalog_core.errors import CommitError  # noqa: E402
+from worker.commit import recover_and_read  # noqa: E402
+
+
+def test_recovery_of_agreeing_files_does_nothing_and_says_none(catalog: Path) -> None:
+    state, data, action = recover_and_read(catalog)
+    assert action is None and data == OLD and state.catalog_sha256 == sha256_of(OLD)
+
+
+def test_recover_and_read_hands_back_the_catalog_as_rolled_forward(catalog: Path) -> None:
+    crash_in_child(catalog, "between the renames")
+    state, data, action = recover_and_read(catalog)
+    assert data == NEW and state.catalog_sha256 == sha256_of(NEW)
+    assert action is not None and action.startswith("rolled forward")
+
+
+def test_each_recovery_says_what_it_did_in_its_own_words(catalog: Path, tmp_path: Path) -> None:
+    crash_in_child(catalog, "between the renames")
+    for name in temps(catalog.parent):
+        (catalog.parent / name).unlink()
+    assert recover(catalog)[1] == (
+        "rolled back to the previous state: the new catalog of an interrupted commit was lost")
+    catalog.write_bytes(b'[{"product_id": "HAND"}]')
+    assert recover(catalog)[1] == (
+        "the catalog was changed outside catalog-ingest; its current content is kept and adopted")
+    fresh = tmp_path / "fresh" / "products.json"
+    fresh.parent.mkdir()
+    fresh.write_bytes(OLD)
+    assert recover(fresh)[1] == "no state file yet: started one for the existing catalog"
+
+
+def test_a_hand_edited_catalog_whose_state_names_no_pending_file_is_adopted(tmp_path: Path) -> None:
+    path = tmp_path / "products.json"
+    path.write_bytes(OLD)
+    commit(path, None, CatalogState(catalog_sha256=sha256_of(OLD)), lambda: None)  # a state-only commit
+    assert read_state(state_path(path)).pending_catalog is None  # type: ignore[union-attr]
+    path.write_bytes(NEW)
+    state, action = recover(path)
+    assert action is not None and "outside catalog-ingest" in action and state.catalog_sha256 == sha256_of(NEW)
+
+
+def test_recovery_logs_what_it_did_and_each_stale_temp_file_it_removed(
+    catalog: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    stale = catalog.parent / ".products.json.deadbeef.tmp"
+    stale.write_bytes(b"[{half")
+    catalog.write_bytes(b'[{"product_id": "HAND"}]')
+    with caplog.at_level(logging.WARNING, logger="worker.commit"):
+        _, action = recover(catalog)
+    messages = [record.getMessage() for record in caplog.records]
+    assert f"removed {stale}, left by a writer that crashed" in messages
+    assert f"{catalog}: {action}" in messages
+
+
+def test_a_staging_link_left_by_a_crash_is_replaced_at_the_next_commit(catalog: Path) -> None:
+    staging = previous_state_path(catalog).with_name(previous_state_path(catalog).name + ".new")
+    staging.write_bytes(b"left by a crash")
+    commit(catalog, NEW, CatalogState(fence=2), lambda: None)
+    assert not staging.exists()
+    assert sorted(p.name for p in catalog.parent.iterdir()) == [
+        "products.json", "products.json.state", "products.json.state.prev"]
+
+
+def test_a_failed_state_rename_is_a_commit_error_that_says_nothing_changed(
+    catalog: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    before = (catalog.read_bytes(), state_path(catalog).read_bytes())
+    real_replace = os.replace
+
+    def no_space(source: object, target: object) -> None:
+        if str(target).endswith(".state"):
+            raise OSError(28, "No space left on device")
+        real_replace(source, target)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(commit_module.os, "replace", no_space)
+    with pytest.raises(CommitError) as info:
+        commit(catalog, NEW, CatalogState(fence=2), lambda: None)
+    assert str(info.value) == (f"{catalog}: could not commit ([Errno 28] No space left on device); "
+                               "the previous version is intact")
+    assert (catalog.read_bytes(), state_path(catalog).read_bytes()) == before
+    assert temps(catalog.parent) == []
+
+
+def test_a_failed_catalog_rename_after_the_commit_point_is_said_and_rolled_forward_at_the_next_load(
+    catalog: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_replace = os.replace
+
+    def refuse_catalog(source: object, target: object) -> None:
+        if str(target).endswith("products.json"):
+            raise OSError(5, "Input/output error")
+        real_replace(source, target)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(commit_module.os, "replace", refuse_catalog)
+    with pytest.raises(CommitError) as info:
+        commit(catalog, NEW, CatalogState(fence=2), lambda: None)
+    assert str(info.value) == (f"{catalog}: committed, but the rename failed ([Errno 5] Input/output error); "
+                               "the next load rolls it forward")
+    monkeypatch.undo()
+    assert recover_and_read(catalog)[1] == NEW

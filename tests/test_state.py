@@ -98,3 +98,101 @@ def test_a_gap_that_never_closes_does_not_grow_the_state_forever() -> None:
         state.complete(sequence)
     assert len(state.completed) <= OPEN_SEQUENCES_KEPT
     assert state.watermark > 1 and not state.lower_pending(state.watermark + 1)
+
+
+# --- edges that mutation testing showed untested (tools/mutation.py) ---------------------------
+
+def test_the_previous_state_sits_beside_the_catalog_too() -> None:
+    from worker.state import previous_state_path
+
+    assert previous_state_path(Path("/data/products.json")) == Path("/data/products.json.state.prev")
+
+
+def test_completing_a_sequence_already_complete_or_none_changes_nothing() -> None:
+    state = CatalogState()
+    state.complete(None)
+    state.complete(1)
+    state.complete(1)
+    assert (state.watermark, state.completed) == (1, [])
+
+
+def test_is_complete_is_true_at_the_watermark_and_for_completed_sequences_only() -> None:
+    state = CatalogState()
+    for sequence in (1, 2, 4, 5):
+        state.complete(sequence)
+    assert state.is_complete(2) and state.is_complete(4) and state.is_complete(5)
+    assert not state.is_complete(3) and not state.is_complete(6)
+
+
+def test_lower_pending_is_false_when_the_sequence_itself_is_the_only_one_completed_above_a_gap_free_watermark() -> None:
+    state = CatalogState()
+    state.complete(1)
+    state.complete(3)
+    assert state.lower_pending(3)  # 2 is still open; 3's own completion does not fill it
+    loaded = CatalogState(watermark=1, completed=[2, 3])  # as a state file may hold it
+    assert not loaded.lower_pending(4)
+    assert loaded.lower_pending(5)
+
+
+def test_past_the_open_sequence_limit_the_oldest_gap_is_given_up_and_the_others_kept() -> None:
+    from worker.state import OPEN_SEQUENCES_KEPT as kept
+
+    state = CatalogState()
+    evens = list(range(2, 2 * kept + 1, 2))  # every odd sequence is a gap
+    for sequence in evens:
+        state.complete(sequence)
+    assert (state.watermark, state.completed) == (0, evens)
+    state.complete(2 * kept + 2)
+    assert state.watermark == 2  # gap 1 given up, gap 3 still open
+    assert state.completed == list(range(4, 2 * kept + 3, 2))
+    assert state.is_complete(1) and not state.is_complete(3) and state.lower_pending(4)
+
+
+def test_a_ledger_entry_holds_the_outcome_in_plain_json_values_and_nothing_else() -> None:
+    from schemas import SupersededField
+
+    now = NOW.replace(microsecond=123456)
+    applied = BatchResult(batch_id="b1", status=BatchStatus.APPLIED, created=1, updated=2, unchanged=3, sequence=4,
+                          fence=5, backup="/x/backup.json",
+                          superseded=[SupersededField(index=0, product_id="A", field=f, by_sequence=9) for f in "xy"])
+    state = CatalogState()
+    state.record(applied, now, keep_days=30, keep_ids=10)
+    entry = state.ledger["b1"]
+    assert entry == {"status": "applied", "created": 1, "updated": 2, "unchanged": 3, "sequence": 4, "fence": 5,
+                     "superseded_fields": 2, "recorded_at": round(now.timestamp(), 3)}
+    assert type(entry["status"]) is str and entry["recorded_at"] != round(now.timestamp(), 4)
+    state.record(BatchResult(batch_id="r", status=BatchStatus.REJECTED, sequence=6,
+                             errors=[RecordError(index=0, product_id="A", loc="pricing", msg="bad")]),
+                 now, keep_days=30, keep_ids=10)
+    assert state.ledger["r"]["errors"] == [{"index": 0, "product_id": "A", "loc": "pricing", "msg": "bad"}]
+    assert all(type(value) is dict for value in state.ledger["r"]["errors"])
+
+
+def test_recording_a_batch_id_again_makes_it_the_newest_entry() -> None:
+    state = CatalogState()
+    for batch_id, sequence in (("b1", 1), ("b2", 2), ("b1", 3)):
+        state.record(result(batch_id, sequence), NOW, keep_days=30, keep_ids=2)
+    assert list(state.ledger) == ["b2", "b1"]
+    state.record(result("b3", 4), NOW, keep_days=30, keep_ids=2)
+    assert list(state.ledger) == ["b1", "b3"]
+
+
+def test_the_day_window_keeps_an_entry_exactly_its_age_and_forgets_one_ten_seconds_older() -> None:
+    state = CatalogState()
+    state.record(result("too-old", 1), NOW - dt.timedelta(days=30, seconds=10), keep_days=30, keep_ids=100)
+    state.record(result("just-in", 2), NOW - dt.timedelta(days=30), keep_days=30, keep_ids=100)
+    state.record(result("recent", 3), NOW - dt.timedelta(days=1), keep_days=30, keep_ids=100)
+    state.record(result("now", 4), NOW, keep_days=30, keep_ids=100)
+    assert list(state.ledger) == ["just-in", "recent", "now"]
+
+
+def test_an_unreadable_state_file_is_named_with_what_was_wrong(tmp_path: Path) -> None:
+    path = tmp_path / "products.json.state"
+    path.write_bytes(b'{"format": 99}')
+    with pytest.raises(CatalogCorruptError) as info:
+        read_state(path)
+    message = str(info.value)
+    assert str(path) in message and "unknown state format 99" in message
+    assert "field versions are then lost" in message
+    with pytest.raises(CatalogCorruptError, match=r"unknown state format \[1, 2\]"):
+        parse_state(b"[1, 2]", path)

@@ -256,3 +256,160 @@ def test_an_abandoned_sequence_no_longer_makes_later_batches_wait(settings: Sett
     result = store.apply([{"product_id": "GHOST", "category": "x"}], "ghost", sequence=later, final_attempt=False)
     assert result.status == BatchStatus.REJECTED
     assert abandoned_sequences(store.redis, settings.queue) == []
+
+
+# --- edges that mutation testing showed untested (tools/mutation.py) ---------------------------
+
+import logging  # noqa: E402
+
+from catalog_core.sequence import next_sequence  # noqa: E402
+from worker.state import read_state, state_path  # noqa: E402
+
+
+def test_a_corrupt_catalog_is_named_in_the_error(settings: Settings) -> None:
+    settings.catalog_path.parent.mkdir(parents=True)
+    settings.catalog_path.write_text("[{")
+    with pytest.raises(CatalogCorruptError, match=str(settings.catalog_path)):
+        CatalogStore(settings).apply([product("B")], "b1")
+
+
+def test_a_broken_backup_is_named_when_restore_refuses_it(settings: Settings) -> None:
+    store = CatalogStore(settings)
+    store.apply([product("A")], "b1")
+    backup = Path(str(store.apply([product("B")], "b2").backup))
+    backup.unlink()
+    backup.write_text("[{")
+    with pytest.raises(CatalogCorruptError, match=backup.name):
+        store.restore(backup.name)
+
+
+def test_the_state_counts_commits_that_changed_the_catalog_and_duplicates(settings: Settings) -> None:
+    store = CatalogStore(settings)
+    for batch_id in ("b1", "b2", "b3"):
+        store.apply([product(batch_id)], batch_id)
+    store.apply([{"product_id": "b1", "category": None}], "b4")  # unchanged: no catalog commit
+    store.apply([product("b1")], "b1")  # duplicates
+    store.apply([product("b1")], "b1")
+    state = read_state(state_path(settings.catalog_path))
+    assert state is not None and (state.commits, state.duplicates) == (3, 2)
+
+
+def test_a_writer_that_loses_its_lock_every_time_gives_up_after_three_attempts_saying_each_restart(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = CatalogStore(settings)
+    attempts = []
+
+    def lost(self: object) -> None:
+        attempts.append(1)
+        raise LockLostError("the catalog lock expired")
+
+    monkeypatch.setattr(store_module.HeldLock, "ensure_held", lost)
+    with caplog.at_level(logging.WARNING, logger="worker.store"), pytest.raises(LockLostError):
+        store.apply([product("A")], "b1")
+    assert len(attempts) == store_module.COMMIT_ATTEMPTS == 3
+    assert [r.getMessage() for r in caplog.records if r.name == "worker.store"] == [
+        "write abandoned (the catalog lock expired); starting over (attempt 2)",
+        "write abandoned (the catalog lock expired); starting over (attempt 3)",
+    ]
+
+
+def test_apply_decides_for_good_unless_told_it_is_not_the_final_attempt(settings: Settings) -> None:
+    store = CatalogStore(settings)
+    store.apply([product("SEED")], "seed", sequence=1)
+    result = store.apply([{"product_id": "LATE", "category": "x"}], "patch", sequence=3)
+    assert result.status == BatchStatus.REJECTED
+
+
+def test_the_retry_error_names_the_batch_and_the_missing_products(settings: Settings) -> None:
+    store = CatalogStore(settings)
+    store.apply([product("SEED")], "seed", sequence=1)
+    with pytest.raises(ProductNotYetCreatedError) as info:
+        store.apply([{"product_id": "LATE", "category": "x"}, {"product_id": "LATER", "category": "y"}], "patch",
+                    sequence=3, final_attempt=False)
+    assert str(info.value) == ("batch patch patches products that do not exist yet (LATE, LATER) while batches "
+                               "with a lower sequence are pending; retrying")
+
+
+def test_a_batch_with_other_errors_besides_missing_products_is_rejected_at_once(settings: Settings) -> None:
+    store = CatalogStore(settings)
+    store.apply([product("SEED")], "seed", sequence=1)
+    records = [{"product_id": "LATE", "category": "x"}, {"product_id": "SEED", "pricing": [{"tier_name": "x",
+                                                                                           "price_aed": -1}]}]
+    result = store.apply(records, "mixed", sequence=3, final_attempt=False)
+    assert result.status == BatchStatus.REJECTED
+
+
+def test_a_duplicate_reports_its_own_sequence_and_fence_and_completes_its_sequence(settings: Settings) -> None:
+    store = CatalogStore(settings)
+    first = store.apply([product("A")], "feed-1", sequence=1)
+    again = store.apply([product("A")], "feed-1", sequence=2)
+    assert again.status == BatchStatus.DUPLICATE and again.sequence == 2
+    assert again.fence is not None and first.fence is not None and again.fence > first.fence
+    # 2 has its outcome now, so nothing lower can still create GHOST: rejected, not retried.
+    result = store.apply([{"product_id": "GHOST", "category": "x"}], "ghost", sequence=3, final_attempt=False)
+    assert result.status == BatchStatus.REJECTED
+
+
+def test_a_batch_without_a_sequence_gets_one_above_all_the_catalog_has_seen_after_redis_lost_its_data(
+    settings: Settings,
+) -> None:
+    store = CatalogStore(settings)
+    store.apply([product("A")], "b1")
+    second = store.apply([product("B")], "b2")
+    store.redis.flushall()
+    third = store.apply([product("C")], "b3")
+    assert third.sequence is not None and second.sequence is not None and third.sequence > second.sequence
+
+
+def test_each_batch_is_logged_once_with_its_outcome(settings: Settings, caplog: pytest.LogCaptureFixture) -> None:
+    store = CatalogStore(settings)
+    store.apply([product("A")], "b0", sequence=1)
+    store.apply([product("Z")], "b9", sequence=9)
+    with caplog.at_level(logging.INFO, logger="worker.store"):
+        store.apply([product("B"), {"product_id": "A", "category": "Tour"}, {"product_id": "Z", "product_name": "Old"}],
+                    "b1", sequence=2)
+        store.apply([product("B")], "b1", sequence=3)
+    assert [r.getMessage() for r in caplog.records if r.name == "worker.store"] == [
+        "batch b1 (sequence 2) applied: 1 created, 1 updated, 1 unchanged, 1 superseded field(s)",
+        "batch b1 was already applied: duplicate",
+    ]
+
+
+# --- order safety through the store: real Redis, real files, the retry rule ---------------------
+
+from hypothesis import HealthCheck, assume, given, settings as hypothesis_settings, strategies as st  # noqa: E402
+
+from tests.reference_model import apply_in_sequence_order  # noqa: E402
+from tests.test_merge import batches as batch_lists, initial_catalog, is_the_documented_exception  # noqa: E402
+
+
+@hypothesis_settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(batches=batch_lists, order=st.randoms(use_true_random=False))
+def test_the_store_gives_the_catalog_of_the_reference_model_after_any_processing_order(
+    tmp_path_factory: pytest.TempPathFactory, redis_url: str, batches: list[list[dict]], order,  # type: ignore[no-untyped-def]
+) -> None:
+    """Each batch gets its sequence from the counter; processed in a shuffled order; a batch the
+    store asks to retry (a lower batch may create its product) goes to the back of the queue."""
+    from catalog_core.sequence import next_sequence
+    from worker.catalog_file import serialize_catalog
+
+    assume(not is_the_documented_exception(batches))
+    catalog_path = tmp_path_factory.mktemp("catalog") / "products.json"
+    catalog_path.write_bytes(serialize_catalog(initial_catalog()))
+    settings = load_settings(path=catalog_path, redis_url=redis_url, lock_expire=5, lock_timeout=20)
+    store = CatalogStore(settings)
+    store.redis.flushall()
+    queue = [(next_sequence(store.redis, settings.queue), records) for records in batches]
+    assert [sequence for sequence, _ in queue] == list(range(1, len(batches) + 1))
+    order.shuffle(queue)
+    attempts = 0
+    while queue:
+        sequence, records = queue.pop(0)
+        attempts += 1
+        assert attempts <= 10 * len(batches), "a batch is retried forever"
+        try:
+            store.apply(records, f"batch-{sequence}", sequence=sequence, final_attempt=False)
+        except ProductNotYetCreatedError:
+            queue.append((sequence, records))
+    assert json.loads(catalog_path.read_bytes()) == apply_in_sequence_order(initial_catalog(), batches)
