@@ -182,15 +182,15 @@ class Producer:
         except (OperationalError, RedisUnavailableError) as exc:
             abandon_sequence(self.redis, self.settings.queue, sequence)
             raise RedisUnavailableError(
-                f"cannot queue batch {message.batch_id} (broker {display_url(self.settings.redis_url)}): {exc}"
+                f"cannot reach the broker at {display_url(self.settings.redis_url)} to queue batch "
+                f"{message.batch_id}: {exc}"
             ) from None
         return self._handle(message.batch_id, records=len(items), sequence=sequence, submitted=True)
 
     def _already_submitted(self, batch_id: str) -> bool:
-        """Queued before and not lost: it has a submission record or a final result."""
-        if find_submission(self.redis, self.settings.queue, batch_id) is not None:
-            return True
-        return self._handle(batch_id).state().result is not None
+        """Queued before and not lost. The submission record lives as long as results do, so it
+        alone answers (with the Redis the sequence comes from: no second connection)."""
+        return find_submission(self.redis, self.settings.queue, batch_id) is not None
 
     def _handle(self, batch_id: str, **details: Any) -> BatchHandle:
         return BatchHandle(batch_id, self.results_app, lambda: self.redis, self.settings.queue, **details)

@@ -138,7 +138,7 @@ def test_seed_products_with_empty_pricing_stay_valid(seed_dir: Path) -> None:
 # The reference is tests/reference_model.py, which knows nothing of versions or placement.
 
 import pytest  # noqa: E402
-from hypothesis import assume, given, settings as hypothesis_settings, strategies as st  # noqa: E402
+from hypothesis import given, settings as hypothesis_settings, strategies as st  # noqa: E402
 
 from tests.reference_model import apply_in_sequence_order  # noqa: E402
 from worker.merge import CREATED  # noqa: E402
@@ -215,17 +215,9 @@ def merge_in_order(initial: list[dict], sequenced: list[tuple[int, list[dict]]])
     return catalog
 
 
-def is_the_documented_exception(batches: list[list[dict]]) -> bool:
-    """docs/commit-protocol.md: a patch of a product that only a higher sequence creates may be
-    applied when processed after that creation (see the xfail tests below: the catalog then
-    differs from sequence order, which the document says it does not)."""
-    return bool(patches_before_creation(batches))
-
-
 @hypothesis_settings(max_examples=500, deadline=None)
 @given(batches=batches, order=st.randoms(use_true_random=False))
 def test_any_processing_order_gives_the_catalog_of_the_reference_model(batches: list[list[dict]], order) -> None:  # type: ignore[no-untyped-def]
-    assume(not is_the_documented_exception(batches))
     expected = apply_in_sequence_order(initial_catalog(), batches)
     sequenced = list(enumerate(batches, start=1))
     order.shuffle(sequenced)
@@ -235,16 +227,12 @@ def test_any_processing_order_gives_the_catalog_of_the_reference_model(batches: 
 CREATE_LATER = [{"product_id": "N1", "category": "Tour"}, product("N1")]  # sequence 1 patches, 2 creates
 
 
-@pytest.mark.xfail(strict=True, reason="defect: a patch processed after a higher sequence created its product "
-                   "writes the fields the creating record did not name; sequence order rejects it")
 def test_a_patch_of_a_product_only_a_later_batch_creates_never_lands_whatever_the_order() -> None:
     batches = [[CREATE_LATER[0]], [CREATE_LATER[1]]]
     expected = apply_in_sequence_order(initial_catalog(), batches)
     assert merge_in_order(initial_catalog(), [(2, batches[1]), (1, batches[0])]) == expected
 
 
-@pytest.mark.xfail(strict=True, reason="defect: the batch of such a patch is applied with its other records; "
-                   "sequence order rejects it whole")
 def test_the_batch_of_such_a_patch_is_rejected_whole_whatever_the_order() -> None:
     batches = [[{"product_id": "A", "category": "Museum"}, {"product_id": "N1", "product_name": "x"}],
                [CREATE_LATER[1]]]
@@ -292,7 +280,7 @@ def test_counts_add_up_over_several_products() -> None:
 
 def test_the_product_id_is_never_reported_as_superseded() -> None:
     stored = Product.model_validate(product("A")).to_record()
-    versions = {"A": {"category": 7, CREATED: 6}}
+    versions = {"A": {"category": 7, CREATED: 3}}
     outcome = merge_batch([stored], [{"product_id": "A", "category": "Old"}], 5, versions)
     assert [(s.field, s.by_sequence) for s in outcome.superseded] == [("category", 7)]
 

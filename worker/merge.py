@@ -11,9 +11,9 @@ Semantics (those of the system being replaced):
 
 Order safety: given the batch's ``sequence`` and the sequence that last wrote each field
 (``versions``), a field last written by a higher sequence is skipped and reported as
-superseded, and the batch's other fields still apply. Fields a creating record does not name
-keep version 0, so an older batch that names them still lands, exactly as it would have had
-the batches run in sequence order. New products are placed by the sequence that created them
+superseded, and the batch's other fields still apply. A patch of a product that only a later
+sequence created did not exist at its own sequence: it is an error, as in sequence order (and
+retried while lower batches, which may create the product, are pending). New products are placed by the sequence that created them
 (kept under the ``product_id`` key of their versions), so their position in the array does
 not depend on processing order either.
 """
@@ -27,7 +27,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from schemas import Product, RecordError, SupersededField
-from schemas.validation import check_record, record_errors
+from schemas.validation import NEW_PRODUCT_HINT, check_record, record_errors
 
 Versions = Mapping[str, Mapping[str, int]]
 CREATED = "product_id"  # in a product's versions: the sequence of the batch that created it
@@ -91,6 +91,16 @@ def merge_batch(
         base = merged.get(product_id)
         if base is None and product_id in position:
             base = catalog[position[product_id]]
+        if (sequence is not None and base is not None and product_id not in merged
+                and known_versions.get(product_id, {}).get(CREATED, 0) > sequence and not _complete(record)):
+            # In sequence order this product did not exist yet: a later batch created it. A
+            # patch of it is what sequence order would reject (or, while a lower batch that may
+            # create it is pending, retry), never a write of the fields its creator left out.
+            outcome.missing_products.add(product_id)
+            outcome.errors.append(RecordError(index=index, product_id=product_id, loc="", msg=(
+                f"no product with this product_id existed at this batch's sequence (sequence "
+                f"{known_versions[product_id][CREATED]} created it later); {NEW_PRODUCT_HINT}")))
+            continue
         fields = dict(record)
         if sequence is not None and base is not None:
             written = outcome.versions.get(product_id) or known_versions.get(product_id, {})
@@ -134,15 +144,18 @@ def merge_batch(
     return outcome
 
 
-def _creates_earlier(record: dict[str, Any], sequence: int, written: Mapping[str, int]) -> bool:
-    """A complete record for a product a later batch created: in sequence order, this one created it."""
-    if written.get(CREATED, 0) <= sequence:
-        return False
+def _complete(record: dict[str, Any]) -> bool:
+    """Whether the record alone is a valid product, i.e. could create one."""
     try:
         Product.model_validate(record)
     except ValidationError:
         return False
     return True
+
+
+def _creates_earlier(record: dict[str, Any], sequence: int, written: Mapping[str, int]) -> bool:
+    """A complete record for a product a later batch created: in sequence order, this one created it."""
+    return written.get(CREATED, 0) > sequence and _complete(record)
 
 
 def _place(products: list[dict[str, Any]], placed: list[dict[str, Any]], sequence: int,
