@@ -1,5 +1,7 @@
 # catalog-ingest: one image for the Celery worker, the Celery beat and the `catalog` CLI.
-FROM python:3.11-slim
+# Pinned to a patch release and a Debian release: a rebuild gets the same interpreter.
+# Bump it deliberately (and re-run the tests on that Python).
+FROM python:3.11.11-slim-bookworm
 
 ENV PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \

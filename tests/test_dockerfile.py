@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import fnmatch
+import re
 import shlex
 import tomllib
 from pathlib import Path
+
+from packaging.specifiers import SpecifierSet
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DOCKERFILE = REPO_ROOT / "Dockerfile"
 DOCKERIGNORE = REPO_ROOT / ".dockerignore"
 PYPROJECT = REPO_ROOT / "pyproject.toml"
+DEV_ONLY = {"devtools"}
 
 
 def dockerfile_instructions() -> list[tuple[str, str]]:
@@ -69,7 +73,10 @@ def test_the_dockerfile_copies_every_package_listed_in_pyproject() -> None:
     assert packages, "pyproject lists no packages"
 
     sources = copy_sources()
-    missing = packages - sources
+    # devtools/ (catalog dev, the chaos suite, the test supervisor) stays out of production:
+    # catalog_cli imports it only inside those two commands, which then say it is missing.
+    assert DEV_ONLY <= packages and not DEV_ONLY & sources, "the dev harness must not reach the image"
+    missing = packages - DEV_ONLY - sources
     assert not missing, f"the Dockerfile does not COPY {sorted(missing)}"
     # pip install . also needs the metadata, including the readme pyproject names.
     assert {"pyproject.toml", pyproject["project"]["readme"]} <= sources
@@ -85,3 +92,11 @@ def test_the_dockerignore_keeps_what_the_dockerfile_copies_and_drops_local_state
         assert not any(fnmatch.fnmatch(source, pattern) for pattern in patterns), f"{source} is in .dockerignore"
     for local_state in (".venv", ".git", "data", ".pytest_cache", "secrets"):
         assert local_state in patterns
+
+
+def test_the_python_base_image_is_pinned_to_a_patch_release_of_the_python_pyproject_supports() -> None:
+    bases = [arguments.split()[0] for keyword, arguments in dockerfile_instructions() if keyword == "FROM"]
+    match = re.fullmatch(r"python:(\d+)\.(\d+)\.(\d+)-slim(-[a-z]+)?(@sha256:[0-9a-f]{64})?", bases[-1])
+    assert match, f"{bases[-1]} is not pinned to major.minor.patch"
+    required = tomllib.loads(PYPROJECT.read_text(encoding="utf-8"))["project"]["requires-python"]
+    assert SpecifierSet(required).contains(".".join(match.groups()[:3]))
