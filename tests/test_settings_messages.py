@@ -26,7 +26,7 @@ def timing_rules_hold(values: dict[str, float]) -> bool:
     """The rules as the README states them, written here independently of catalog_core."""
     lock, limit = values["CATALOG_LOCK_TIMEOUT"], int(values["CATALOG_TASK_TIME_LIMIT"])
     visibility, backoff = values["CATALOG_VISIBILITY_TIMEOUT"], values["CATALOG_RETRY_BACKOFF_MAX"]
-    soft = limit - max(5, limit // 10)
+    soft = max(limit - max(5, limit // 10), 1)
     return lock < soft < limit < visibility and backoff < visibility
 
 
@@ -54,7 +54,7 @@ def test_one_message_names_every_broken_timing_rule_in_catalog_variables(monkeyp
 
 def test_the_message_states_the_rules_including_the_derived_soft_limit(monkeypatch: pytest.MonkeyPatch) -> None:
     message = error_for(monkeypatch, CATALOG_LOCK_TIMEOUT="580")
-    assert "soft limit" in message and "CATALOG_TASK_TIME_LIMIT - max(5, CATALOG_TASK_TIME_LIMIT // 10)" in message
+    assert "soft limit" in message and "CATALOG_TASK_TIME_LIMIT - max(5, CATALOG_TASK_TIME_LIMIT // 10) (at least 1)" in message
     assert "CATALOG_LOCK_TIMEOUT (580)" in message and "540" in message
     assert "CATALOG_RETRY_BACKOFF_MAX < CATALOG_VISIBILITY_TIMEOUT" in message
 
@@ -63,7 +63,7 @@ def test_the_message_states_the_rules_including_the_derived_soft_limit(monkeypat
     {"CATALOG_VISIBILITY_TIMEOUT": "60"},
     {"CATALOG_VISIBILITY_TIMEOUT": "5"},
     {"CATALOG_LOCK_TIMEOUT": "700"},
-    {"CATALOG_LOCK_TIMEOUT": "0.5", "CATALOG_TASK_TIME_LIMIT": "4"},
+    {"CATALOG_LOCK_TIMEOUT": "3", "CATALOG_TASK_TIME_LIMIT": "6"},
     {"CATALOG_TASK_TIME_LIMIT": "1200"},
     {"CATALOG_RETRY_BACKOFF_MAX": "1000"},
     {"CATALOG_TASK_TIME_LIMIT": "900", "CATALOG_VISIBILITY_TIMEOUT": "600"},
@@ -85,7 +85,7 @@ def test_when_the_values_set_contradict_each_other_one_of_them_is_changed(monkey
     variables = {"CATALOG_LOCK_TIMEOUT": "5", "CATALOG_TASK_TIME_LIMIT": "8", "CATALOG_VISIBILITY_TIMEOUT": "12",
                  "CATALOG_RETRY_BACKOFF_MAX": "4"}
     message = error_for(monkeypatch, **variables)
-    assert "soft limit (3)" in message
+    assert "the soft limit (3, from CATALOG_TASK_TIME_LIMIT 8)" in message
     assert timing_rules_hold(suggested(message))
 
 
