@@ -183,3 +183,13 @@ def test_config_help_explains_sources_and_rules() -> None:
     assert result.returncode == 0, result.stderr
     for words in ("default", "env", "password", "soft", "CATALOG_VISIBILITY_TIMEOUT", "--json"):
         assert words in result.stdout, words
+
+
+def test_the_readme_states_every_timing_rule_catalog_config_the_warning_and_the_exit_code() -> None:
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    section = readme.split("\n## Configuration", 1)[1].split("\n## ", 1)[0]
+    for words in ("CATALOG_LOCK_TIMEOUT < soft < CATALOG_TASK_TIME_LIMIT < CATALOG_VISIBILITY_TIMEOUT",
+                  "soft = CATALOG_TASK_TIME_LIMIT - max(5, CATALOG_TASK_TIME_LIMIT // 10)",
+                  "CATALOG_RETRY_BACKOFF_MAX < CATALOG_VISIBILITY_TIMEOUT", "`catalog config`",
+                  "did you mean CATALOG_VISIBILITY_TIMEOUT?", "exit with code 2"):
+        assert words in section, words
