@@ -25,6 +25,7 @@ RedisUrlOption = Annotated[
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable output: one JSON object per line.")]
 
+
 def warn_unknown_variables() -> None:
     """A warning on stderr for each ``CATALOG_*`` variable that sets nothing: a typo is not ignored silently."""
     for name, nearest in unknown_setting_variables(os.environ):
