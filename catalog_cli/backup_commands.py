@@ -20,7 +20,7 @@ app = typer.Typer(help="List, rotate and restore backups of the catalog.", no_ar
 @app.command("list")
 def list_command(catalog: CatalogOption = None, as_json: JsonOption = False) -> None:
     """List backups, oldest first, with their UTC time and size."""
-    settings = settings_from(catalog, None)
+    settings = settings_from(catalog, None, check_timing=False)
     scan = scan_backups(settings.catalog_path, settings.backup_path)
     for backup in scan.backups:
         size = _size(backup.path)
@@ -55,7 +55,7 @@ def rotate(
     catalog: CatalogOption = None,
 ) -> None:
     """Delete backups older than the retention (by the time in their name). The newest is always kept."""
-    settings = settings_from(catalog, None)
+    settings = settings_from(catalog, None, check_timing=False)
     retention = settings.backup_retention_days if days is None else days
     removed = rotate_backups(settings.catalog_path, settings.backup_path, retention, dry_run=dry_run)
     verb = "would delete" if dry_run else "deleted"
@@ -72,7 +72,7 @@ def restore(
     redis_url: RedisUrlOption = None,
 ) -> None:
     """Put a backup back as the catalog, under the lock. The current version is backed up first."""
-    settings = settings_from(catalog, redis_url)
+    settings = settings_from(catalog, redis_url, check_timing=False)
     previous = CatalogStore(settings).restore(name)
     out.print(f"restored {show(name)} as {show(settings.catalog_path)}")
     if previous:

@@ -8,7 +8,8 @@ from typing import Annotated
 import typer
 
 from catalog_core.errors import CatalogError
-from catalog_cli import backup_commands, chaos_command, dev, queue_commands, schema_command, store_commands
+from catalog_cli import (backup_commands, chaos_command, config_command, dev, queue_commands, schema_command,
+                         store_commands)
 from catalog_cli.output import err, show
 
 app = typer.Typer(
@@ -46,6 +47,7 @@ app.command()(queue_commands.enqueue)
 app.command()(queue_commands.status)
 app.command()(queue_commands.rejected)
 app.command()(schema_command.schema)
+app.command()(config_command.config)
 app.add_typer(backup_commands.app, name="backups")
 app.command()(dev.dev)
 app.command()(chaos_command.chaos)

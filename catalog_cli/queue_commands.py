@@ -203,7 +203,7 @@ def rejected(
     as_json: JsonOption = False,
 ) -> None:
     """List batches the workers rejected, newest first, with every reason."""
-    settings = settings_from(None, redis_url)
+    settings = settings_from(None, redis_url, check_timing=False)
     rejections = list_rejections(connect(settings.redis_url), settings.queue, limit)
     for item in rejections:
         if as_json:

@@ -48,7 +48,7 @@ def validate(files: FilesArgument, catalog: CatalogOption = None, as_json: JsonO
     Each file is checked on its own as one batch: patches need their product in the catalog.
     Exit 0 when all are valid, 1 when any record is invalid, 2 when a file cannot be read.
     """
-    settings = settings_from(catalog, None)
+    settings = settings_from(catalog, None, check_timing=False)
     batches = read_all(files, settings.max_batch_bytes, settings.max_batch_items)
     current = read_catalog(settings.catalog_path)
     results = []
@@ -102,7 +102,7 @@ def apply(
 
 def verify(catalog: CatalogOption = None) -> None:
     """Check that the catalog parses and every product validates. Exit 0 if so, 1 with the problems."""
-    settings = settings_from(catalog, None)
+    settings = settings_from(catalog, None, check_timing=False)
     count, problems = verify_catalog(settings.catalog_path)
     if problems:
         err.print(f"{show(settings.catalog_path)}: [red]{len(problems)} problem(s)[/]")
@@ -115,7 +115,7 @@ def verify(catalog: CatalogOption = None) -> None:
 
 def stats(catalog: CatalogOption = None, as_json: JsonOption = False) -> None:
     """Show products (active and inactive), categories, cities, file size, last change and backups."""
-    settings = settings_from(catalog, None)
+    settings = settings_from(catalog, None, check_timing=False)
     figures = catalog_stats(settings.catalog_path, settings.backup_path)
     if as_json:
         print_json_line(figures.as_dict())

@@ -3,21 +3,29 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
-from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic import Field, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from catalog_core.errors import SettingsError
+from catalog_core.settings_rules import (RULES, TIMING_FIELDS, describe_combination, invalid_configuration,
+                                         soft_time_limit, timing_problems, unknown_variables, variable,
+                                         working_combination)
 
 
 REDIS_SCHEMES = ("redis", "rediss", "unix")
 
 
 class Settings(BaseSettings):
-    """Configuration of catalog-ingest, read from ``CATALOG_*`` environment variables."""
+    """Configuration of catalog-ingest, read from ``CATALOG_*`` environment variables.
+
+    Each field is checked here; the timing rules between the Celery fields are checked by
+    ``load_settings`` (``check_timing_rules``), all at once and only where they matter.
+    """
 
     # hide_input_in_errors: a ValidationError must not echo a value, the Redis URL's password least of all.
     model_config = SettingsConfigDict(env_prefix="CATALOG_", extra="ignore", frozen=True, hide_input_in_errors=True)
@@ -79,23 +87,6 @@ class Settings(BaseSettings):
             url += ("&" if "?" in url else "?") + "ssl_cert_reqs=required"
         return url
 
-    @model_validator(mode="after")
-    def _limits_fit_together(self) -> Settings:
-        # A batch still running when its visibility timeout ends would be delivered to a
-        # second worker while the first still works on it: the hard limit must end it first.
-        # And a batch waiting for the lock must reach its own lock timeout (and be retried)
-        # before the soft time limit stops it.
-        if not self.lock_timeout < self.soft_time_limit < self.task_time_limit < self.visibility_timeout:
-            raise ValueError(
-                "need lock_timeout < soft time limit < task_time_limit < visibility_timeout, the soft limit "
-                "being task_time_limit less 10% (at least 5 s) "
-                f"(got {self.lock_timeout:g} < {self.soft_time_limit} < {self.task_time_limit} < "
-                f"{self.visibility_timeout})"
-            )
-        if self.retry_backoff_max >= self.visibility_timeout:
-            raise ValueError("retry_backoff_max must be shorter than visibility_timeout")
-        return self
-
     def to_env(self) -> dict[str, str]:
         """The ``CATALOG_*`` variables that rebuild these settings in a child process: every field.
 
@@ -112,7 +103,7 @@ class Settings(BaseSettings):
     @property
     def soft_time_limit(self) -> int:
         """The soft limit leaves a batch time to clean up (remove its temp files) before the hard kill."""
-        return max(self.task_time_limit - max(5, self.task_time_limit // 10), 1)
+        return soft_time_limit(self.task_time_limit)
 
     @property
     def result_backend(self) -> str:
@@ -162,18 +153,63 @@ def with_password(url: str, password: str) -> str:
     return url
 
 
-def load_settings(**overrides: Any) -> Settings:
+def load_settings(*, check_timing: bool = True, **overrides: Any) -> Settings:
     """Build settings from the environment, with explicit overrides (CLI options) winning.
 
     Overrides whose value is None are ignored, so CLI options can be passed straight through.
+    ``check_timing``: also check the Celery timing rules (``settings_rules.RULES``), which only
+    matter where tasks are run, sent or followed; commands on files alone pass False.
+    Every problem is in the one ``SettingsError``, in ``CATALOG_*`` names.
     """
     given = {key: value for key, value in overrides.items() if value is not None}
     try:
-        return Settings(**given)
+        settings = Settings(**given)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"CATALOG_{'_'.join(str(p) for p in err['loc']).upper()}: {err['msg'].removeprefix('Value error, ')}"
-            if err["loc"] else err["msg"].removeprefix("Value error, ")
-            for err in exc.errors()
-        )
-        raise SettingsError(f"invalid configuration: {problems}") from None
+        raise SettingsError(_field_problems(exc, given, check_timing)) from None
+    if check_timing:
+        check_timing_rules(settings)
+    return settings
+
+
+def _timing_message(settings: Settings) -> tuple[list[str], list[str]]:
+    """The timing problems of ``settings`` and, if any, the advice: the rules and a combination that works."""
+    values = {field: getattr(settings, field) for field in TIMING_FIELDS}
+    problems = timing_problems(values)
+    if not problems:
+        return [], []
+    given = settings.model_fields_set
+    proposal = describe_combination(values, working_combination(values, given), given)
+    return problems, [f"The rules: {RULES}", f"A combination that works: {proposal}"]
+
+
+def check_timing_rules(settings: Settings) -> None:
+    """Raise one ``SettingsError`` naming every broken timing rule, with a combination that works."""
+    problems, advice = _timing_message(settings)
+    if problems:
+        raise SettingsError(invalid_configuration(problems, advice))
+
+
+def _field_problems(exc: ValidationError, given: dict[str, Any], check_timing: bool) -> str:
+    """Every bad value and, the bad fields set aside, every broken timing rule among the others."""
+    problems = [
+        f"{variable('_'.join(str(p) for p in err['loc']))}: {err['msg'].removeprefix('Value error, ')}"
+        if err["loc"] else err["msg"].removeprefix("Value error, ")
+        for err in exc.errors()
+    ]
+    bad = {str(err["loc"][0]) for err in exc.errors() if err["loc"]}
+    advice: list[str] = []
+    if check_timing and not bad & set(TIMING_FIELDS):
+        try:  # the bad fields at their defaults (an override wins over the environment)
+            rest = Settings(**{**given, **{name: Settings.model_fields[name].default for name in bad}})
+        except ValidationError:
+            rest = None
+        if rest is not None:
+            timing, advice = _timing_message(rest)
+            problems += timing
+    return invalid_configuration(problems, advice)
+
+
+def unknown_setting_variables(environ: Mapping[str, str]) -> list[tuple[str, str | None]]:
+    """``CATALOG_*`` variables in ``environ`` that set nothing (a typo, an old name), each with the
+    nearest setting; ``settings_rules.NOT_SETTINGS`` lists those that are legitimate."""
+    return unknown_variables(environ, [variable(name) for name in Settings.model_fields])

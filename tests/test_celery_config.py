@@ -59,7 +59,7 @@ def test_invalid_settings_stop_the_worker_instead_of_falling_back_to_celerys_def
 
     app = create_app()
     monkeypatch.setenv("CATALOG_LOCK_TIMEOUT", "900")
-    with pytest.raises(SettingsError, match="lock_timeout"):
+    with pytest.raises(SettingsError, match="CATALOG_LOCK_TIMEOUT"):
         _ = app.conf.broker_url
 
 

@@ -44,14 +44,14 @@ def test_an_invalid_value_names_the_variable() -> None:
 
 
 def test_limits_that_would_let_a_batch_run_past_its_visibility_timeout_are_refused() -> None:
-    with pytest.raises(SettingsError, match="task_time_limit < visibility_timeout"):
+    with pytest.raises(SettingsError, match=r"CATALOG_TASK_TIME_LIMIT \(900\) must be less than CATALOG_VISIBILITY_TIMEOUT"):
         load_settings(task_time_limit=900, visibility_timeout=600)
-    with pytest.raises(SettingsError, match="lock_timeout"):
+    with pytest.raises(SettingsError, match=r"CATALOG_LOCK_TIMEOUT \(700\) must be less than the soft limit"):
         load_settings(lock_timeout=700)
 
 
 def test_a_soft_time_limit_that_would_stop_a_batch_still_waiting_for_the_lock_is_refused() -> None:
-    with pytest.raises(SettingsError, match="soft time limit"):
+    with pytest.raises(SettingsError, match=r"the soft limit \(3, from CATALOG_TASK_TIME_LIMIT 8\)"):
         load_settings(lock_timeout=5, task_time_limit=8, visibility_timeout=12, retry_backoff_max=4)
     settings = load_settings(lock_timeout=5, task_time_limit=11, visibility_timeout=14, retry_backoff_max=4)
     assert settings.lock_timeout < settings.soft_time_limit < settings.task_time_limit

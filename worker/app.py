@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
+import logging
+import os
+import sys
 from collections.abc import Iterator, Mapping
-from typing import Any
+from typing import Any, NoReturn
 
 from celery import Celery
 
 from catalog_core.celery_config import TASK_ROTATE, celery_config
-from catalog_core.settings import Settings, load_settings
+from catalog_core.errors import SettingsError
+from catalog_core.settings import Settings, check_timing_rules, load_settings, unknown_setting_variables
+from catalog_core.settings_rules import one_line, unknown_variable_warning
 from worker import bad_messages
 from worker.broker_transport import TRANSPORT
 from worker.store import CatalogStore
 from worker.tasks import register_tasks
+
+logger = logging.getLogger(__name__)
 
 
 class WorkerContext:
@@ -25,7 +32,7 @@ class WorkerContext:
     @property
     def settings(self) -> Settings:
         if self._settings is None:
-            self._settings = load_settings()
+            self._settings = settings_from_environment()
         return self._settings
 
     @property
@@ -35,8 +42,30 @@ class WorkerContext:
         return self._store
 
 
+def settings_from_environment() -> Settings:
+    """The settings of a worker or beat, from ``CATALOG_*``, the timing rules included.
+
+    A ``CATALOG_*`` variable that sets nothing is logged with the nearest name, and the worker
+    starts anyway: during a rolling upgrade the environment may already name a setting this
+    version does not have, and refusing to start then would stop every old worker.
+    """
+    settings = load_settings()
+    for name, nearest in unknown_setting_variables(os.environ):
+        logger.warning("catalog-ingest settings: %s", unknown_variable_warning(name, nearest))
+    return settings
+
+
+def exit_for_bad_settings(exc: SettingsError) -> NoReturn:
+    """One line on stderr and exit 2 (bad input), as the CLI does: a traceback would bury the one line
+    that matters. A misspelled variable, the likely cause, is named in the same line."""
+    unknown = [unknown_variable_warning(name, nearest) for name, nearest in unknown_setting_variables(os.environ)]
+    print(f"catalog-ingest: cannot start: {one_line(chr(10).join([str(exc), *unknown]))}", file=sys.stderr, flush=True)
+    raise SystemExit(exc.exit_code)
+
+
 def worker_config(settings: Settings) -> dict[str, Any]:
-    """The shared Celery configuration plus what only workers and beat need."""
+    """The shared Celery configuration plus what only workers and beat need (the timing rules checked)."""
+    check_timing_rules(settings)
     return {
         **celery_config(settings),
         # kombu's Redis transport with the fixes a worker needs to survive a Redis restart and
@@ -66,13 +95,19 @@ class LazyConfig(Mapping[str, Any]):
     i.e. a worker that tries amqp://localhost instead of saying that CATALOG_* is wrong.)
     """
 
-    def __init__(self, context: WorkerContext) -> None:
+    def __init__(self, context: WorkerContext, exit_on_bad_settings: bool = False) -> None:
         self._context = context
+        self._exit_on_bad_settings = exit_on_bad_settings
         self._config: dict[str, Any] | None = None
 
     def _load(self) -> dict[str, Any]:
         if self._config is None:
-            self._config = worker_config(self._context.settings)
+            try:
+                self._config = worker_config(self._context.settings)
+            except SettingsError as exc:
+                if self._exit_on_bad_settings:
+                    exit_for_bad_settings(exc)
+                raise
         return self._config
 
     def __getitem__(self, key: str) -> Any:
@@ -85,12 +120,16 @@ class LazyConfig(Mapping[str, Any]):
         return len(self._load())
 
 
-def create_app(settings: Settings | None = None) -> Celery:
+def create_app(settings: Settings | None = None, *, exit_on_bad_settings: bool = False) -> Celery:
     """A Celery app for the workers. Without ``settings`` they are read from the environment
-    when Celery first needs its configuration, not when this function runs."""
+    when Celery first needs its configuration, not when this function runs.
+
+    ``exit_on_bad_settings``: for the app the ``celery`` command loads (worker/celery.py), invalid
+    settings print one line and exit 2 instead of raising ``SettingsError`` through Celery.
+    """
     context = WorkerContext(settings)
     app = Celery("catalog-ingest", set_as_current=False)
-    app.config_from_object(LazyConfig(context))
+    app.config_from_object(LazyConfig(context, exit_on_bad_settings))
     register_tasks(app, context)
     bad_messages.install(app, context)
     return app
