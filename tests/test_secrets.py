@@ -223,7 +223,7 @@ def test_a_worker_that_loses_redis_logs_no_password(tmp_path: Path) -> None:
             deadline = time.monotonic() + 60
             while "Cannot connect to" not in worker.log() and time.monotonic() < deadline:
                 time.sleep(0.2)
-            assert "Cannot connect to redis://:**@127.0.0.1" in worker.log(), stack.logs()
+            assert "Cannot connect to catalog-redis://:**@127.0.0.1" in worker.log(), stack.logs()
         finally:
             stack.stop_all()
     logs = {process.name: process.log() for process in (worker, beat)}

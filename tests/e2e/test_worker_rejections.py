@@ -80,7 +80,7 @@ def test_a_batch_the_producer_refuses_never_enters_the_queue(stack: Stack, recor
     assert [error.index for error in refused.value.errors] == [1]
 
     assert queue_length(stack) == 0
-    assert stack.producer.handle("refused-1").state().state == "queued"  # i.e. unknown: no result
+    assert stack.producer.handle("refused-1").state().state == "unknown"  # never queued, no result
     assert not [k for k in set(client.keys("*")) - keys_before if b"refused-1" in k]
 
     batch = write_jsonl(stack.tmp_path / "bad.jsonl", [product("FINE-2"), record])
