@@ -129,6 +129,8 @@ class Channel(kombu_redis.Channel):
             super()._brpop_start(timeout)
             return
         # As kombu's _brpop_start (redis.py:1459-1474), with BRPOPLPUSH: it answers the item alone.
+        # A reply kombu leaves unread while the channel has no credit (MultiChannelPoller._pause_brpop)
+        # sits in the claim list meanwhile: unread past the grace, it is delivered twice (harmless).
         timeout = self.brpop_timeout if timeout is None else timeout
         self._claiming = (queues[0], key)
         self._in_poll = self.client.connection
@@ -185,8 +187,9 @@ class Channel(kombu_redis.Channel):
             for key in sorted(keys):
                 moved = reliable_queue.sweep_claims(client, key, float(self.claim_grace))
                 if moved:
-                    log.warning("%d message(s) popped from %r but never recorded (a crash between pop and "
-                                "record) went back to the queue", moved, key)
+                    log.warning("%d message(s) popped from %r but not recorded within %gs (a crash, or a "
+                                "pause, between pop and record) went back to the queue", moved, key,
+                                float(self.claim_grace))
 
     def _get_client(self) -> Any:
         client = super()._get_client()  # also kombu's check of the redis-py version
