@@ -11,6 +11,9 @@ fixed step (while the popped message is being built, before the record).
 from __future__ import annotations
 
 import logging
+import subprocess
+import sys
+import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -106,6 +109,49 @@ def test_a_message_popped_just_before_redis_dies_is_kept_as_a_claim_and_swept_ba
         assert client.hlen("unacked") == 1
         received[0][1].ack()
         assert client.hlen("unacked") == 0 and client.zcard("unacked_index") == 0
+    finally:
+        close_quietly(worker)
+
+
+# A consumer that dies like kill -9 (os._exit: no cleanup, no restore) after the pop, before the record.
+DIES_AFTER_THE_POP = textwrap.dedent("""
+    import os, sys
+    from kombu import Connection, Consumer, Exchange, Queue
+    from worker.bad_messages import TolerantMessage
+    from worker.broker_transport import TRANSPORT
+
+    class DiesHere(TolerantMessage):
+        def __init__(self, *args, **kwargs):
+            os._exit(9)
+
+    connection = Connection(sys.argv[1], transport=TRANSPORT,
+                            transport_options={"priority_steps": [0], "claim_grace": 0})
+    connection.default_channel.Message = DiesHere
+    Consumer(connection, [Queue("tasks", Exchange("tasks"), "tasks")], callbacks=[print]).consume()
+    connection.drain_events(timeout=10)
+    sys.exit(0)
+""")
+
+
+def test_a_message_popped_by_a_consumer_killed_before_its_record_is_swept_back_and_delivered(
+    durable_server: RedisServer,
+) -> None:
+    publish(durable_server.url, {"n": 5})
+    dead = subprocess.run([sys.executable, "-c", DIES_AFTER_THE_POP, durable_server.url],
+                          capture_output=True, text=True, timeout=60, cwd=Path(__file__).resolve().parents[1])
+    assert dead.returncode == 9, dead.stderr
+    client = durable_server.client()
+    assert client.llen("tasks") == 0 and client.hlen("unacked") == 0
+    assert client.llen("tasks:claimed") == 1, "the message the dead consumer popped must be kept as a claim"
+
+    worker = Connection(durable_server.url, transport=TRANSPORT, transport_options=OPTIONS)
+    received: list[Any] = []
+    try:
+        consume(worker, received)
+        for _ in range(2):  # remembered, then put back (grace 0)
+            worker.default_channel.qos.restore_visible(num=10, interval=1)
+        worker.drain_events(timeout=5)
+        assert [body for body, _ in received] == [{"n": 5}]
     finally:
         close_quietly(worker)
 
