@@ -28,6 +28,10 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         # The sweep holds a Redis mutex; a worker killed while holding it would stall every
         # redelivery for kombu's default 300 s.
         "unacked_mutex_expire": 60,
+        # One list key per queue (no priority sub-queues): the worker's transport can then pop with
+        # BRPOPLPUSH into a claim list, so a batch popped just before a crash is never lost
+        # (worker/broker_transport.py). Producers share this, so they push to that one key.
+        "priority_steps": [0],
         "socket_connect_timeout": 5,
         "socket_timeout": 30,
         "retry_on_timeout": True,

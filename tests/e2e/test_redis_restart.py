@@ -6,6 +6,10 @@ stopped workers with ``Unrecoverable error: AttributeError("'NoneType' object ha
 an unacknowledged batch *and* waits in BRPOP for the next one when its connection drops: workers
 run two pool processes (a prefetch of 2), and a producer thread keeps the queue full throughout.
 The second test drives kombu through the same steps as Celery's consumer, deterministically.
+
+No batch is re-sent: one that Redis took is never lost by the workers' transport, even when Redis
+dies between a worker's pop and its unacked record (the claim list, worker/reliable_queue.py);
+stock kombu lost about one batch in a thousand there, and this test used to re-send them.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from kombu import Connection, Consumer, Exchange, Queue
 from kombu.common import ignore_errors
 
 from devtools.supervisor import WORKER_ARGS, celery_command
+from catalog_core.celery_config import celery_config
 from catalog_core.errors import RedisUnavailableError
 from devtools.redis_server import RedisServer
 from producers.api import Producer
@@ -49,6 +54,7 @@ class BusyProducer(threading.Thread):
         super().__init__(daemon=True)
         self.stack, self.backlog = stack, backlog
         self.batches: dict[str, list[dict[str, Any]]] = {}
+        self.interrupted: set[str] = set()  # a submit that raised: its message may never have reached Redis
         self.stopping = threading.Event()
 
     def run(self) -> None:
@@ -63,6 +69,7 @@ class BusyProducer(threading.Thread):
                 producer.submit(items, batch_id=batch_id)
                 self.batches[batch_id] = items
             except (RedisUnavailableError, redis.RedisError):  # Redis is down: same id again once it is back
+                self.interrupted.add(batch_id)
                 producer = Producer(self.stack.settings)
                 time.sleep(0.1)
 
@@ -76,30 +83,30 @@ def start_workers(stack: Stack) -> list[CeleryProcess]:
     return workers
 
 
-def wait_for_outcomes(stack: Stack, batches: dict[str, list[dict[str, Any]]]) -> list[str]:
-    """Wait until every batch is done. A batch that kombu lost from the queue (popped by a BRPOP
-    whose reply died with Redis: still "queued" after the visibility timeout) is submitted again
-    with the same id, as a producer would; returns those ids."""
+def wait_for_outcomes(stack: Stack, busy: BusyProducer) -> None:
+    """Wait until every batch is done, re-sending none. A batch cancelled by a connection loss waits
+    in kombu's unacked set for the visibility timeout, and its sweep may wait for the sweep mutex
+    of a worker that Redis died under (it expires after ``unacked_mutex_expire``)."""
     producer = Producer(stack.settings)
-    resubmit_at = time.monotonic() + LIMITS["visibility_timeout"] + 3 * LIMITS["restore_interval"] + 5
-    deadline = resubmit_at + 30
-    resubmitted: list[str] = []
-    pending = set(batches)
+    mutex_expire = celery_config(stack.settings)["broker_transport_options"]["unacked_mutex_expire"]
+    deadline = time.monotonic() + LIMITS["visibility_timeout"] + mutex_expire + 5 * LIMITS["restore_interval"] + 10
+    pending = set(busy.batches)
     while pending and time.monotonic() < deadline:
         for batch_id in sorted(pending):
-            state = producer.handle(batch_id).state()
-            if state.state == "done":
+            if producer.handle(batch_id).state().state == "done":
                 pending.discard(batch_id)
-            elif state.state == "queued" and time.monotonic() > resubmit_at and batch_id not in resubmitted:
-                producer.submit(batches[batch_id], batch_id=batch_id)
-                resubmitted.append(batch_id)
         time.sleep(0.2)
     if pending:
-        stack.fail(f"{len(pending)} of {len(batches)} batches have no outcome, e.g. {sorted(pending)[:5]}")
-    return resubmitted
+        # A submit interrupted by the outage can leave its submission record without its message,
+        # and the retry with the same id is then answered as a duplicate (producers/api.py): a
+        # producer-side loss, told apart here from a loss by the broker.
+        interrupted = sorted(pending & busy.interrupted)
+        stack.fail(f"{len(pending)} of {len(busy.batches)} batches have no outcome, none re-sent: "
+                   f"{sorted(pending - busy.interrupted)[:5]} were sent without error (lost after Redis took "
+                   f"them); {interrupted[:5]} had a submit interrupted by the outage (producer side)")
 
 
-@pytest.mark.timeout(200)
+@pytest.mark.timeout(260)
 def test_every_worker_survives_repeated_redis_restarts_and_every_batch_gets_one_outcome(tmp_path: Path) -> None:
     server = RedisServer(tmp_path / "redis", appendonly=True, appendfsync="always").start()
     stack = Stack(make_settings(tmp_path, server.url, **LIMITS), tmp_path)
@@ -121,8 +128,8 @@ def test_every_worker_survives_repeated_redis_restarts_and_every_batch_gets_one_
         assert all(w.alive() for w in workers), stack.logs()
         assert len(busy.batches) >= 2 * RESTARTS, "the producer hardly submitted anything"
 
-        resubmitted = wait_for_outcomes(stack, dict(busy.batches))
-        print(f"{len(busy.batches)} batches, {len(resubmitted)} lost by kombu and submitted again: {resubmitted}")
+        wait_for_outcomes(stack, busy)
+        print(f"{len(busy.batches)} batches, none re-sent, every one done")
         state = read_state(state_path(stack.settings.catalog_path))
         assert state is not None
         assert set(busy.batches) <= set(state.ledger)
@@ -131,6 +138,7 @@ def test_every_worker_survives_repeated_redis_restarts_and_every_batch_gets_one_
         assert all(w.alive() for w in workers), stack.logs()
         for worker in workers:
             assert "Unrecoverable error" not in worker.log(), stack.logs()
+            assert "popping with BRPOP" not in worker.log(), "the worker must pop through the claim list"
     finally:
         busy.stopping.set()
         stack.stop_all()
