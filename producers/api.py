@@ -172,19 +172,27 @@ class Producer:
         sequence = next_sequence(self.redis, self.settings.queue)
         message = BatchMessage(batch_id=batch_id or new_batch_id(), source=source, items=items, sequence=sequence)
         try:
-            record_submission(self.redis, self.settings.queue, Submission(
-                batch_id=message.batch_id, source=source, sequence=sequence, records=len(items),
-                content_sha256=digest, submitted_at=message.submitted_at), self.settings.result_expires)
             self.app.send_task(
                 TASK_INGEST, args=[message.model_dump(mode="json")], task_id=message.batch_id,
                 queue=self.settings.queue,
             )
-        except (OperationalError, RedisUnavailableError) as exc:
+        except OperationalError as exc:
             abandon_sequence(self.redis, self.settings.queue, sequence)
             raise RedisUnavailableError(
                 f"cannot reach the broker at {display_url(self.settings.redis_url)} to queue batch "
                 f"{message.batch_id}: {exc}"
             ) from None
+        # Recorded only once the batch is on the queue: a record without its message would make
+        # a resubmission answer "duplicate" for a batch that never was queued. Missing, the record
+        # only makes status say "unknown" until the result, and a resubmission sends it again
+        # (the workers' ledger answers duplicate).
+        try:
+            record_submission(self.redis, self.settings.queue, Submission(
+                batch_id=message.batch_id, source=source, sequence=sequence, records=len(items),
+                content_sha256=digest, submitted_at=message.submitted_at), self.settings.result_expires)
+        except RedisUnavailableError as exc:
+            raise RedisUnavailableError(f"batch {message.batch_id} was queued, but Redis failed right after "
+                                        f"({exc}); submitting it again with the same batch id is safe") from None
         return self._handle(message.batch_id, records=len(items), sequence=sequence, submitted=True)
 
     def _already_submitted(self, batch_id: str) -> bool:

@@ -108,3 +108,19 @@ def test_producers_never_import_the_worker() -> None:
 
     code = "import producers.api, producers.files, schemas, sys; print(any(m.split('.')[0] == 'worker' for m in sys.modules))"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "False"
+
+
+def test_a_submission_whose_send_failed_leaves_no_record_so_a_retry_sends_it(settings: Settings) -> None:
+    """A record written before a send that then failed would make the retry answer "duplicate"
+    for a batch that never reached the queue (found by restarting Redis under load)."""
+    from producers.tracking import find_submission
+
+    client = redis.Redis.from_url(settings.redis_url)
+    client.set(settings.queue, b"not a list")  # the send fails, after the sequence was taken
+    with pytest.raises(RedisUnavailableError):
+        Producer(settings).submit([product("A")], batch_id="retry-me")
+    assert find_submission(client, settings.queue, "retry-me") is None
+    client.delete(settings.queue)
+    handle = Producer(settings).submit([product("A")], batch_id="retry-me")
+    assert handle.submitted and handle.resubmitted_digest is None  # really sent this time
+    assert client.llen(settings.queue) == 1

@@ -145,17 +145,17 @@ def test_a_state_only_commit_leaves_the_catalog_file_alone(catalog: Path) -> Non
 import logging  # noqa: E402
 
 from catalog_core.errors import CommitError  # noqa: E402
-from worker.commit import recover_and_read  # noqa: E402
+from worker.commit import recover_for_write  # noqa: E402
 
 
 def test_recovery_of_agreeing_files_does_nothing_and_says_none(catalog: Path) -> None:
-    state, data, action = recover_and_read(catalog)
+    state, data, action, _identity = recover_for_write(catalog)
     assert action is None and data == OLD and state.catalog_sha256 == sha256_of(OLD)
 
 
-def test_recover_and_read_hands_back_the_catalog_as_rolled_forward(catalog: Path) -> None:
+def test_recover_for_write_hands_back_the_catalog_as_rolled_forward(catalog: Path) -> None:
     crash_in_child(catalog, "between the renames")
-    state, data, action = recover_and_read(catalog)
+    state, data, action, _identity = recover_for_write(catalog)
     assert data == NEW and state.catalog_sha256 == sha256_of(NEW)
     assert action is not None and action.startswith("rolled forward")
 
@@ -179,7 +179,7 @@ def test_a_hand_edited_catalog_whose_state_names_no_pending_file_is_adopted(tmp_
     path = tmp_path / "products.json"
     path.write_bytes(OLD)
     commit(path, None, CatalogState(catalog_sha256=sha256_of(OLD)), lambda: None)  # a state-only commit
-    assert read_state(state_path(path)).pending_catalog is None  # type: ignore[union-attr]
+    assert read_state(state_path(path)).pending_token is None  # type: ignore[union-attr]
     path.write_bytes(NEW)
     state, action = recover(path)
     assert action is not None and "outside catalog-ingest" in action and state.catalog_sha256 == sha256_of(NEW)
@@ -194,7 +194,7 @@ def test_recovery_logs_what_it_did_and_each_stale_temp_file_it_removed(
     with caplog.at_level(logging.WARNING, logger="worker.commit"):
         _, action = recover(catalog)
     messages = [record.getMessage() for record in caplog.records]
-    assert f"removed {stale}, left by a writer that crashed" in messages
+    assert f"removed {stale}, left by a writer that crashed or lost the lock" in messages
     assert f"{catalog}: {action}" in messages
 
 
@@ -228,7 +228,7 @@ def test_a_failed_state_rename_is_a_commit_error_that_says_nothing_changed(
 
 
 def test_a_failed_catalog_rename_after_the_commit_point_is_said_and_rolled_forward_at_the_next_load(
-    catalog: Path, monkeypatch: pytest.MonkeyPatch
+    catalog: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     real_replace = os.replace
 
@@ -238,9 +238,9 @@ def test_a_failed_catalog_rename_after_the_commit_point_is_said_and_rolled_forwa
         real_replace(source, target)  # type: ignore[arg-type]
 
     monkeypatch.setattr(commit_module.os, "replace", refuse_catalog)
-    with pytest.raises(CommitError) as info:
-        commit(catalog, NEW, CatalogState(fence=2), lambda: None)
-    assert str(info.value) == (f"{catalog}: committed, but the rename failed ([Errno 5] Input/output error); "
-                               "the next load rolls it forward")
+    with caplog.at_level(logging.WARNING, logger="worker.commit"):
+        commit(catalog, NEW, CatalogState(fence=2), lambda: None)  # committed: never a failure
+    assert f"{catalog}: committed; the catalog rename is left to the next writer's recovery " \
+           "([Errno 5] Input/output error)" in [r.getMessage() for r in caplog.records]
     monkeypatch.undo()
-    assert recover_and_read(catalog)[1] == NEW
+    assert recover_for_write(catalog).catalog_bytes == NEW
