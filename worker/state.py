@@ -120,6 +120,8 @@ class CatalogState:
         # Compact: this is rewritten with every commit. Errors stay in `catalog rejected`.
         entry = result.model_dump(mode="json", include={"status", "created", "updated", "unchanged", "sequence",
                                                         "fence", "content_sha256"})
+        if entry.get("content_sha256") is None:
+            entry.pop("content_sha256", None)  # compact: only batches with records carry one
         if result.errors:
             entry["errors"] = [e.model_dump(mode="json") for e in result.errors[:LEDGER_ERRORS_KEPT]]
         if result.superseded:

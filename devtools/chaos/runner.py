@@ -32,6 +32,7 @@ CHAOS_SETTINGS: dict[str, Any] = {
     "max_retries": 6, "retry_backoff_max": 2,
 }
 CHAOS_QUEUE = str(Settings.model_fields["queue"].default)  # the runner sets no CATALOG_QUEUE
+MALFORMED_WAIT_S = 30.0
 
 
 @dataclass
@@ -176,9 +177,9 @@ class ChaosRun:
                 report.problems.append(f"not finished after {options.timeout:g}s "
                                        f"({len(expected - _ledger_ids(self.catalog))} batches without an outcome)")
             pauses.resume_due(everyone=True)
-            for task_id in self.malformed_ids:
-                if find_rejection(_client(server), CHAOS_QUEUE, task_id) is None:
-                    report.problems.append(f"malformed message {task_id} is not in `catalog rejected`")
+            # The batches may all be done while a malformed message still waits in the queue.
+            missing = self._malformed_not_rejected(server, wait=MALFORMED_WAIT_S)
+            report.problems.extend(f"malformed message {task_id} is not in `catalog rejected`" for task_id in missing)
             for producer in producers:
                 if producer.alive():
                     producer.kill()
@@ -188,6 +189,17 @@ class ChaosRun:
             supervisor.stop_all(grace=5)
             self.say(f"  finished in {time.monotonic() - started:.1f}s")
         return self.judge()
+
+    def _malformed_not_rejected(self, server: RedisServer, wait: float) -> list[str]:
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                missing = [t for t in self.malformed_ids if find_rejection(_client(server), CHAOS_QUEUE, t) is None]
+            except redis.RedisError:
+                missing = list(self.malformed_ids)
+            if not missing or time.monotonic() > deadline:
+                return missing
+            time.sleep(0.2)
 
     def judge(self) -> ChaosReport:
         submissions: dict[str, list[str]] = {}
