@@ -16,9 +16,10 @@ app = typer.Typer(
     name="catalog",
     help=(
         "Ingest product batches into the catalog (products.json) safely.\n\n"
-        "Exit codes: 0 done, 1 batch rejected or catalog invalid, 2 bad input "
-        "(file, option, backup name), 3 cannot write safely (Redis, lock, corrupt catalog, "
-        "batch failed), 4 still pending when --wait timed out."
+        "Exit codes: 0 done, 1 batch rejected (or a duplicate with other records) or catalog invalid, "
+        "2 bad input (file, option, backup name, settings), 3 cannot write safely (Redis, lock, corrupt "
+        "catalog, batch failed or lost), 4 still pending, 5 unknown batch id (status). "
+        "`catalog config` shows the settings in effect."
     ),
     no_args_is_help=True,
     pretty_exceptions_enable=False,
