@@ -6,6 +6,7 @@ import logging
 import os
 import re
 import secrets
+import stat
 from collections.abc import Callable
 from contextlib import suppress
 from pathlib import Path
@@ -115,3 +116,36 @@ def atomic_write(path: Path, data: bytes, before_replace: Callable[[], None] | N
             raise CommitError(f"{path}: could not replace it ({exc}); the previous version is intact") from exc
         raise
     sync_folder_or_warn(path.parent)
+
+
+def read_regular_file(path: Path, fail: Callable[[str], Exception], *, limit: int | None = None,
+                      follow_links: bool = True) -> tuple[bytes, os.stat_result] | None:
+    """The bytes of ``path`` and the ``fstat`` of the descriptor they came from; None if it does not exist.
+
+    The one way the worker reads the files beside the catalog (catalog, state, id, backups):
+    only a regular file is read (a FIFO is not waited on: opened non-blocking, checked with
+    ``fstat``; a device is never read), at most ``limit`` bytes. ``fail(reason)`` builds the
+    caller's error, so each file keeps its own message and exit code.
+    """
+    flags = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | (0 if follow_links else os.O_NOFOLLOW)
+    try:
+        fd = os.open(path, flags)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise fail(f"cannot open it ({exc.strerror})") from None
+    try:
+        status = os.fstat(fd)
+        if not stat.S_ISREG(status.st_mode):
+            raise fail("not a regular file")
+        chunks, total = [], 0
+        while chunk := os.read(fd, 1 << 20):
+            total += len(chunk)
+            if limit is not None and total > limit:
+                raise fail(f"over {limit:,} bytes")
+            chunks.append(chunk)
+    except OSError as exc:
+        raise fail(f"cannot read it ({exc.strerror})") from None
+    finally:
+        os.close(fd)
+    return b"".join(chunks), status

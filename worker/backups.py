@@ -7,11 +7,11 @@ import logging
 import os
 import re
 import shutil
-import stat
 from dataclasses import dataclass
 from pathlib import Path
 
 from catalog_core.errors import BackupError, BackupNotFoundError
+from worker.atomic import read_regular_file
 
 log = logging.getLogger(__name__)
 
@@ -164,15 +164,11 @@ def rotate_backups(
 
 def read_backup(backup: Backup) -> bytes:
     """The backup's bytes, refusing a name that became a symbolic link or another kind of file since it was listed."""
-    try:
-        fd = os.open(backup.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-    except OSError as exc:
-        raise BackupNotFoundError(f"{backup.name}: cannot open it as a backup ({exc.strerror})") from None
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
-        os.close(fd)
-        raise BackupNotFoundError(f"{backup.name} is not a backup: not a regular file")
-    with os.fdopen(fd, "rb") as handle:
-        return handle.read()
+    read = read_regular_file(backup.path, lambda reason: BackupNotFoundError(
+        f"{backup.name} cannot be read as a backup: {reason}"), follow_links=False)
+    if read is None:
+        raise BackupNotFoundError(f"{backup.name}: no longer in {backup.path.parent}")
+    return read[0]
 
 
 def find_backup(catalog: Path, backup_dir: Path, name: str) -> Backup:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import stat
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -11,6 +9,7 @@ from typing import Any
 import orjson
 
 from catalog_core.errors import CatalogCorruptError
+from worker.atomic import read_regular_file
 
 RESTORE_HINT = "Nothing was overwritten. See `catalog backups list` and `catalog backups restore NAME`."
 
@@ -48,20 +47,9 @@ def read_catalog_bytes(path: Path) -> bytes | None:
     Only a regular file is a catalog: a FIFO is not waited on (opened non-blocking, checked with
     ``fstat``) and a device is never read, so a wrong CATALOG_PATH cannot hang or fill memory.
     """
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-    except FileNotFoundError:
-        return None
-    except OSError as exc:
-        raise CatalogCorruptError(f"{path}: cannot read the catalog: {exc.strerror}") from None
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
-        os.close(fd)
-        raise CatalogCorruptError(f"{path}: not a regular file, so not a catalog. {RESTORE_HINT}")
-    with os.fdopen(fd, "rb") as handle:
-        try:
-            return handle.read()
-        except OSError as exc:
-            raise CatalogCorruptError(f"{path}: cannot read the catalog: {exc.strerror}") from None
+    read = read_regular_file(path, lambda reason: CatalogCorruptError(
+        f"{path}: not readable as a catalog: {reason}. {RESTORE_HINT}"))
+    return None if read is None else read[0]
 
 
 def read_catalog(path: Path) -> list[dict[str, Any]]:

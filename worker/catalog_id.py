@@ -14,13 +14,12 @@ import logging
 import os
 import re
 import secrets
-import stat
 import uuid
 from contextlib import suppress
 from pathlib import Path
 
 from catalog_core.errors import CatalogCorruptError, CommitError
-from worker.atomic import fsync_dir
+from worker.atomic import fsync_dir, read_regular_file
 
 log = logging.getLogger(__name__)
 
@@ -39,25 +38,18 @@ def catalog_id_path(catalog: Path) -> Path:
 def read_catalog_id(catalog: Path) -> str | None:
     """The catalog's id; None when it has none yet. A file that is not an id is an error."""
     path = catalog_id_path(catalog)
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)  # a FIFO must not hang us
-    except FileNotFoundError:
+    not_an_id = CatalogCorruptError(
+        f"{path}: not a catalog id (a uuid4 on one line). It names the catalog's lock on every host: "
+        "stop every writer, then delete it and the next writer creates a new one")
+    read = read_regular_file(path, lambda reason: not_an_id if reason == "not a regular file" or
+                             reason.startswith("over") else
+                             CatalogCorruptError(f"{path}: cannot read the catalog id: {reason}"), limit=ID_MAX_BYTES)
+    if read is None:
         return None
-    except OSError as exc:
-        raise CatalogCorruptError(f"{path}: cannot read the catalog id: {exc.strerror}") from None
-    try:
-        regular = stat.S_ISREG(os.fstat(fd).st_mode)
-        data = os.read(fd, ID_MAX_BYTES + 1) if regular else b""
-    except OSError as exc:
-        raise CatalogCorruptError(f"{path}: cannot read the catalog id: {exc.strerror}") from None
-    finally:
-        os.close(fd)
+    data = read[0]
     text = data.decode("ascii", errors="replace").strip()
-    if not regular or len(data) > ID_MAX_BYTES or not _ID_PATTERN.match(text):
-        raise CatalogCorruptError(
-            f"{path}: not a catalog id (a uuid4 on one line). It names the catalog's lock on every host: "
-            "stop every writer, then delete it and the next writer creates a new one"
-        )
+    if not _ID_PATTERN.match(text):
+        raise not_an_id
     return text
 
 

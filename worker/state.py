@@ -13,7 +13,6 @@ import datetime as dt
 import hashlib
 import os
 import re
-import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -25,6 +24,7 @@ from catalog_core.errors import CatalogCorruptError
 from catalog_core.sequence import epoch_start
 from schemas import BatchResult
 from schemas.state import STATE_FILE, STATE_FORMAT
+from worker.atomic import read_regular_file
 
 LEDGER_ERRORS_KEPT = 20
 # Sequences above the watermark with an outcome. A gap that never closes (a producer that died
@@ -202,28 +202,13 @@ def read_state_file(path: Path) -> tuple[CatalogState | None, FileIdentity | Non
     later to know whether anyone replaced the file since: a second ``stat`` after the read could
     describe a file committed in between.
     """
-    try:
-        # O_NONBLOCK: a FIFO put there must not hang the open; it is refused below.
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-    except FileNotFoundError:
+    read = read_regular_file(path, lambda reason: CatalogCorruptError(
+        f"{path}: the catalog's state file is {reason}" if reason == "not a regular file"
+        else f"{path}: cannot read the catalog's state file: {reason}"), limit=STATE_MAX_BYTES)
+    if read is None:
         return None, None
-    except OSError as exc:
-        raise CatalogCorruptError(f"{path}: cannot read the catalog's state file: {exc.strerror}") from None
-    try:
-        status = os.fstat(fd)
-        if not stat.S_ISREG(status.st_mode):
-            raise CatalogCorruptError(f"{path}: the catalog's state file is not a regular file")
-        chunks, total = [], 0
-        while chunk := os.read(fd, 1 << 20):
-            chunks.append(chunk)
-            total += len(chunk)
-            if total > STATE_MAX_BYTES:
-                raise CatalogCorruptError(f"{path}: the catalog's state file is over {STATE_MAX_BYTES} bytes")
-    except OSError as exc:
-        raise CatalogCorruptError(f"{path}: cannot read the catalog's state file: {exc.strerror}") from None
-    finally:
-        os.close(fd)
-    return parse_state(b"".join(chunks), path), FileIdentity.of(status)
+    data, status = read
+    return parse_state(data, path), FileIdentity.of(status)
 
 
 def current_identity(path: Path) -> FileIdentity | None:
