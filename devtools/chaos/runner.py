@@ -67,9 +67,10 @@ class FaultSchedule:
 
     def __init__(self, rng: random.Random, started: float) -> None:
         self.rng = rng
-        self.due = {"kill": started + rng.uniform(1.0, 3.0), "restart": started + rng.uniform(2.0, 5.0),
-                    "wipe": started + rng.uniform(4.0, 8.0), "pause": started + rng.uniform(1.0, 4.0),
-                    "malformed": started + rng.uniform(0.5, 2.0)}
+        # The first of each kind early, while batches are still flowing (a short run is over in seconds).
+        self.due = {"kill": started + rng.uniform(1.0, 3.0), "restart": started + rng.uniform(0.5, 2.0),
+                    "wipe": started + rng.uniform(1.5, 3.5), "pause": started + rng.uniform(0.5, 2.0),
+                    "malformed": started + rng.uniform(0.3, 1.0)}
         self.gaps = {"kill": (1.0, 3.0), "restart": (3.0, 6.0), "wipe": (6.0, 10.0), "pause": (2.0, 5.0),
                      "malformed": (0.5, 3.0)}
 
@@ -90,6 +91,14 @@ class ChaosRun:
         self.catalog = options.workdir / "catalog" / "products.json"
         self.report = ChaosReport(batches=options.batches)
         self.malformed_ids: list[str] = []  # pushed since the last wipe: each must be in `catalog rejected`
+
+    def every_fault_fired(self) -> bool:
+        """Each kind of fault asked for happened at least once: a fast run must not skip one."""
+        options, report = self.options, self.report
+        asked_and_done = [(options.kills, report.kills), (options.redis_restarts, report.redis_restarts),
+                          (options.redis_wipes, report.redis_wipes), (options.pauses, report.pauses),
+                          (options.malformed, report.malformed)]
+        return all(done >= 1 for asked, done in asked_and_done if asked)
 
     def start_worker(self, supervisor: Supervisor, n: int) -> None:
         # Two pool processes: a worker then holds a batch while its consumer waits on the queue,
@@ -165,7 +174,8 @@ class ChaosRun:
             schedule = FaultSchedule(self.rng, started)
             while time.monotonic() < started + options.timeout:
                 pauses.resume_due()
-                if not any(p.alive() for p in producers) and expected <= _ledger_ids(self.catalog):
+                if (not any(p.alive() for p in producers) and expected <= _ledger_ids(self.catalog)
+                        and self.every_fault_fired()):
                     break
                 dead = [name for name in supervisor.dead() if name.startswith("worker")]
                 if dead:

@@ -50,10 +50,10 @@ def test_a_seeded_chaos_run_ends_with_the_catalog_of_sequence_order(tmp_path: Pa
     assert match and faults, result.stdout[-3000:] + result.stderr[-3000:]
     batches, kills, restarts, _duplicates, _superseded, mismatches = map(int, match.groups())
     assert (batches, mismatches) == (80, 0), result.stdout[-5000:]
-    assert restarts >= 1, result.stdout[-5000:]  # the second restart is skipped if the run ends first
+    assert restarts >= 1, result.stdout[-5000:]  # every kind fires at least once; the second may be skipped
     assert kills >= 1
     _inside, wipes, pauses, malformed, _lost = map(int, faults.groups())
-    assert (wipes, pauses) == (1, 2) and malformed >= 1, lines[-2]
+    assert wipes == 1 and pauses >= 1 and malformed >= 1, lines[-2]
     assert result.returncode == 0
 
 
