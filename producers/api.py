@@ -14,7 +14,6 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-import orjson
 import redis
 from celery import Celery
 from celery.result import AsyncResult
@@ -30,7 +29,8 @@ from producers.chunks import ChunkLimits, chunked_file, numbered
 from producers.files import read_batch_file
 from producers.state import BatchState
 from producers.tracking import Submission, find_submission, record_submission
-from schemas import BatchMessage, BatchResult, BatchStatus, records_digest
+from schemas import BatchMessage, BatchResult, BatchStatus
+from schemas.batch import digest_of, records_json
 from schemas.validation import check_record
 
 # Celery states as people say them.
@@ -151,11 +151,17 @@ class Producer:
 
     def check(self, records: Sequence[Any]) -> None:
         """Refuse, before queueing, a batch over the limits or with records that can never be valid."""
+        self._checked_json(records)
+
+    def _checked_json(self, records: Sequence[Any]) -> bytes:
+        """``check``, returning the records' canonical JSON (serialized once: size and digest)."""
         BatchTooLargeError.check_items(len(records), self.settings.max_batch_items)
-        BatchTooLargeError.check_bytes(len(orjson.dumps(list(records), default=str)), self.settings.max_batch_bytes)
+        canonical = records_json(records)
+        BatchTooLargeError.check_bytes(len(canonical), self.settings.max_batch_bytes)
         errors = [error for index, record in enumerate(records) for error in check_record(record, index)]
         if errors:
             raise BatchRefusedError(f"{len(errors)} invalid record(s); the batch was not queued", errors)
+        return canonical
 
     def submit(self, records: Iterable[Any], *, batch_id: str | None = None, source: str = "api") -> BatchHandle:
         """Check and queue one all-or-nothing batch. ``batch_id`` lets a caller retry safely.
@@ -164,8 +170,7 @@ class Producer:
         answers ``duplicate`` with the original's outcome, and says whether the records differ.
         """
         items = list(records)
-        self.check(items)
-        digest = records_digest(items)
+        digest = digest_of(self._checked_json(items))
         if batch_id is not None and self._already_submitted(batch_id):
             return self._handle(batch_id, records=len(items), resubmitted_digest=digest)
         # Taken after the checks, so refused batches leave no gap in the sequence.

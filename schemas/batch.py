@@ -36,10 +36,20 @@ class BatchMessage(BaseModel):
     items: list[Any] = Field(description="Product records; checked one by one by the store, all or nothing.")
 
 
-def records_digest(records: Sequence[Any]) -> str:
-    """A digest of a batch's records, the same for the same records whatever their keys' order.
+def records_json(records: Sequence[Any]) -> bytes:
+    """A batch's records as canonical JSON (keys sorted), serialized once for two uses: its length
+    is the size ``CATALOG_MAX_BATCH_BYTES`` counts (sorting keys does not change it), its sha256
+    the digest (``digest_of``)."""
+    return orjson.dumps(list(records), option=orjson.OPT_SORT_KEYS, default=str)
+
+
+def digest_of(canonical: bytes) -> str:
+    """The digest of records given as ``records_json``: the same whatever their keys' order.
 
     Kept in the ledger, so that a batch id reused for other records is told apart from a retry.
     """
-    data = orjson.dumps(list(records), option=orjson.OPT_SORT_KEYS, default=str)
-    return hashlib.sha256(data).hexdigest()
+    return hashlib.sha256(canonical).hexdigest()
+
+
+def records_digest(records: Sequence[Any]) -> str:
+    return digest_of(records_json(records))

@@ -21,7 +21,6 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
-import orjson
 import redis
 
 from catalog_core.errors import BatchTooLargeError, FencedError, LockLostError, ProductNotYetCreatedError
@@ -30,7 +29,8 @@ from catalog_core.sequence import (
     abandoned_sequences, fence_key, forget_abandoned, incr_above, issued_ceiling, next_sequence,
 )
 from catalog_core.settings import Settings
-from schemas import BatchResult, BatchStatus, records_digest
+from schemas import BatchResult, BatchStatus
+from schemas.batch import digest_of, records_json
 from worker.backups import find_backup, read_backup, take_backup
 from worker.catalog_file import parse_catalog, serialize_catalog
 from worker.commit import Recovered, commit, recover_for_write
@@ -133,13 +133,16 @@ class CatalogStore:
                 log.warning("write abandoned (%s); starting over (attempt %d)", exc, number + 1)
         raise AssertionError("unreachable")
 
-    def check_size(self, records: Sequence[Any]) -> None:
-        """Refuse batches over ``max_batch_items`` or ``max_batch_bytes`` before any work is done.
+    def check_size(self, records: Sequence[Any]) -> bytes:
+        """Refuse batches over ``max_batch_items`` or ``max_batch_bytes`` before any work is done;
+        return the records' canonical JSON, which also gives their digest.
 
         Producers check too, but a message can come from anyone with Redis access.
         """
         BatchTooLargeError.check_items(len(records), self.settings.max_batch_items)
-        BatchTooLargeError.check_bytes(len(orjson.dumps(list(records), default=str)), self.settings.max_batch_bytes)
+        canonical = records_json(records)
+        BatchTooLargeError.check_bytes(len(canonical), self.settings.max_batch_bytes)
+        return canonical
 
     def apply(self, records: Sequence[Any], batch_id: str, sequence: int | None = None,
               final_attempt: bool = True) -> BatchResult:
@@ -150,20 +153,20 @@ class CatalogStore:
         create, and this is not the ``final_attempt``, ``ProductNotYetCreatedError`` asks for
         a retry instead of a rejection.
         """
-        self.check_size(records)
+        # Serialized and hashed once, outside the lock, not again on each attempt.
+        digest = digest_of(self.check_size(records))
         result: BatchResult = self._with_retries(
-            lambda: self._apply_once(records, batch_id, sequence, final_attempt)
+            lambda: self._apply_once(records, batch_id, sequence, digest, final_attempt)
         )
         return result
 
-    def _apply_once(self, records: Sequence[Any], batch_id: str, sequence: int | None,
+    def _apply_once(self, records: Sequence[Any], batch_id: str, sequence: int | None, digest: str,
                     final_attempt: bool) -> BatchResult:
         with self._locked() as held:
             write = self._begin(held)
             state = write.state
             if sequence is None:
                 sequence = next_sequence(self.redis, self.settings.queue, floor=state.sequence_high)
-            digest = records_digest(records)
             original = state.original(batch_id)
             if original is not None:
                 matches = None if original.content_sha256 is None else original.content_sha256 == digest
