@@ -10,7 +10,6 @@ left was lost, and its producer should resubmit it (with the same batch id, whic
 
 from __future__ import annotations
 
-import datetime as dt
 
 import redis
 from pydantic import AwareDatetime, BaseModel, ValidationError
@@ -54,7 +53,3 @@ def find_submission(client: redis.Redis, queue: str, batch_id: str) -> Submissio
         return Submission.model_validate_json(raw)
     except ValidationError:
         return None
-
-
-def now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
