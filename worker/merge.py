@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from pydantic import ValidationError
 
@@ -33,11 +33,39 @@ Versions = Mapping[str, Mapping[str, int]]
 CREATED = "product_id"  # in a product's versions: the sequence of the batch that created it
 
 
+class CatalogView(Protocol):
+    """What the merge reads of a catalog: its ids in order, and a product by id (decoded on demand)."""
+
+    ids: list[str]
+    position: dict[str, int]
+
+    def product(self, product_id: str) -> dict[str, Any]: ...
+
+
+class _ListView:
+    """A catalog given as a list of products."""
+
+    def __init__(self, products: Sequence[dict[str, Any]]) -> None:
+        self._products = products
+        self.ids = [product["product_id"] for product in products]
+        self.position = {product_id: index for index, product_id in enumerate(self.ids)}
+
+    def product(self, product_id: str) -> dict[str, Any]:
+        return self._products[self.position[product_id]]
+
+
 @dataclass
 class MergeOutcome:
-    """The catalog a batch would produce, with per-product counts, or the reasons it cannot."""
+    """The change a batch would make, with per-product counts, or the reasons it cannot.
 
-    products: list[dict[str, Any]]
+    ``changed_products`` holds the new value of every product created or updated; ``order`` the new
+    order of all ids when products were created or moved (None: the order is unchanged).
+    ``products`` (the whole new catalog) is only filled by ``merge_batch``.
+    """
+
+    products: list[dict[str, Any]] = field(default_factory=list)
+    changed_products: dict[str, dict[str, Any]] = field(default_factory=dict)
+    order: list[str] | None = None
     created: int = 0
     updated: int = 0
     unchanged: int = 0
@@ -71,15 +99,34 @@ def merge_batch(
     sequence: int | None = None,
     versions: Versions | None = None,
 ) -> MergeOutcome:
-    """Apply ``records`` to ``catalog`` in memory and return the outcome; nothing given is modified.
+    """Apply ``records`` to ``catalog`` in memory and return the outcome with the whole new
+    catalog in ``products``; nothing given is modified.
 
     Without ``sequence`` every field is written (plain, in-order semantics). With it, the
     outcome's ``versions`` holds the new field versions of every product the batch touched.
     """
-    position = {product["product_id"]: i for i, product in enumerate(catalog)}
+    view = _ListView(catalog)
+    outcome = merge_into(view, records, sequence, versions)
+    if outcome.errors:
+        outcome.products = list(catalog)
+        return outcome
+    order = outcome.order if outcome.order is not None else view.ids
+    outcome.products = [outcome.changed_products[p] if p in outcome.changed_products else view.product(p) for p in order]
+    return outcome
+
+
+def merge_into(
+    catalog: CatalogView,
+    records: Sequence[Any],
+    sequence: int | None = None,
+    versions: Versions | None = None,
+) -> MergeOutcome:
+    """The merge itself, reading only the products the batch touches: what changes, not a new catalog."""
+    position = catalog.position
     known_versions: Versions = versions or {}
     merged: dict[str, dict[str, Any]] = {}
-    outcome = MergeOutcome(products=list(catalog))
+    stored: dict[str, dict[str, Any]] = {}  # the catalog's products this batch touched, decoded once
+    outcome = MergeOutcome()
 
     placed: list[str] = []  # created, or created earlier than we knew, by this batch: in record order
     for index, record in enumerate(records):
@@ -90,7 +137,9 @@ def merge_batch(
         product_id = record["product_id"]
         base = merged.get(product_id)
         if base is None and product_id in position:
-            base = catalog[position[product_id]]
+            if product_id not in stored:
+                stored[product_id] = catalog.product(product_id)
+            base = stored[product_id]
         if (sequence is not None and base is not None and product_id not in merged
                 and known_versions.get(product_id, {}).get(CREATED, 0) > sequence and not _complete(record)):
             # In sequence order this product did not exist yet: a later batch created it. A
@@ -124,23 +173,28 @@ def merge_batch(
             outcome.versions[product_id] = updated
 
     if outcome.errors:
-        outcome.products = list(catalog)
         outcome.versions = {}
         return outcome
 
+    appended: list[str] = []
     for product_id, product in merged.items():
         if product_id not in position:
             if sequence is None:
-                outcome.products.append(product)
+                appended.append(product_id)
+            outcome.changed_products[product_id] = product
             outcome.created += 1
-        elif _same_product(product, catalog[position[product_id]]):
+        elif _same_product(product, stored[product_id]):
             outcome.unchanged += 1
         else:
-            outcome.products[position[product_id]] = product
+            outcome.changed_products[product_id] = product
             outcome.updated += 1
+    if appended:
+        outcome.order = [*catalog.ids, *appended]
     if sequence is not None and placed:
-        outcome.products = _place(outcome.products, [merged[p] for p in placed], sequence, known_versions)
-        outcome.moved = _order(catalog) != _order(outcome.products[: len(catalog)])
+        order = _place(catalog.ids, placed, sequence, known_versions)
+        outcome.moved = catalog.ids != order[: len(catalog.ids)]
+        if order != catalog.ids:
+            outcome.order = order
     return outcome
 
 
@@ -158,19 +212,14 @@ def _creates_earlier(record: dict[str, Any], sequence: int, written: Mapping[str
     return written.get(CREATED, 0) > sequence and _complete(record)
 
 
-def _place(products: list[dict[str, Any]], placed: list[dict[str, Any]], sequence: int,
-           versions: Versions) -> list[dict[str, Any]]:
+def _place(ids: list[str], placed: list[str], sequence: int, versions: Versions) -> list[str]:
     """Insert ``placed`` as a block before the first product created by a higher sequence."""
-    ids = {p["product_id"] for p in placed}
-    rest = [p for p in products if p["product_id"] not in ids]
+    chosen = set(placed)
+    rest = [p for p in ids if p not in chosen]
     at = len(rest)
-    while at > 0 and versions.get(rest[at - 1]["product_id"], {}).get(CREATED, 0) > sequence:
+    while at > 0 and versions.get(rest[at - 1], {}).get(CREATED, 0) > sequence:
         at -= 1
     return rest[:at] + placed + rest[at:]
-
-
-def _order(products: Sequence[dict[str, Any]]) -> list[str]:
-    return [p["product_id"] for p in products]
 
 
 def _same_product(merged: dict[str, Any], stored: dict[str, Any]) -> bool:

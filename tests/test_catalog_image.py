@@ -1,0 +1,88 @@
+"""worker.catalog_image: incremental serialization is byte for byte the full dump, for any catalog and change."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from catalog_core.errors import CatalogCorruptError
+from worker.catalog_file import serialize_catalog
+from worker.catalog_image import CatalogImage
+
+# JSON values as a catalog may hold them: any text (non-ASCII, control characters, newlines,
+# quotes), numbers, nesting, empty containers.
+SCALARS = st.none() | st.booleans() | st.integers(-(2**53), 2**53) | st.floats(allow_nan=False, allow_infinity=False) \
+    | st.text(max_size=12)
+VALUES = st.recursive(SCALARS, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner,
+                                                                                        max_size=3), max_leaves=8)
+IDS = st.text(min_size=1, max_size=10)
+
+
+def products_with(ids: list[str], fields: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [{"product_id": product_id, **body} for product_id, body in zip(ids, fields, strict=False)]
+
+
+@st.composite
+def catalogs(draw: st.DrawFn) -> list[dict[str, Any]]:
+    ids = draw(st.lists(IDS, unique=True, max_size=8))
+    bodies = draw(st.lists(st.dictionaries(st.text(max_size=8).filter(lambda k: k != "product_id"), VALUES, max_size=4),
+                           min_size=len(ids), max_size=len(ids)))
+    return products_with(ids, bodies)
+
+
+@settings(max_examples=120, deadline=None)
+@given(catalog=catalogs(), data=st.data())
+def test_a_changed_image_serializes_exactly_as_the_full_dump_of_the_changed_catalog(
+    catalog: list[dict[str, Any]], data: st.DataObject
+) -> None:
+    image = CatalogImage.from_products(catalog)
+    assert image.to_bytes() == serialize_catalog(catalog)
+    # A change: some products replaced, some created, and the order maybe shuffled.
+    ids = [p["product_id"] for p in catalog]
+    replaced = data.draw(st.lists(st.sampled_from(ids), unique=True) if ids else st.just([]))
+    new_ids = data.draw(st.lists(IDS.filter(lambda i: i not in ids), unique=True, max_size=3))
+    changed = {pid: {"product_id": pid, **data.draw(st.dictionaries(st.text(max_size=5), VALUES, max_size=3))}
+               for pid in [*replaced, *new_ids]}
+    for product in changed.values():
+        product["product_id"] = product.pop("product_id")  # keep product_id, but not always first
+    order = None
+    if new_ids or data.draw(st.booleans()):
+        order = data.draw(st.permutations([*ids, *new_ids]))
+    expected_order = order if order is not None else ids
+    by_id = {p["product_id"]: p for p in catalog} | changed
+    expected = serialize_catalog([by_id[pid] for pid in expected_order])
+    assert image.with_changes(changed, order).to_bytes() == expected
+
+
+@settings(max_examples=80, deadline=None)
+@given(catalog=catalogs())
+def test_an_image_read_from_a_file_gives_back_each_product_and_the_file_layout(catalog: list[dict[str, Any]]) -> None:
+    data = serialize_catalog(catalog)
+    image = CatalogImage.from_file_bytes(data, "products.json")
+    assert image.to_bytes() == data
+    assert [image.product(p["product_id"]) for p in catalog] == catalog
+
+
+def test_an_image_of_a_hand_formatted_file_keeps_the_files_sha_and_writes_the_canonical_layout() -> None:
+    data = b'[ {"product_id":"A",  "name": "x"} ]'
+    image = CatalogImage.from_file_bytes(data, "products.json")
+    assert image.sha256 == __import__("hashlib").sha256(data).hexdigest()
+    assert image.to_bytes() == serialize_catalog([{"product_id": "A", "name": "x"}])
+
+
+def test_a_file_that_is_not_a_catalog_is_only_an_error_when_its_products_are_needed() -> None:
+    image = CatalogImage.from_file_bytes(b"garbage", "products.json")
+    assert image.sha256 is not None  # recovery and restore need no more than this
+    with pytest.raises(CatalogCorruptError, match="not valid JSON"):
+        image.product("A")
+
+
+def test_a_change_never_alters_the_image_it_was_made_from() -> None:
+    image = CatalogImage.from_products([{"product_id": "A", "v": 1}])
+    before = image.to_bytes()
+    image.with_changes({"A": {"product_id": "A", "v": 2}}, None)
+    image.with_changes({"B": {"product_id": "B"}}, ["B", "A"])
+    assert image.to_bytes() == before and image.ids == ["A"]

@@ -1,0 +1,139 @@
+"""The catalog as a writer keeps it between batches: product ids in order and each product's bytes.
+
+Why bytes and not dicts: a parsed product is a Python object per field, about ten times the
+file's size in memory; its serialized bytes are exactly its share of the file. A batch decodes
+only the products it touches (``product``), and writing the file re-serializes only those: the
+file is the join of every product's bytes (``to_bytes``), byte for byte what
+``worker.catalog_file.serialize_catalog`` writes for the same products (a property test checks
+it over random catalogs and patches).
+
+An image is never changed in place: ``with_changes`` returns a new one sharing the untouched
+bytes, so a write that starts over still has the image it started from.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from worker.catalog_file import parse_catalog
+
+_INDENT = b"  "
+
+
+def entry_bytes(product: Mapping[str, Any]) -> bytes:
+    """One product as it appears inside the catalog's array: indented one level, no separator."""
+    return _INDENT + orjson.dumps(product, option=orjson.OPT_INDENT_2).replace(b"\n", b"\n" + _INDENT)
+
+
+def join_entries(entries: Sequence[bytes]) -> bytes:
+    """The catalog file from its products' entries (orjson's layout for a list: ``[]`` when empty)."""
+    if not entries:
+        return b"[]\n"
+    if len(entries) == 1:
+        return b"[\n" + entries[0] + b"\n]\n"
+    # One copy of the whole file: the brackets ride on the first and last entries.
+    return b",\n".join([b"[\n" + entries[0], *entries[1:-1], entries[-1] + b"\n]\n"])
+
+
+class CatalogImage:
+    """An immutable catalog: ``ids`` in file order, ``entries`` their serialized bytes, and their sha256.
+
+    An image read from a file is parsed on first use: recovery and ``restore`` need only its
+    sha256, and must work even when the file is not a catalog at all.
+    """
+
+    __slots__ = ("_ids", "_entries", "_position", "sha256", "_unparsed")
+
+    def __init__(self, ids: list[str], entries: list[bytes], sha256: str | None) -> None:
+        self._ids, self._entries = ids, entries
+        self._position: dict[str, int] | None = None
+        self._unparsed: tuple[bytes, Path | str] | None = None
+        self.sha256 = sha256  # of to_bytes(); None for "no catalog file yet"
+
+    @classmethod
+    def empty(cls) -> CatalogImage:
+        return cls([], [], None)
+
+    @classmethod
+    def from_file_bytes(cls, data: bytes | None, source: Path | str) -> CatalogImage:
+        """A catalog file's image, parsed (and shape-checked by ``parse_catalog``) on first use;
+        None is an absent catalog."""
+        if data is None:
+            return cls.empty()
+        image = cls([], [], hashlib.sha256(data).hexdigest())  # of the file as it is, whatever its layout
+        image._unparsed = (data, source)
+        return image
+
+    @classmethod
+    def from_products(cls, products: Iterable[Mapping[str, Any]]) -> CatalogImage:
+        ids, entries = [], []
+        for product in products:
+            ids.append(product["product_id"])
+            entries.append(entry_bytes(product))
+        image = cls(ids, entries, None)
+        image.sha256 = hashlib.sha256(image.to_bytes()).hexdigest()
+        return image
+
+    def _parse(self) -> None:
+        if self._unparsed is not None:
+            data, source = self._unparsed
+            parsed = CatalogImage.from_products(parse_catalog(data, source))
+            self._ids, self._entries, self._unparsed = parsed._ids, parsed._entries, None
+
+    @property
+    def ids(self) -> list[str]:
+        self._parse()
+        return self._ids
+
+    @property
+    def entries(self) -> list[bytes]:
+        self._parse()
+        return self._entries
+
+    @property
+    def position(self) -> dict[str, int]:
+        if self._position is None:
+            self._position = {product_id: index for index, product_id in enumerate(self.ids)}
+        return self._position
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def product(self, product_id: str) -> dict[str, Any]:
+        """The stored product, decoded now: only products a batch touches are ever decoded."""
+        decoded: dict[str, Any] = orjson.loads(self.entries[self.position[product_id]])
+        return decoded
+
+    def products(self) -> list[dict[str, Any]]:
+        return [orjson.loads(entry) for entry in self.entries]
+
+    def to_bytes(self) -> bytes:
+        return join_entries(self.entries)
+
+    def with_changes(self, changed: Mapping[str, Mapping[str, Any]], order: Sequence[str] | None) -> CatalogImage:
+        """A new image: ``changed`` products re-serialized, in ``order`` when given (every id, once).
+
+        Its ``sha256`` is left None until the image is written (``sealed_as``).
+        """
+        fresh = {product_id: entry_bytes(product) for product_id, product in changed.items()}
+        if order is None:
+            entries = list(self.entries)
+            position = self.position
+            for product_id, entry in fresh.items():
+                entries[position[product_id]] = entry
+            image = CatalogImage(self.ids, entries, None)
+            image._position = position  # same ids, same places
+            return image
+        position = self.position
+        entries = [fresh[p] if p in fresh else self.entries[position[p]] for p in order]
+        return CatalogImage(list(order), entries, None)
+
+    def sealed_as(self, sha256: str | None) -> CatalogImage:
+        """This image, once written: the sha256 of its bytes, as the commit computed it."""
+        self.sha256 = sha256
+        return self
