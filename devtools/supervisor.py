@@ -55,9 +55,11 @@ def celery_command(*args: str) -> list[str]:
     return [sys.executable, "-m", "celery", *args]
 
 
-def worker_command(hostname: str, *extra: str, concurrency: int = 1) -> list[str]:
-    """One worker process with ``concurrency`` pool processes: tests and tools scale by starting more."""
-    return celery_command(*WORKER_ARGS, f"--concurrency={concurrency}", f"--hostname={hostname}", *extra)
+def worker_command(hostname: str, *extra: str, concurrency: int | None = 1) -> list[str]:
+    """One worker process running ``concurrency`` batches at once (None: CATALOG_WORKER_THREADS);
+    tests and tools scale by starting more."""
+    threads = [] if concurrency is None else [f"--concurrency={concurrency}"]
+    return celery_command(*WORKER_ARGS, *threads, f"--hostname={hostname}", *extra)
 
 
 def beat_command(schedule: Path) -> list[str]:

@@ -13,18 +13,22 @@ the JSON alone did.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Literal, Union
 
 from pydantic import ConfigDict, Field, TypeAdapter, with_config
 from typing_extensions import NotRequired, TypedDict  # pydantic needs this TypedDict on Python < 3.12
 
 from schemas.result import BatchStatus
 
-STATE_FORMAT = 1
+STATE_FORMAT = 2
+SNAPSHOT_FORMAT = 1
+JOURNAL_ENTRIES_MAX = 10_000  # far above the compaction threshold: bounds a hostile record
 SAFE_INTEGER_LIMIT = 2**53
 TEMP_TOKEN_PATTERN = r"^[0-9a-f]{8}$"
 
 Count = Annotated[int, Field(ge=0, lt=SAFE_INTEGER_LIMIT)]
+# inode, size and mtime in nanoseconds (above 2**53): read by this program only.
+FileNumber = Annotated[int, Field(ge=0, lt=2**63)]
 Sha256 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
 TempToken = Annotated[str, Field(pattern=TEMP_TOKEN_PATTERN)]
 Timestamp = Annotated[float, Field(ge=0, allow_inf_nan=False)]
@@ -55,11 +59,19 @@ class LedgerEntry(TypedDict):
     errors: NotRequired[list[LedgerError]]
     superseded_fields: NotRequired[Count]
     content_sha256: NotRequired[Sha256 | None]
+    # The backup that holds the catalog from before the commit that carried this batch.
+    backup: NotRequired[Annotated[str, Field(pattern=r"^[^/\\\x00]{1,255}$")]]
+
+
+BatchId = Annotated[str, Field(min_length=1, max_length=1000)]
+Ledger = dict[BatchId, LedgerEntry]
+Versions = dict[str, dict[str, Count]]
 
 
 @with_config(STRICT)
-class StateFile(TypedDict):
-    """The whole state file. ``pending_catalog`` is the old release's field, read for migration only."""
+class SnapshotFile(TypedDict):
+    """The whole state in one file (format 1, the previous release's; read, and migrated at the next commit).
+    ``pending_catalog`` is an older release's field, read for migration only."""
 
     format: Literal[1]
     fence: Count
@@ -70,8 +82,45 @@ class StateFile(TypedDict):
     duplicates: Count
     watermark: Count
     completed: list[Count]
-    ledger: dict[Annotated[str, Field(min_length=1, max_length=1000)], LedgerEntry]
-    versions: dict[str, dict[str, Count]]
+    ledger: Ledger
+    versions: Versions
 
 
-STATE_FILE = TypeAdapter(StateFile)
+@with_config(STRICT)
+class JournalEntry(TypedDict):
+    """What one commit changed in the ledger and the field versions."""
+
+    ledger: Ledger
+    versions: Versions
+
+
+@with_config(STRICT)
+class StateRecord(TypedDict):
+    """The state file (format 2): the commit record. Ledger and versions are the base segment
+    (``base``, a file named by its sha256) plus the ``journal`` of changes since, so a commit
+    rewrites only what changed (worker/state_journal.py)."""
+
+    format: Literal[2]
+    fence: Count
+    catalog_sha256: Sha256 | None
+    pending_token: TempToken | None
+    catalog_file: Annotated[list[FileNumber], Field(min_length=3, max_length=3)] | None
+    commits: Count
+    duplicates: Count
+    watermark: Count
+    completed: list[Count]
+    base: Sha256 | None
+    journal: Annotated[list[JournalEntry], Field(max_length=JOURNAL_ENTRIES_MAX)]
+
+
+@with_config(STRICT)
+class BaseSegment(TypedDict):
+    """The ledger and the field versions as of a compaction."""
+
+    format: Literal[2]
+    ledger: Ledger
+    versions: Versions
+
+
+STATE_FILE = TypeAdapter(Annotated[Union[SnapshotFile, StateRecord], Field(discriminator="format")])  # noqa: UP007
+BASE_SEGMENT = TypeAdapter(BaseSegment)

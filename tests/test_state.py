@@ -44,7 +44,7 @@ def test_lower_pending_sees_gaps_below_a_sequence() -> None:
 
 def test_the_ledger_remembers_outcomes_and_gives_back_the_original() -> None:
     state = CatalogState()
-    state.record(result("b1", 1), NOW, keep_days=30, keep_ids=10)
+    state.record(result("b1", 1), NOW)
     original = state.original("b1")
     assert original is not None and original.status == BatchStatus.APPLIED and original.sequence == 1
     assert state.original("unknown") is None
@@ -54,14 +54,16 @@ def test_the_ledger_remembers_outcomes_and_gives_back_the_original() -> None:
 def test_the_ledger_forgets_ids_beyond_its_count_window_oldest_first() -> None:
     state = CatalogState()
     for n in range(5):
-        state.record(result(f"b{n}", n + 1), NOW, keep_days=30, keep_ids=3)
+        state.record(result(f"b{n}", n + 1), NOW)
+    state.trim_ledger(NOW, keep_days=30, keep_ids=3)
     assert list(state.ledger) == ["b2", "b3", "b4"]
 
 
 def test_the_ledger_forgets_ids_older_than_its_day_window() -> None:
     state = CatalogState()
-    state.record(result("old", 1), NOW - dt.timedelta(days=31), keep_days=30, keep_ids=100)
-    state.record(result("new", 2), NOW, keep_days=30, keep_ids=100)
+    state.record(result("old", 1), NOW - dt.timedelta(days=31))
+    state.record(result("new", 2), NOW)
+    state.trim_ledger(NOW, keep_days=30, keep_ids=10)
     assert list(state.ledger) == ["new"]
 
 
@@ -69,14 +71,14 @@ def test_the_ledger_keeps_only_the_first_errors_of_a_rejection() -> None:
     state = CatalogState()
     errors = [RecordError(index=i, msg="bad") for i in range(100)]
     rejected = BatchResult(batch_id="r", status=BatchStatus.REJECTED, errors=errors, sequence=1)
-    state.record(rejected, NOW, keep_days=30, keep_ids=10)
+    state.record(rejected, NOW)
     original = state.original("r")
     assert original is not None and len(original.errors) == 20
 
 
 def test_a_state_survives_serialization(tmp_path: Path) -> None:
     state = CatalogState(fence=7, catalog_sha256="ab" * 32, versions={"A": {"pricing": 3}})
-    state.record(result("b1", 1), NOW, 30, 10)
+    state.record(result("b1", 1), NOW)
     path = tmp_path / "products.json.state"
     path.write_bytes(serialize_state(state))
     assert read_state(path) == state
@@ -148,7 +150,7 @@ def test_past_the_open_sequence_limit_the_oldest_gap_is_given_up_and_the_others_
     assert state.is_complete(1) and not state.is_complete(3) and state.lower_pending(4)
 
 
-def test_a_ledger_entry_holds_the_outcome_in_plain_json_values_and_nothing_else() -> None:
+def test_a_ledger_entry_holds_the_outcome_and_the_backup_name_in_plain_json_values_and_nothing_else() -> None:
     from schemas import SupersededField
 
     now = NOW.replace(microsecond=123456)
@@ -156,14 +158,14 @@ def test_a_ledger_entry_holds_the_outcome_in_plain_json_values_and_nothing_else(
                           fence=5, backup="/x/backup.json",
                           superseded=[SupersededField(index=0, product_id="A", field=f, by_sequence=9) for f in "xy"])
     state = CatalogState()
-    state.record(applied, now, keep_days=30, keep_ids=10)
+    state.record(applied, now)
     entry = state.ledger["b1"]
     assert entry == {"status": "applied", "created": 1, "updated": 2, "unchanged": 3, "sequence": 4, "fence": 5,
-                     "superseded_fields": 2, "recorded_at": round(now.timestamp(), 3)}
+                     "superseded_fields": 2, "backup": "backup.json", "recorded_at": round(now.timestamp(), 3)}
     assert type(entry["status"]) is str and entry["recorded_at"] != round(now.timestamp(), 4)
     state.record(BatchResult(batch_id="r", status=BatchStatus.REJECTED, sequence=6,
                              errors=[RecordError(index=0, product_id="A", loc="pricing", msg="bad")]),
-                 now, keep_days=30, keep_ids=10)
+                 now)
     assert state.ledger["r"]["errors"] == [{"index": 0, "product_id": "A", "loc": "pricing", "msg": "bad"}]
     assert all(type(value) is dict for value in state.ledger["r"]["errors"])
 
@@ -171,18 +173,21 @@ def test_a_ledger_entry_holds_the_outcome_in_plain_json_values_and_nothing_else(
 def test_recording_a_batch_id_again_makes_it_the_newest_entry() -> None:
     state = CatalogState()
     for batch_id, sequence in (("b1", 1), ("b2", 2), ("b1", 3)):
-        state.record(result(batch_id, sequence), NOW, keep_days=30, keep_ids=2)
+        state.record(result(batch_id, sequence), NOW)
+    state.trim_ledger(NOW, keep_days=30, keep_ids=2)
     assert list(state.ledger) == ["b2", "b1"]
-    state.record(result("b3", 4), NOW, keep_days=30, keep_ids=2)
+    state.record(result("b3", 4), NOW)
+    state.trim_ledger(NOW, keep_days=30, keep_ids=2)
     assert list(state.ledger) == ["b1", "b3"]
 
 
 def test_the_day_window_keeps_an_entry_exactly_its_age_and_forgets_one_ten_seconds_older() -> None:
     state = CatalogState()
-    state.record(result("too-old", 1), NOW - dt.timedelta(days=30, seconds=10), keep_days=30, keep_ids=100)
-    state.record(result("just-in", 2), NOW - dt.timedelta(days=30), keep_days=30, keep_ids=100)
-    state.record(result("recent", 3), NOW - dt.timedelta(days=1), keep_days=30, keep_ids=100)
-    state.record(result("now", 4), NOW, keep_days=30, keep_ids=100)
+    state.record(result("too-old", 1), NOW - dt.timedelta(days=30, seconds=10))
+    state.record(result("just-in", 2), NOW - dt.timedelta(days=30))
+    state.record(result("recent", 3), NOW - dt.timedelta(days=1))
+    state.record(result("now", 4), NOW)
+    state.trim_ledger(NOW, keep_days=30, keep_ids=100)
     assert list(state.ledger) == ["just-in", "recent", "now"]
 
 

@@ -42,7 +42,7 @@ def valid_state() -> dict[str, Any]:
     """A state as the code writes it, with one ledger entry and field versions."""
     state = CatalogState(fence=3, catalog_sha256=sha256(OLD), versions={"OLD": {"pricing": 1, "product_id": 1}})
     state.record(BatchResult(batch_id="b1", status=BatchStatus.APPLIED, created=1, sequence=1, fence=3),
-                 NOW, keep_days=30, keep_ids=10)
+                 NOW)
     raw: dict[str, Any] = orjson.loads(serialize_state(state))
     return raw
 
@@ -244,7 +244,7 @@ def test_recovery_returns_the_identity_of_the_state_it_finally_read(committed: P
     before = current_identity(state_path(committed))
     recovered = recover_for_write(committed)
     assert recovered.action is not None and "rolled back" in recovered.action
-    assert recovered.state.fence == 1 and recovered.catalog_bytes == OLD
+    assert recovered.state.fence == 1 and recovered.image.sha256 == sha256(OLD)
     assert recovered.state_identity == current_identity(state_path(committed)) != before
 
 
@@ -254,7 +254,8 @@ def test_a_state_written_by_the_previous_release_rolls_forward_by_the_token_in_i
     new = serialize_catalog([product("NEW")])
     temp = committed.with_name(".products.json.0a1b2c3d.tmp")
     temp.write_bytes(new)
-    raw = orjson.loads(state_path(committed).read_bytes())
+    # A format-1 state (one file), as the release before the previous one wrote it.
+    raw = orjson.loads(serialize_state(read_state(state_path(committed))))
     raw.pop("pending_token", None)
     raw.update(pending_catalog=temp.name, catalog_sha256=sha256(new))  # what the previous release wrote
     state_path(committed).write_bytes(orjson.dumps(raw))
@@ -268,7 +269,8 @@ def test_a_pending_catalog_temp_that_is_a_symlink_is_not_rolled_forward(committe
     victim = tmp_path / "victim.json"
     victim.write_bytes(b'{"secret": true}')
     committed.with_name(".products.json.0a1b2c3d.tmp").symlink_to(victim)
-    raw = orjson.loads(state_path(committed).read_bytes())
+    # A format-1 state (one file), as the release before the previous one wrote it.
+    raw = orjson.loads(serialize_state(read_state(state_path(committed))))
     raw.pop("pending_token", None)
     raw.update(pending_catalog=".products.json.0a1b2c3d.tmp", catalog_sha256=sha256(victim.read_bytes()))
     state_path(committed).write_bytes(orjson.dumps(raw))

@@ -16,6 +16,7 @@ from producers.files import read_batch_file
 from tests.helpers import product
 from worker import store as store_module
 from worker.backups import list_backups
+from worker.catalog_image import CatalogImage
 from worker.store import CatalogStore
 
 
@@ -226,7 +227,7 @@ def test_a_writer_fenced_by_a_newer_commit_does_not_replace_the_catalog(
             monkeypatch.setattr(store_module.HeldLock, "ensure_held", lambda _self: None)
             # Another writer gets a higher token and commits while we are about to commit.
             other_write = other._begin(self.held)
-            other_write.commit(b'[{"product_id": "OTHER"}]\n')
+            other_write.commit(CatalogImage.from_products([{"product_id": "OTHER"}]), None)
         real_check(self)
 
     monkeypatch.setattr(store_module._Write, "check", newer_writer_commits_first)

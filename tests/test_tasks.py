@@ -84,7 +84,7 @@ def test_a_batch_stopped_by_the_soft_time_limit_is_retried(context: WorkerContex
     def too_slow(*_args: object, **_kwargs: object) -> None:
         raise SoftTimeLimitExceeded()
 
-    monkeypatch.setattr(context.store, "apply", too_slow)
+    monkeypatch.setattr(context.store, "apply_group", too_slow)
     task = StubTask()
     with pytest.raises(RetryRequested):
         ingest_batch(task, context, message("slow", [product("A")]))

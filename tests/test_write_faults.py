@@ -27,6 +27,7 @@ from catalog_core.settings import Settings, load_settings
 from schemas import BatchMessage
 from tests.helpers import product
 from worker.catalog_file import serialize_catalog
+from worker.group_commit import GroupCommitter
 from worker.state import read_state, state_path
 from worker.store import CatalogStore
 from worker.tasks import ingest_batch
@@ -131,7 +132,7 @@ def run_one(tmp_path: Path, redis_url: str, batch: list[dict[str, Any]], fail_at
                              max_retries=MAX_RETRIES)
     client = FailingRedis(redis_url, fail_at, when)
     store = CatalogStore(settings, client_factory=lambda _: client)
-    context = SimpleNamespace(settings=settings, store=store)
+    context = SimpleNamespace(settings=settings, store=store, committer=GroupCommitter(store.apply_group, 1))
     sequence = next_sequence(redis.Redis.from_url(redis_url), settings.queue)
     payload = BatchMessage(batch_id="feed-1", source="faults", items=batch, sequence=sequence).model_dump(mode="json")
     return deliver(context, payload), client, settings

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import threading
 from collections.abc import Iterator, Mapping
 from typing import Any, NoReturn
 
@@ -16,6 +17,7 @@ from catalog_core.settings import Settings, check_timing_rules, load_settings, u
 from catalog_core.settings_rules import one_line, unknown_variable_warning
 from worker import bad_messages
 from worker.broker_transport import TRANSPORT
+from worker.group_commit import GroupCommitter
 from worker.store import CatalogStore
 from worker.tasks import register_tasks
 
@@ -23,11 +25,14 @@ logger = logging.getLogger(__name__)
 
 
 class WorkerContext:
-    """What the tasks of one app share: the settings and, per process, one store (one Redis client)."""
+    """What the tasks of one app share: the settings and, per process, one store (one Redis client,
+    one cached catalog) and one group committer for the pool's threads."""
 
     def __init__(self, settings: Settings | None = None) -> None:
         self._settings = settings
         self._store: CatalogStore | None = None
+        self._committer: GroupCommitter | None = None
+        self._creating = threading.Lock()  # the pool's threads ask for these at once
 
     @property
     def settings(self) -> Settings:
@@ -37,9 +42,18 @@ class WorkerContext:
 
     @property
     def store(self) -> CatalogStore:
-        if self._store is None:
-            self._store = CatalogStore(self.settings)
-        return self._store
+        with self._creating:
+            if self._store is None:
+                self._store = CatalogStore(self.settings)
+            return self._store
+
+    @property
+    def committer(self) -> GroupCommitter:
+        store = self.store
+        with self._creating:
+            if self._committer is None:
+                self._committer = GroupCommitter(store.apply_group, self.settings.group_commit_max_batches)
+            return self._committer
 
 
 def settings_from_environment() -> Settings:
@@ -72,6 +86,12 @@ def worker_config(settings: Settings) -> dict[str, Any]:
         # any message (see worker/broker_transport.py), and a consumer that rejects, with the
         # reason, what it cannot run (worker/bad_messages.py).
         "broker_transport": TRANSPORT,
+        # Threads, not processes: the batches of one worker's threads share one commit
+        # (worker/group_commit.py) and one cached catalog. The work is the disk's and Redis's;
+        # Python time per batch is small. (A thread pool enforces no task_time_limit: the lock
+        # expiry and the Redis timeouts bound a write, and the visibility timeout redelivers.)
+        "worker_pool": "threads",
+        "worker_concurrency": settings.worker_threads,
         "worker_consumer": f"{bad_messages.__name__}:Consumer",
         "worker_send_task_events": True,
         "task_send_sent_event": True,

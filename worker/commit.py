@@ -2,11 +2,13 @@
 
 The protocol, numbered as steps 5-10 of "One write" in docs/commit-protocol.md (which has the
 crash-point table):
-5. write the new catalog to a temp file and fsync it (when the catalog changes);
-6. write the new state to a temp file and fsync it; it carries the catalog's sha256 and the
-   token of the catalog temp file (its name is ``.<catalog>.<token>.tmp``; the state names
-   no file, so a hand-edited state cannot point recovery at any other file);
-7. check the lock and the fence, and take the backup; any failure aborts here, temps removed;
+5. write the new catalog to a temp file and fsync it (when the catalog changes), hashing it
+   meanwhile;
+6. write the new state to a temp file and fsync it; it carries the catalog's sha256, identity
+   and the token of the catalog temp file (its name is ``.<catalog>.<token>.tmp``; the state
+   names no file, so a hand-edited state cannot point recovery at any other file). When its
+   journal is full, a new base segment is written first (worker/state_journal.py);
+7. check the lock and the fence; any failure aborts here, temps removed;
 8. hard-link the current state as ``.state.prev``;
 9. rename the state temp over the state file and fsync the folder: the commit point;
 10. rename the catalog temp over the catalog and fsync the folder.
@@ -20,6 +22,7 @@ import logging
 import os
 import stat
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import suppress
 from pathlib import Path
 from typing import NamedTuple
@@ -35,9 +38,11 @@ from worker.atomic import (
     write_temp,
 )
 from worker.catalog_file import read_catalog_bytes
+from worker.catalog_image import CatalogImage
 from worker.state import (
     CatalogState,
     FileIdentity,
+    current_identity,
     previous_state_path,
     read_state,
     read_state_file,
@@ -45,6 +50,7 @@ from worker.state import (
     sha256_of,
     state_path,
 )
+from worker.state_journal import LedgerWindow, collect_bases, encode_record
 
 log = logging.getLogger(__name__)
 
@@ -60,17 +66,35 @@ def _link_previous(state_file: Path, previous: Path) -> None:
     os.replace(staging, previous)
 
 
+class Committed(NamedTuple):
+    """What a writer needs to trust its copies next time: the identity of the files it put in place."""
+
+    state_identity: FileIdentity | None  # None: not sure it is ours (someone replaced it at once)
+    catalog_sha256: str | None
+
+
+def _hashed_temp(catalog: Path, data: bytes) -> tuple[Path, str, list[int]]:
+    """Step 5: the catalog temp file, its sha256 (computed while the write and fsync run: both
+    release the GIL) and its identity (inode, size, mtime), which a rename keeps."""
+    with ThreadPoolExecutor(max_workers=1) as hasher:
+        digest = hasher.submit(sha256_of, data)
+        temp = write_temp(catalog, data)
+        sha256 = digest.result()
+    status = os.stat(temp)
+    return temp, str(sha256), [status.st_ino, status.st_size, status.st_mtime_ns]
+
+
 def commit(catalog: Path, new_catalog: bytes | None, state: CatalogState,
-           before_commit: Callable[[], None]) -> None:
+           before_commit: Callable[[], None], window: LedgerWindow | None = None) -> Committed:
     """Write ``state`` (and ``new_catalog``, when given) as one atomic change."""
     state_file, previous = state_path(catalog), previous_state_path(catalog)
     catalog_temp = state_temp = None
     try:
         if new_catalog is not None:
-            catalog_temp = write_temp(catalog, new_catalog)
-            state.catalog_sha256 = sha256_of(new_catalog)
+            catalog_temp, state.catalog_sha256, state.catalog_file = _hashed_temp(catalog, new_catalog)
         state.pending_token = _temp_token(catalog, catalog_temp)
-        state_temp = write_temp(state_file, serialize_state(state))
+        state_temp = write_temp(state_file, encode_record(catalog, state, window or LedgerWindow()))
+        state_inode = os.stat(state_temp).st_ino
         before_commit()
         _link_previous(state_file, previous)
         os.replace(state_temp, state_file)
@@ -81,6 +105,10 @@ def commit(catalog: Path, new_catalog: bytes | None, state: CatalogState,
         raise
     # The state rename must be durable before the catalog's: recovery rolls forward from it.
     sync_folder_or_warn(catalog.parent)
+    # The state file's identity now (a rename changes its ctime), if it is still the one we renamed.
+    identity = current_identity(state_file)
+    committed = Committed(identity if identity is not None and identity.inode == state_inode else None,
+                          state.catalog_sha256)
     if catalog_temp is not None:
         try:
             os.replace(catalog_temp, catalog)
@@ -88,15 +116,18 @@ def commit(catalog: Path, new_catalog: bytes | None, state: CatalogState,
             # Past the commit point the batch is applied: the next writer's recovery rolls the
             # catalog forward (or already did, and took the temp file). Never a failure.
             log.warning("%s: committed; the catalog rename is left to the next writer's recovery (%s)", catalog, exc)
-            return
+            return committed._replace(state_identity=None)
         sync_folder_or_warn(catalog.parent)
+    for removed in collect_bases(catalog, state):
+        log.debug("removed %s, a state segment no longer named", removed.name)
+    return committed
 
 
 class Recovered(NamedTuple):
-    """Catalog and state in agreement, as a writer starts from them."""
+    """Catalog and state in agreement, as a writer starts from them (and, kept, its cache)."""
 
     state: CatalogState
-    catalog_bytes: bytes | None  # the catalog as recovered, so a writer reads the file once
+    image: CatalogImage  # the catalog as recovered, parsed once
     action: str | None  # None (they agreed), or a sentence for the log
     state_identity: FileIdentity | None  # of the state file exactly as read; None when absent
 
@@ -110,11 +141,13 @@ def recover(catalog: Path) -> tuple[CatalogState, str | None]:
     return recovered.state, recovered.action
 
 
-def recover_for_write(catalog: Path) -> Recovered:
-    """``recover``, also returning the catalog's bytes (so a writer reads the file once) and the
-    identity of the state file exactly as read.
+def recover_for_write(catalog: Path, known: Recovered | None = None) -> Recovered:
+    """``recover``, also returning the catalog parsed and the identity of the state file exactly as read.
 
-    A writer compares it with ``worker.state.current_identity`` right before its commit: any
+    ``known`` is what this process had when it last wrote (or read): files whose identity has
+    not changed since are not read again. Anything else (another writer, ``catalog apply``, a
+    restore, a hand edit) changes the identity, and the file is read. A writer compares the
+    state identity with ``worker.state.current_identity`` right before its commit: any
     difference means someone committed since the read.
     """
     state_file = state_path(catalog)
@@ -123,24 +156,50 @@ def recover_for_write(catalog: Path) -> Recovered:
     # what we read next cannot change under us. (Recovery never needs a state temp file.)
     for stale in remove_stale_temp_files(state_file):
         log.warning("removed %s, left by a writer that crashed or lost the lock", stale)
-    state, identity = read_state_file(state_file)
-    current = read_catalog_bytes(catalog)
-    current_sha = sha256_of(current)
-    action = None
-    if state is None:
-        state = CatalogState(catalog_sha256=current_sha)
-        if current is not None:
-            action = "no state file yet: started one for the existing catalog"
-    elif state.catalog_sha256 != current_sha:
-        action = _reconcile(catalog, state, current_sha)
-        reread, identity = read_state_file(state_file)
-        state = reread or state
-        current = read_catalog_bytes(catalog)
+    identity = current_identity(state_file)
+    if known is not None and identity is not None and identity == known.state_identity:
+        state: CatalogState | None = known.state
+    else:
+        state, identity = read_state_file(state_file)
+    image, action = _agreeing_catalog(catalog, state, known.image if known else None)
+    if action is not None:
+        state, identity = read_state_file(state_file)
     for stale in remove_stale_temp_files(catalog):  # after recovery, which may roll one forward
         log.warning("removed %s, left by a writer that crashed or lost the lock", stale)
     if action:
         log.warning("%s: %s", catalog, action)
-    return Recovered(state, current, action, identity)
+    return Recovered(state or CatalogState(catalog_sha256=image.sha256), image, action, identity)
+
+
+def _file_identity(catalog: Path) -> list[int] | None:
+    try:
+        status = os.stat(catalog)
+    except FileNotFoundError:
+        return None
+    return [status.st_ino, status.st_size, status.st_mtime_ns]
+
+
+def _agreeing_catalog(catalog: Path, state: CatalogState | None, known: CatalogImage | None
+                      ) -> tuple[CatalogImage, str | None]:
+    """The catalog, parsed, once it agrees with ``state``; and what recovery did (None: nothing).
+
+    Fast path: the catalog file is the one the state committed (same inode, size and mtime,
+    recorded at commit) and this process already has that version parsed (same sha256: also
+    after another writer's commit that changed only the state). Otherwise it is read and hashed.
+    """
+    on_disk = _file_identity(catalog)
+    if state is not None and on_disk is not None and on_disk == state.catalog_file:
+        if known is not None and known.sha256 == state.catalog_sha256:
+            return known, None
+    current = read_catalog_bytes(catalog)
+    image = CatalogImage.from_file_bytes(current, catalog)
+    if state is None:
+        return image, None if current is None else "no state file yet: started one for the existing catalog"
+    if state.catalog_sha256 == image.sha256:
+        state.catalog_file = on_disk  # verified by its bytes: the fast path can take it from now on
+        return image, None
+    action = _reconcile(catalog, state, image.sha256)
+    return CatalogImage.from_file_bytes(read_catalog_bytes(catalog), catalog), action
 
 
 def _temp_token(catalog: Path, temp: Path | None) -> str | None:

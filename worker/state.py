@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import bisect
 import datetime as dt
+from collections import ChainMap
+from collections.abc import Mapping, MutableMapping
 import hashlib
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -23,7 +25,7 @@ from pydantic import ValidationError
 from catalog_core.errors import CatalogCorruptError
 from catalog_core.sequence import epoch_start
 from schemas import BatchResult
-from schemas.state import STATE_FILE, STATE_FORMAT
+from schemas.state import BASE_SEGMENT, SNAPSHOT_FORMAT, STATE_FILE, STATE_FORMAT
 from worker.atomic import read_regular_file
 
 LEDGER_ERRORS_KEPT = 20
@@ -76,8 +78,57 @@ class CatalogState:
     duplicates: int = 0
     watermark: int = 0
     completed: list[int] = field(default_factory=list)
-    ledger: dict[str, dict[str, Any]] = field(default_factory=dict)
-    versions: dict[str, dict[str, int]] = field(default_factory=dict)
+    # Ledger and versions as folded from the base and the journal (worker/state_journal.py);
+    # in a ``draft`` each is a ChainMap whose first map holds this write's changes.
+    ledger: MutableMapping[str, dict[str, Any]] = field(default_factory=dict)
+    versions: MutableMapping[str, dict[str, int]] = field(default_factory=dict)
+    base: str | None = None  # sha256 of the base segment file the journal applies to
+    journal: list[dict[str, Any]] = field(default_factory=list)  # the changes of each commit since the base
+    catalog_file: list[int] | None = None  # [inode, size, mtime_ns] of the catalog this state committed
+
+    # --- a write's copy ----------------------------------------------------------------------
+    def draft(self) -> CatalogState:
+        """A copy for one write attempt: ours stays as it is if the attempt starts over.
+
+        Head fields are copied; ledger and versions are layered (ChainMap), so the copy costs
+        nothing however large they are, and its changes are exactly the layers' first maps.
+        """
+        return replace(self, completed=list(self.completed), journal=list(self.journal),
+                       ledger=ChainMap({}, self.ledger), versions=ChainMap({}, self.versions))
+
+    def changes(self) -> dict[str, Any]:
+        """What a draft changed in the ledger and versions: its journal entry."""
+        ledger, versions = self.ledger, self.versions
+        assert isinstance(ledger, ChainMap) and isinstance(versions, ChainMap), "only a draft has changes"
+        return {"ledger": dict(ledger.maps[0]), "versions": dict(versions.maps[0])}
+
+    def settled(self) -> CatalogState:
+        """A committed draft as a plain state: its changes folded into the maps it was layered on.
+
+        The maps are updated in place: call this only once the draft's commit is durable, when
+        the state it was drafted from is no longer the catalog's.
+        """
+        ledger, versions = self.ledger, self.versions
+        if isinstance(ledger, ChainMap) and isinstance(versions, ChainMap):
+            fold_changes(ledger.maps[1], versions.maps[1], ledger.maps[0], versions.maps[0])
+            return replace(self, ledger=ledger.maps[1], versions=versions.maps[1])
+        return self
+
+    def trim_ledger(self, now: dt.datetime, keep_days: float, keep_ids: int) -> None:
+        """Forget the oldest ids beyond the window (at most ``keep_ids``, none older than ``keep_days``).
+
+        Done when the journal is compacted, not at every batch: the ledger keeps at least the
+        window, and at most one journal's batches more.
+        """
+        ledger = dict(self.ledger)
+        cutoff = now.timestamp() - keep_days * 86400
+        excess = max(0, len(ledger) - keep_ids)
+        for batch_id in list(ledger):
+            if excess <= 0 and ledger[batch_id]["recorded_at"] >= cutoff:
+                break
+            del ledger[batch_id]
+            excess -= 1
+        self.ledger = ledger
 
     # --- sequences -----------------------------------------------------------------------
     def complete(self, sequence: int | None) -> None:
@@ -115,8 +166,8 @@ class CatalogState:
         return max(self.completed[-1] if self.completed else 0, self.watermark)
 
     # --- ledger --------------------------------------------------------------------------
-    def record(self, result: BatchResult, now: dt.datetime, keep_days: float, keep_ids: int) -> None:
-        """Remember a batch's final outcome, then forget the oldest beyond the window."""
+    def record(self, result: BatchResult, now: dt.datetime) -> None:
+        """Remember a batch's final outcome (as the newest entry); ``trim_ledger`` forgets the oldest."""
         # Compact: this is rewritten with every commit. Errors stay in `catalog rejected`.
         entry = result.model_dump(mode="json", include={"status", "created", "updated", "unchanged", "sequence",
                                                         "fence", "content_sha256"})
@@ -126,16 +177,12 @@ class CatalogState:
             entry["errors"] = [e.model_dump(mode="json") for e in result.errors[:LEDGER_ERRORS_KEPT]]
         if result.superseded:
             entry["superseded_fields"] = len(result.superseded)
+        if result.backup:
+            entry["backup"] = Path(result.backup).name
         entry["recorded_at"] = round(now.timestamp(), 3)
         self.ledger.pop(result.batch_id, None)
         self.ledger[result.batch_id] = entry
         self.complete(result.sequence)
-        cutoff = now.timestamp() - keep_days * 86400
-        while self.ledger:
-            oldest_id, oldest = next(iter(self.ledger.items()))
-            if len(self.ledger) <= keep_ids and oldest["recorded_at"] >= cutoff:
-                break
-            del self.ledger[oldest_id]
 
     def original(self, batch_id: str) -> BatchResult | None:
         entry = self.ledger.get(batch_id)
@@ -145,12 +192,36 @@ class CatalogState:
         return BatchResult.model_validate({"batch_id": batch_id, **fields})
 
 
+def fold_changes(ledger: MutableMapping[str, Any], versions: MutableMapping[str, Any],
+                 new_ledger: Mapping[str, Any], new_versions: Mapping[str, Any]) -> None:
+    """Apply one journal entry: a re-recorded batch id becomes the newest (the ledger is oldest first)."""
+    for batch_id, entry in new_ledger.items():
+        ledger.pop(batch_id, None)
+        ledger[batch_id] = entry
+    versions.update(new_versions)
+
+
+SNAPSHOT_FIELDS = ("format", "fence", "catalog_sha256", "pending_token", "commits", "duplicates", "watermark",
+                   "completed", "ledger", "versions")
+
+
 def serialize_state(state: CatalogState) -> bytes:
-    return orjson.dumps(state)  # orjson writes dataclasses natively, without asdict's deep copy
+    """The whole state as one self-contained file (format 1): what the previous release wrote.
+
+    Still read (a state is migrated at its next commit) and written by tools and tests;
+    commits write the journal format (worker/state_journal.py).
+    """
+    snapshot = {name: getattr(state, name) for name in SNAPSHOT_FIELDS}
+    snapshot.update(format=1, ledger=dict(state.ledger), versions=dict(state.versions))
+    return orjson.dumps(snapshot)
 
 
 def parse_state(data: bytes, source: Path) -> CatalogState:
-    """Validate a whole state file; any wrong field is a ``CatalogCorruptError`` naming it."""
+    """Validate a whole state file; any wrong field is a ``CatalogCorruptError`` naming it.
+
+    Format 2 (the commit record) names its base segment, read from beside ``source`` and
+    checked against its sha256; format 1 (one self-contained file) is read as it is.
+    """
     try:
         raw: dict[str, Any] = dict(STATE_FILE.validate_json(data))
     except ValidationError as exc:
@@ -166,16 +237,66 @@ def parse_state(data: bytes, source: Path) -> CatalogState:
         raise _unreadable(source, "completed: sequences must be unique and in increasing order")
     if completed and completed[0] <= raw["watermark"]:
         raise _unreadable(source, "completed: holds a sequence at or below the watermark")
-    return CatalogState(**raw)
+    if raw["format"] == SNAPSHOT_FORMAT:
+        raw["format"] = STATE_FORMAT
+        return CatalogState(**raw)
+    ledger, versions = _base_segment(source, raw["base"])
+    for entry in raw["journal"]:
+        fold_changes(ledger, versions, entry["ledger"], entry["versions"])
+    return CatalogState(**raw, ledger=ledger, versions=versions)
+
+
+def base_segment_path(state_file: Path, sha256: str) -> Path:
+    """A base segment: a hidden sibling of the state file, named by the sha256 of its bytes."""
+    return state_file.with_name(f".{state_file.name}.{sha256}")
+
+
+# Base segments are immutable (named by their content): each process keeps the last few parsed.
+_BASES: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}
+_BASES_KEPT = 2
+
+
+def _base_segment(state_file: Path, sha256: str | None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Copies of the base's ledger and versions (the journal is folded into them)."""
+    if sha256 is None:
+        return {}, {}
+    if sha256 not in _BASES:
+        path = base_segment_path(state_file, sha256)
+        read = read_regular_file(path, lambda reason: _unreadable(
+            state_file, f"its base segment {path.name} is {reason}"), limit=STATE_MAX_BYTES)
+        if read is None:
+            raise _unreadable(state_file, f"its base segment {path.name} is missing")
+        if hashlib.sha256(read[0]).hexdigest() != sha256:
+            raise _unreadable(state_file, f"its base segment {path.name} does not match its sha256")
+        try:
+            segment = BASE_SEGMENT.validate_json(read[0])
+        except ValidationError as exc:
+            raise _unreadable(state_file, f"base segment {path.name}: {_describe(exc)}") from None
+        while len(_BASES) >= _BASES_KEPT:
+            del _BASES[next(iter(_BASES))]
+        _BASES[sha256] = (dict(segment["ledger"]), dict(segment["versions"]))
+    ledger, versions = _BASES[sha256]
+    return dict(ledger), dict(versions)
+
+
+def remember_base(sha256: str, ledger: dict[str, Any], versions: dict[str, Any]) -> None:
+    """A base segment this process just wrote: no need to read it back. Copies are kept."""
+    while len(_BASES) >= _BASES_KEPT:
+        del _BASES[next(iter(_BASES))]
+    _BASES[sha256] = (dict(ledger), dict(versions))
 
 
 def _describe(exc: ValidationError) -> str:
     errors = exc.errors(include_url=False)
     described = []
     for error in errors[:ERRORS_SHOWN]:
-        where = ".".join(_printable(part) for part in error["loc"])
-        if error["loc"][:1] == ("format",):
-            described.append(f"unknown state format {str(error.get('input'))[:20]!r}")
+        loc = error["loc"]
+        if loc[:1] in ((1,), (2,), ("1",), ("2",)):
+            loc = loc[1:]  # the format's tag, which pydantic puts first: not a field
+        where = ".".join(_printable(part) for part in loc)
+        if error["type"] in ("union_tag_invalid", "union_tag_not_found") or loc[:1] == ("format",):
+            shown = error.get("input", {}).get("format") if isinstance(error.get("input"), dict) else None
+            described.append(f"unknown state format {str(shown)[:20]!r}")
         else:
             described.append(f"{where}: {error['msg']}" if where else error["msg"])
     more = f" (and {len(errors) - ERRORS_SHOWN} more)" if len(errors) > ERRORS_SHOWN else ""

@@ -16,14 +16,22 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import time
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import redis
 
-from catalog_core.errors import BatchTooLargeError, FencedError, LockLostError, ProductNotYetCreatedError
+from catalog_core.errors import (
+    BatchTooLargeError,
+    CatalogError,
+    FencedError,
+    LockLostError,
+    ProductNotYetCreatedError,
+)
 from catalog_core.redis_client import connect
 from catalog_core.sequence import (
     abandoned_sequences, fence_key, forget_abandoned, incr_above, issued_ceiling, next_sequence,
@@ -31,32 +39,47 @@ from catalog_core.sequence import (
 from catalog_core.settings import Settings
 from schemas import BatchResult, BatchStatus
 from schemas.batch import digest_of, records_json
+from worker.atomic import discard
 from worker.backups import find_backup, read_backup, take_backup
-from worker.catalog_file import parse_catalog, serialize_catalog
+from worker.catalog_image import CatalogImage
 from worker.commit import Recovered, commit, recover_for_write
 from worker.lock import HeldLock, catalog_lock
-from worker.merge import MergeOutcome, merge_batch
+from worker.merge import MergeOutcome, merge_into
 from worker.state import CatalogState, current_identity, read_state, state_path
+from worker.state_journal import LedgerWindow
 
 log = logging.getLogger(__name__)
 
 COMMIT_ATTEMPTS = 3
 
 
+@dataclass
+class BatchRequest:
+    """One batch to apply: its records (size-checked), id, sequence (None: taken under the lock),
+    records digest, and whether this is its final attempt."""
+
+    records: Sequence[Any]
+    batch_id: str
+    sequence: int | None
+    digest: str
+    final_attempt: bool = True
+
+
+Outcome = BatchResult | CatalogError
+
+
 class _Write:
-    """One locked attempt: the lock, the fencing token, and the state as it was read."""
+    """One locked attempt: the lock, the fencing token, the state drafted from what was read."""
 
     def __init__(self, store: CatalogStore, held: HeldLock, recovered: Recovered, fence: int) -> None:
         self.store, self.held, self.fence = store, held, fence
-        self.state = recovered.state
+        self.recovered = recovered
+        self.state = recovered.state.draft()  # recovered.state stays as read if this attempt starts over
         # Of the state file exactly as read (fstat of the descriptor): a second stat could
         # already see a commit that landed after the read, and miss it.
         self.state_identity = recovered.state_identity
-        self.catalog_bytes = recovered.catalog_bytes  # the catalog as read under the lock, once
+        self.image = recovered.image
         self.abandoned: list[int] = []
-
-    def products(self) -> list[dict[str, Any]]:
-        return [] if self.catalog_bytes is None else parse_catalog(self.catalog_bytes, self.store.path)
 
     def check(self) -> None:
         """Right before the commit point: still the lock owner, and nobody committed since our read.
@@ -72,32 +95,38 @@ class _Write:
             raise FencedError(f"the state file changed since it was read (committed fence {last}, ours "
                               f"{self.fence}): another writer committed")
 
-    def commit(self, new_catalog: bytes | None) -> Path | None:
-        backup: list[Path | None] = [None]
-
-        def before_commit() -> None:
-            self.check()
-            if new_catalog is not None:
-                backup[0] = take_backup(self.store.path, self.store.backup_dir)
-
+    def commit(self, image: CatalogImage | None, backup: Path | None) -> None:
+        """Commit the draft, and ``image`` when the catalog changed; then keep both for the next write."""
+        new_catalog = None if image is None else image.to_bytes()
         self.state.fence = self.fence
         if new_catalog is not None:
             self.state.commits += 1
-        commit(self.store.path, new_catalog, self.state, before_commit)
+        try:
+            committed = commit(self.store.path, new_catalog, self.state, self.check, self.store.window)
+        except BaseException:
+            discard(backup)  # the commit did not happen: nor did its backup
+            raise
+        kept = self.image if image is None else image.sealed_as(committed.catalog_sha256)
+        self.store.remember(Recovered(self.state.settled(), kept, None, committed.state_identity))
         # Past the commit point nothing may fail the batch: this is best effort.
         forget_abandoned(self.store.redis, self.store.settings.queue, self.abandoned)
-        return backup[0]
 
 
 class CatalogStore:
-    """Applies batches to, and restores backups of, one catalog file under the Redis lock."""
+    """Applies batches to, and restores backups of, one catalog file under the Redis lock.
+
+    Between writes it keeps the catalog and the state as it last committed or read them
+    (``remember``): a write reads a file again only if its identity changed since.
+    """
 
     def __init__(self, settings: Settings, client_factory: Callable[[str], redis.Redis] = connect) -> None:
         self.settings = settings
         self.path = settings.catalog_path
         self.backup_dir = settings.backup_path
+        self.window = LedgerWindow(settings.ledger_days, settings.ledger_max_ids)
         self._client_factory = client_factory
         self._client: redis.Redis | None = None
+        self._known: Recovered | None = None
 
     @property
     def redis(self) -> redis.Redis:
@@ -105,11 +134,15 @@ class CatalogStore:
             self._client = self._client_factory(self.settings.redis_url)
         return self._client
 
+    def remember(self, recovered: Recovered | None) -> None:
+        self._known = recovered if recovered is not None and recovered.state_identity is not None else None
+
     def _locked(self) -> AbstractContextManager[HeldLock]:
         return catalog_lock(self.redis, self.path, self.settings.lock_expire, self.settings.lock_timeout)
 
     def _begin(self, held: HeldLock) -> _Write:
-        recovered = recover_for_write(self.path)
+        recovered = recover_for_write(self.path, self._known)
+        self.remember(recovered if recovered.action is None else None)
         # The fence key comes from the same read of the catalog id as the lock itself.
         fence = incr_above(self.redis, fence_key(held.name), recovered.state.fence)
         write = _Write(self, held, recovered, fence)
@@ -144,6 +177,11 @@ class CatalogStore:
         BatchTooLargeError.check_bytes(len(canonical), self.settings.max_batch_bytes)
         return canonical
 
+    def request(self, records: Sequence[Any], batch_id: str, sequence: int | None = None,
+                final_attempt: bool = True) -> BatchRequest:
+        """A batch checked for size, serialized and hashed once, outside the lock."""
+        return BatchRequest(records, batch_id, sequence, digest_of(self.check_size(records)), final_attempt)
+
     def apply(self, records: Sequence[Any], batch_id: str, sequence: int | None = None,
               final_attempt: bool = True) -> BatchResult:
         """Merge-upsert ``records`` as one all-or-nothing batch and report what happened.
@@ -153,48 +191,86 @@ class CatalogStore:
         create, and this is not the ``final_attempt``, ``ProductNotYetCreatedError`` asks for
         a retry instead of a rejection.
         """
-        # Serialized and hashed once, outside the lock, not again on each attempt.
-        digest = digest_of(self.check_size(records))
-        result: BatchResult = self._with_retries(
-            lambda: self._apply_once(records, batch_id, sequence, digest, final_attempt)
-        )
-        return result
+        outcome = self.apply_group([self.request(records, batch_id, sequence, final_attempt)])[0]
+        if isinstance(outcome, CatalogError):
+            raise outcome
+        return outcome
 
-    def _apply_once(self, records: Sequence[Any], batch_id: str, sequence: int | None, digest: str,
-                    final_attempt: bool) -> BatchResult:
+    def apply_group(self, requests: Sequence[BatchRequest]) -> list[Outcome]:
+        """Apply several batches in one commit: one lock, one catalog write, one backup, one state write.
+
+        Each batch is still all or nothing and gets its own outcome, in ``requests``' order:
+        they are applied in sequence order (those without one last, in the order given), each
+        against the catalog its predecessors in the group left. A rejected batch changes
+        nothing; a batch that must be retried (``ProductNotYetCreatedError``) gets that error
+        and no trace in the commit. An error of the commit itself (Redis, the disk, the lock)
+        is raised for the whole group: nothing of it was committed.
+        """
+        outcomes: list[Outcome] = self._with_retries(lambda: self._apply_group_once(requests))
+        return outcomes
+
+    def _apply_group_once(self, requests: Sequence[BatchRequest]) -> list[Outcome]:
+        started = time.perf_counter()
         with self._locked() as held:
+            locked = time.perf_counter()
             write = self._begin(held)
-            state = write.state
-            if sequence is None:
-                sequence = next_sequence(self.redis, self.settings.queue, floor=state.sequence_high)
-            original = state.original(batch_id)
-            if original is not None:
-                matches = None if original.content_sha256 is None else original.content_sha256 == digest
-                if matches is False:
-                    log.warning("batch %s was already %s with OTHER records: this submission is not applied",
-                                batch_id, original.status.value)
-                else:
-                    log.info("batch %s was already %s: duplicate", batch_id, original.status.value)
-                duplicate = BatchResult(batch_id=batch_id, status=BatchStatus.DUPLICATE, sequence=sequence,
-                                        fence=write.fence, original=original, content_sha256=digest,
-                                        content_matches=matches)
-                state.complete(sequence)
-                state.duplicates += 1
-                write.commit(None)
-                return duplicate
-            outcome = merge_batch(write.products(), records, sequence, state.versions)
-            status = self._status(outcome, batch_id, sequence, state, final_attempt)
-            result = BatchResult(batch_id=batch_id, status=status, created=outcome.created, updated=outcome.updated,
-                                 unchanged=outcome.unchanged, errors=outcome.errors, sequence=sequence,
-                                 fence=write.fence, superseded=outcome.superseded, content_sha256=digest)
-            state.versions.update(outcome.versions)
-            state.record(result, dt.datetime.now(dt.UTC), self.settings.ledger_days, self.settings.ledger_max_ids)
-            new_catalog = serialize_catalog(outcome.products) if status == BatchStatus.APPLIED else None
-            backup = write.commit(new_catalog)
-        log.info("batch %s (sequence %d) %s: %d created, %d updated, %d unchanged, %d superseded field(s)",
-                 batch_id, sequence, status.value, result.created, result.updated, result.unchanged,
-                 len(result.superseded))
-        return result.model_copy(update={"backup": str(backup) if backup else None})
+            # The version every batch of this commit replaces: linked now so the ledger can name it.
+            backup = take_backup(self.path, self.backup_dir) if write.image.sha256 is not None else None
+            try:
+                image = write.image
+                outcomes: dict[int, Outcome] = {}
+                for index in sorted(range(len(requests)), key=lambda i: _order_key(requests[i], i)):
+                    try:
+                        outcomes[index], image = self._apply_one(write, image, requests[index], backup)
+                    except ProductNotYetCreatedError as exc:
+                        outcomes[index] = exc
+                changed = image is not write.image
+                if not changed:
+                    discard(backup)
+                    backup = None
+            except BaseException:
+                discard(backup)
+                raise
+            write.commit(image if changed else None, backup)
+        results = [outcomes[i] for i in range(len(requests))]
+        self.commit_timings = (locked - started, time.perf_counter() - locked)
+        for outcome in results:
+            if isinstance(outcome, BatchResult) and outcome.status != BatchStatus.DUPLICATE:
+                log.info("batch %s (sequence %s) %s: %d created, %d updated, %d unchanged, %d superseded field(s)",
+                         outcome.batch_id, outcome.sequence, outcome.status.value, outcome.created, outcome.updated,
+                         outcome.unchanged, len(outcome.superseded))
+        return results
+
+    def _apply_one(self, write: _Write, image: CatalogImage, request: BatchRequest,
+                   backup: Path | None) -> tuple[BatchResult, CatalogImage]:
+        state, batch_id, digest = write.state, request.batch_id, request.digest
+        sequence = request.sequence
+        if sequence is None:
+            sequence = next_sequence(self.redis, self.settings.queue, floor=state.sequence_high)
+        original = state.original(batch_id)
+        if original is not None:
+            matches = None if original.content_sha256 is None else original.content_sha256 == digest
+            if matches is False:
+                log.warning("batch %s was already %s with OTHER records: this submission is not applied",
+                            batch_id, original.status.value)
+            else:
+                log.info("batch %s was already %s: duplicate", batch_id, original.status.value)
+            state.complete(sequence)
+            state.duplicates += 1
+            return BatchResult(batch_id=batch_id, status=BatchStatus.DUPLICATE, sequence=sequence, fence=write.fence,
+                               original=original, content_sha256=digest, content_matches=matches), image
+        outcome = merge_into(image, request.records, sequence, state.versions)
+        status = self._status(outcome, batch_id, sequence, state, request.final_attempt)
+        applied = status == BatchStatus.APPLIED
+        result = BatchResult(batch_id=batch_id, status=status, created=outcome.created, updated=outcome.updated,
+                             unchanged=outcome.unchanged, errors=outcome.errors, sequence=sequence,
+                             fence=write.fence, superseded=outcome.superseded, content_sha256=digest,
+                             backup=str(backup) if applied and backup else None)
+        state.versions.update(outcome.versions)
+        state.record(result, dt.datetime.now(dt.UTC))
+        if applied:
+            image = image.with_changes(outcome.changed_products, outcome.order)
+        return result, image
 
     @staticmethod
     def _status(outcome: MergeOutcome, batch_id: str, sequence: int, state: CatalogState,
@@ -219,11 +295,30 @@ class CatalogStore:
         """
         backup = find_backup(self.path, self.backup_dir, name)
         data = read_backup(backup)  # by descriptor: not a link swapped in since it was listed
-        parse_catalog(data, backup.path)  # never restore a backup that is itself broken
+        restored_image = CatalogImage.from_file_bytes(data, backup.path)  # never restore a broken backup
 
         def attempt() -> Path | None:
             with self._locked() as held:
-                return self._begin(held).commit(data)
+                write = self._begin(held)
+                taken = take_backup(self.path, self.backup_dir) if write.image.sha256 is not None else None
+                write.commit(_AsWritten(restored_image, data), taken)
+                return taken
 
         restored: Path | None = self._with_retries(attempt)
         return restored
+
+
+class _AsWritten(CatalogImage):
+    """A restored backup is written back byte for byte, whatever its layout."""
+
+    def __init__(self, image: CatalogImage, data: bytes) -> None:
+        super().__init__(image.ids, image.entries, image.sha256)
+        self._data = data
+
+    def to_bytes(self) -> bytes:
+        return self._data
+
+
+def _order_key(request: BatchRequest, index: int) -> tuple[bool, int, int]:
+    """Sequence order; batches without a sequence take one under the lock, after the others, in turn."""
+    return (request.sequence is None, request.sequence or 0, index)

@@ -34,6 +34,7 @@ from schemas.batch import SUPPORTED_VERSIONS
 from worker.backups import rotate_backups
 
 if TYPE_CHECKING:
+    from worker.group_commit import GroupCommitter
     from worker.store import CatalogStore
 
 log = logging.getLogger("catalog.worker")
@@ -50,6 +51,9 @@ class Context(Protocol):
 
     @property
     def store(self) -> CatalogStore: ...
+
+    @property
+    def committer(self) -> GroupCommitter: ...
 
 
 def _parse_message(payload: Any, task_id: str) -> BatchMessage | BatchResult:
@@ -129,7 +133,8 @@ def _apply(task: Task, context: Context, message: BatchMessage, final_attempt: b
     if forged is not None:
         return _reject(context, forged, message, final_attempt)
     try:
-        result = context.store.apply(message.items, message.batch_id, message.sequence, final_attempt)
+        request = context.store.request(message.items, message.batch_id, message.sequence, final_attempt)
+        result = context.committer.apply(request)
     except BatchTooLargeError as exc:
         abandon(context, message)
         too_large = BatchResult(batch_id=message.batch_id, status=BatchStatus.REJECTED,

@@ -101,10 +101,11 @@ class ChaosRun:
         return all(done >= 1 for asked, done in asked_and_done if asked)
 
     def start_worker(self, supervisor: Supervisor, n: int) -> None:
-        # Two pool processes: a worker then holds a batch while its consumer waits on the queue,
-        # the state in which a broker restart used to stop workers (worker/broker_transport.py).
+        # Eight threads: batches share commits (worker/group_commit.py), and a worker holds
+        # batches while its consumer waits on the queue, the state in which a broker restart
+        # used to stop workers (worker/broker_transport.py).
         supervisor.start(f"worker-{n}", worker_command(f"chaos{n}@%h", "--without-mingle", "--without-gossip",
-                                                       concurrency=2))
+                                                       concurrency=8))
 
     def inject(self, schedule: FaultSchedule, supervisor: Supervisor, server: RedisServer, pauses: Pauses,
                lock_expire: float, started: float) -> None:

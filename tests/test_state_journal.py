@@ -1,0 +1,120 @@
+"""The state file as a commit record: a journal of changes over a base segment, compacted, checked, collected."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import orjson
+import pytest
+
+from catalog_core.errors import CatalogCorruptError
+from catalog_core.settings import Settings
+from schemas import BatchStatus
+from tests.helpers import product
+from worker import state_journal
+from worker.state import read_state, serialize_state, state_path
+from worker.store import CatalogStore
+
+BASE_NAME = re.compile(r"^\.products\.json\.state\.[0-9a-f]{64}$")
+
+
+def bases(catalog: Path) -> list[Path]:
+    return sorted(p for p in catalog.parent.iterdir() if BASE_NAME.match(p.name))
+
+
+def record(catalog: Path) -> dict:  # type: ignore[type-arg]
+    return orjson.loads(state_path(catalog).read_bytes())
+
+
+@pytest.fixture
+def short_journal(monkeypatch: pytest.MonkeyPatch) -> int:
+    monkeypatch.setattr(state_journal, "JOURNAL_MAX_ENTRIES", 3)
+    return 3
+
+
+def test_a_commit_appends_its_changes_to_the_journal_and_leaves_the_base_alone(settings: Settings) -> None:
+    store = CatalogStore(settings)
+    store.apply([product("A")], "b1")
+    first = record(settings.catalog_path)
+    store.apply([product("B")], "b2")
+    second = record(settings.catalog_path)
+    assert first["base"] == second["base"] and first["format"] == 2
+    assert [list(entry["ledger"]) for entry in second["journal"]][-1] == ["b2"]
+    assert "ledger" not in second and "versions" not in second  # only changes travel with each commit
+
+
+def test_a_full_journal_is_compacted_into_a_new_base_and_old_bases_are_collected(
+    settings: Settings, short_journal: int
+) -> None:
+    store = CatalogStore(settings)
+    applied = [f"b{n}" for n in range(12)]
+    for n, batch_id in enumerate(applied):
+        store.apply([product(f"P{n}")], batch_id)
+        assert len(record(settings.catalog_path)["journal"]) <= short_journal
+        assert 1 <= len(bases(settings.catalog_path)) <= 2  # the state's, and .state.prev's when it differs
+    state = read_state(state_path(settings.catalog_path))
+    assert state is not None and sorted(state.ledger) == sorted(applied)
+    assert sorted(state.versions) == sorted(f"P{n}" for n in range(12))
+    # What another process reads (no copy of its own) is the same.
+    assert CatalogStore(settings).apply([product("P0")], "b0").status == BatchStatus.DUPLICATE
+
+
+def test_compaction_trims_the_ledger_to_its_window(settings: Settings, short_journal: int) -> None:
+    small = settings.model_copy(update={"ledger_max_ids": 4})
+    store = CatalogStore(small)
+    for n in range(10):
+        store.apply([product(f"P{n}")], f"b{n}")
+    state = read_state(state_path(small.catalog_path))
+    assert state is not None
+    # At least the window, at most one journal more; always the newest.
+    assert 4 <= len(state.ledger) <= 4 + short_journal and "b9" in state.ledger and "b0" not in state.ledger
+
+
+def test_a_missing_base_segment_is_a_clear_error_that_names_it(settings: Settings) -> None:
+    CatalogStore(settings).apply([product("A")], "b1")
+    [base] = bases(settings.catalog_path)
+    base.unlink()
+    state_journal_cache_cleared()
+    with pytest.raises(CatalogCorruptError, match=rf"base segment {re.escape(base.name)} is missing"):
+        read_state(state_path(settings.catalog_path))
+
+
+def test_a_base_segment_changed_by_hand_is_refused(settings: Settings) -> None:
+    CatalogStore(settings).apply([product("A")], "b1")
+    [base] = bases(settings.catalog_path)
+    base.write_bytes(base.read_bytes().replace(b'"applied"', b'"rejected"'))
+    state_journal_cache_cleared()
+    with pytest.raises(CatalogCorruptError, match="does not match its sha256"):
+        read_state(state_path(settings.catalog_path))
+
+
+def test_a_state_written_as_one_file_by_the_previous_release_is_migrated_at_the_next_commit(settings: Settings) -> None:
+    store = CatalogStore(settings)
+    store.apply([product("A")], "b1")
+    old_format = serialize_state(read_state(state_path(settings.catalog_path)))  # type: ignore[arg-type]
+    assert orjson.loads(old_format)["format"] == 1
+    state_path(settings.catalog_path).write_bytes(old_format)
+    assert CatalogStore(settings).apply([product("A")], "b1").status == BatchStatus.DUPLICATE
+    CatalogStore(settings).apply([product("B")], "b2")
+    migrated = record(settings.catalog_path)
+    assert migrated["format"] == 2 and migrated["base"] is not None
+    state = read_state(state_path(settings.catalog_path))
+    assert state is not None and list(state.ledger) == ["b1", "b2"]
+
+
+def test_a_base_left_by_a_commit_that_never_happened_is_collected(settings: Settings) -> None:
+    store = CatalogStore(settings)
+    store.apply([product("A")], "b1")
+    orphan = settings.catalog_path.with_name(".products.json.state." + "ab" * 32)
+    orphan.write_bytes(b"{}")
+    store.apply([product("B")], "b2")
+    store.apply([product("C")], "b3")
+    assert not orphan.exists()
+
+
+def state_journal_cache_cleared() -> None:
+    """Forget the bases this process parsed, as a fresh process would."""
+    from worker import state
+
+    state._BASES.clear()

@@ -1,0 +1,114 @@
+"""What a store keeps between writes (the parsed catalog and state) is never trusted past a change by anyone else."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from catalog_core.settings import Settings
+from tests.helpers import product
+from worker import commit as commit_module
+from worker.backups import list_backups
+from worker.catalog_file import serialize_catalog
+from worker.store import CatalogStore
+
+
+def ids(settings: Settings) -> list[str]:
+    return [p["product_id"] for p in json.loads(settings.catalog_path.read_text())]
+
+
+@pytest.fixture
+def reads(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
+    """Every time a writer reads the catalog file."""
+    seen: list[Path] = []
+    real = commit_module.read_catalog_bytes
+
+    def counting(path: Path) -> bytes | None:
+        seen.append(path)
+        return real(path)
+
+    monkeypatch.setattr(commit_module, "read_catalog_bytes", counting)
+    return seen
+
+
+def test_a_warm_store_does_not_read_the_catalog_it_wrote_itself(settings: Settings, reads: list[Path]) -> None:
+    store = CatalogStore(settings)
+    store.apply([product("A")], "b1")
+    reads.clear()
+    store.apply([product("B")], "b2")
+    store.apply([{"product_id": "A", "product_name": "Renamed"}], "b3")
+    assert reads == []
+    assert ids(settings) == ["A", "B"]
+
+
+def test_a_commit_by_another_writer_is_read_not_overwritten(settings: Settings, reads: list[Path]) -> None:
+    mine, other = CatalogStore(settings), CatalogStore(settings)
+    mine.apply([product("A")], "b1")
+    other.apply([product("B")], "b2")
+    reads.clear()
+    mine.apply([product("C")], "b3")
+    assert reads, "the other writer's commit went unnoticed"
+    assert ids(settings) == ["A", "B", "C"]
+
+
+def test_a_commit_that_changed_only_the_state_keeps_the_parsed_catalog_and_reads_the_new_ledger(
+    settings: Settings, reads: list[Path]
+) -> None:
+    mine, other = CatalogStore(settings), CatalogStore(settings)
+    mine.apply([product("A")], "b1")
+    assert other.apply([{"product_id": "A", "pricing": "bad"}], "rejected-by-other").status.value == "rejected"
+    reads.clear()
+    assert mine.apply([product("B")], "rejected-by-other").status.value == "duplicate"  # the other's ledger entry
+    assert reads == []  # the catalog did not change: its parsed copy still holds
+
+
+def test_a_hand_edit_of_the_catalog_is_adopted_not_overwritten(settings: Settings) -> None:
+    store = CatalogStore(settings)
+    store.apply([product("A")], "b1")
+    edited = json.loads(settings.catalog_path.read_text()) + [product("BY-HAND")]
+    settings.catalog_path.write_bytes(serialize_catalog(edited))  # in place: same inode
+    store.apply([product("B")], "b2")
+    assert ids(settings) == ["A", "BY-HAND", "B"]
+
+
+def test_a_hand_edit_of_the_same_size_is_still_seen(settings: Settings) -> None:
+    store = CatalogStore(settings)
+    store.apply([product("A")], "b1")
+    before = settings.catalog_path.read_bytes()
+    settings.catalog_path.write_bytes(before.replace(b'"A"', b'"Z"'))  # same size, same inode, newer mtime
+    store.apply([product("B")], "b2")
+    assert ids(settings) == ["Z", "B"]
+
+
+def test_a_restore_by_another_store_is_seen(settings: Settings) -> None:
+    store = CatalogStore(settings)
+    store.apply([product("A")], "b1")
+    store.apply([product("B")], "b2")
+    [first] = list_backups(settings.catalog_path, settings.backup_path)
+    CatalogStore(settings).restore(first.name)  # back to the catalog before b2: only A
+    store.apply([product("C")], "b3")
+    assert ids(settings) == ["A", "C"]
+
+
+def test_a_replaced_state_file_is_read_again(settings: Settings) -> None:
+    store, other = CatalogStore(settings), CatalogStore(settings)
+    store.apply([product("A")], "b1")
+    other.apply([product("B")], "b2")
+    # b2 is in the other writer's ledger entry only: our copy of the state must not hide it.
+    assert store.apply([product("B")], "b2").status.value == "duplicate"
+
+
+def test_a_catalog_swapped_for_another_file_of_the_same_size_and_mtime_is_still_seen(settings: Settings) -> None:
+    store = CatalogStore(settings)
+    store.apply([product("A")], "b1")
+    path = settings.catalog_path
+    status = os.stat(path)
+    swapped = path.with_name("swapped.json")
+    swapped.write_bytes(path.read_bytes().replace(b'"A"', b'"Q"'))
+    os.utime(swapped, ns=(status.st_atime_ns, status.st_mtime_ns))
+    os.replace(swapped, path)  # a new inode
+    store.apply([product("B")], "b2")
+    assert ids(settings) == ["Q", "B"]

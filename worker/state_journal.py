@@ -1,0 +1,155 @@
+"""Writing the state file as a commit record: a small head, a journal of changes, a base segment.
+
+Why: the ledger and the field versions grow with the catalog (about 8 MB for 10,000 products
+and 20,000 batch ids) but a commit changes a few entries of them. Rewriting them whole on
+every commit cost more than the catalog write itself. So the state file (the commit record,
+still replaced by rename at the commit point) carries:
+
+- the head: fence, catalog sha256 and file identity, pending token, counters, sequences;
+- ``base``: the sha256 of a **base segment**, ``.products.json.state.<sha256>``, an immutable
+  file holding the ledger and versions as of the last compaction;
+- ``journal``: what each commit since then changed in the ledger and versions.
+
+A commit appends its changes to the journal. When the journal passes ``JOURNAL_MAX_ENTRIES``
+entries or ``JOURNAL_MAX_BYTES``, the commit compacts instead: it folds everything into a new
+base segment (trimming the ledger to its window), written and fsynced before the commit point,
+and starts an empty journal. The commit point does not move: it is still the rename of the state
+file, so the crash table of docs/commit-protocol.md holds as it was. A base segment is named by
+its sha256 and checked against it when read; bases referenced by neither the state file nor
+``.state.prev`` are deleted after a commit (``collect_bases``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import logging
+import os
+import re
+from collections import ChainMap
+from contextlib import suppress
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from schemas.state import STATE_FORMAT
+from worker.atomic import write_temp
+from worker.state import (
+    CatalogState,
+    base_segment_path,
+    fold_changes,
+    previous_state_path,
+    remember_base,
+    state_path,
+)
+
+log = logging.getLogger(__name__)
+
+# A journal this long or this big is folded into a new base: the record stays small to read
+# and write, and the base is rewritten at most once every this many commits.
+JOURNAL_MAX_ENTRIES = 64
+JOURNAL_MAX_BYTES = 1 << 20
+HEAD_FIELDS = ("fence", "catalog_sha256", "pending_token", "catalog_file", "commits", "duplicates", "watermark",
+               "completed", "base", "journal")
+
+
+@dataclass(frozen=True)
+class LedgerWindow:
+    """How long batch ids are remembered: at least this many days and this many ids (settings)."""
+
+    days: float = 30.0
+    ids: int = 20_000
+
+
+def encode_record(catalog: Path, state: CatalogState, window: LedgerWindow, now: dt.datetime | None = None) -> bytes:
+    """The state file's bytes for committing ``state`` (a draft, or a whole state).
+
+    A draft's changes are appended to its journal; a full journal, a state without a base
+    (new, or read from the previous release's single file) or a whole state is compacted into
+    a new base segment, written here. ``state`` is updated to match what is returned.
+    """
+    if isinstance(state.ledger, ChainMap) and isinstance(state.versions, ChainMap):
+        changes = state.changes()
+        if changes["ledger"] or changes["versions"]:
+            state.journal.append(changes)
+        compact = state.base is None and bool(state.ledger or state.versions)
+    else:
+        compact = bool(state.ledger or state.versions)  # a whole state (recovery, tools): its own base
+    if not compact and len(state.journal) <= JOURNAL_MAX_ENTRIES:
+        data = _record_bytes(state)
+        if len(data) <= JOURNAL_MAX_BYTES:
+            return data
+    _compact(catalog, state, window, now or dt.datetime.now(dt.UTC))
+    return _record_bytes(state)
+
+
+def _record_bytes(state: CatalogState) -> bytes:
+    record = {"format": STATE_FORMAT, **{name: getattr(state, name) for name in HEAD_FIELDS}}
+    return orjson.dumps(record)
+
+
+def _compact(catalog: Path, state: CatalogState, window: LedgerWindow, now: dt.datetime) -> None:
+    """Fold base and journal into a new base segment (fsynced, in place before the commit point)."""
+    ledger, versions = _folded(state)
+    state.ledger, state.versions = ledger, versions
+    state.trim_ledger(now, window.days, window.ids)
+    data = orjson.dumps({"format": STATE_FORMAT, "ledger": state.ledger, "versions": state.versions})
+    sha256 = hashlib.sha256(data).hexdigest()
+    state_file = state_path(catalog)
+    target = base_segment_path(state_file, sha256)
+    if not target.exists():
+        # Written as a state temp file: a writer that loses the lock meanwhile has it removed
+        # by the next one (step 1), like its state temp file.
+        temp = write_temp(state_file, data)
+        os.replace(temp, target)  # durable with the folder sync of the commit point (same folder)
+    state.base, state.journal = sha256, []
+    remember_base(sha256, dict(state.ledger), dict(state.versions))
+
+
+def _folded(state: CatalogState) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Plain copies of a state's ledger and versions (a draft's layers folded, order kept)."""
+    ledger, versions = state.ledger, state.versions
+    if isinstance(ledger, ChainMap) and isinstance(versions, ChainMap):
+        folded_ledger, folded_versions = dict(ledger.maps[1]), dict(versions.maps[1])
+        fold_changes(folded_ledger, folded_versions, ledger.maps[0], versions.maps[0])
+        return folded_ledger, folded_versions
+    return dict(ledger), dict(versions)
+
+
+def _base_pattern(state_file: Path) -> re.Pattern[str]:
+    return re.compile(rf"^\.{re.escape(state_file.name)}\.([0-9a-f]{{64}})$")
+
+
+def _referenced_base(path: Path) -> str | None:
+    """The base a state file names, read lightly (a record is small; a format-1 file names none)."""
+    try:
+        with path.open("rb") as handle:
+            head = handle.read(JOURNAL_MAX_BYTES * 2)
+        base = orjson.loads(head).get("base")
+    except (OSError, orjson.JSONDecodeError, AttributeError):
+        return None
+    return base if isinstance(base, str) else None
+
+
+def collect_bases(catalog: Path, current: CatalogState) -> list[Path]:
+    """Delete base segments that neither the state file nor ``.state.prev`` names. Under the lock,
+    after a commit; best effort (a leftover is only disk space, collected next time)."""
+    state_file = state_path(catalog)
+    pattern = _base_pattern(state_file)
+    keep = {current.base, _referenced_base(previous_state_path(catalog))}
+    removed = []
+    try:
+        entries = list(os.scandir(catalog.parent))
+    except OSError as exc:
+        log.warning("could not list %s to remove old state segments: %s", catalog.parent, exc)
+        return removed
+    for entry in entries:
+        match = pattern.match(entry.name)
+        if match is None or match.group(1) in keep:
+            continue
+        with suppress(FileNotFoundError):
+            os.unlink(entry.path)
+            removed.append(Path(entry.path))
+    return removed
