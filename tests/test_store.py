@@ -18,6 +18,7 @@ from worker import store as store_module
 from worker.backups import list_backups
 from worker.catalog_image import CatalogImage
 from worker.store import CatalogStore
+from worker.write_attempt import WriteAttempt
 
 
 def catalog_ids(settings: Settings) -> list[str]:
@@ -218,10 +219,10 @@ def test_a_writer_fenced_by_a_newer_commit_does_not_replace_the_catalog(
     store = CatalogStore(settings)
     store.apply([product("A")], "b1")
     other = CatalogStore(settings)
-    real_check = store_module._Write.check
+    real_check = WriteAttempt.check
     calls = []
 
-    def newer_writer_commits_first(self: store_module._Write) -> None:
+    def newer_writer_commits_first(self: WriteAttempt) -> None:
         if not calls:
             calls.append(1)
             monkeypatch.setattr(store_module.HeldLock, "ensure_held", lambda _self: None)
@@ -230,7 +231,7 @@ def test_a_writer_fenced_by_a_newer_commit_does_not_replace_the_catalog(
             other_write.commit(CatalogImage.from_products([{"product_id": "OTHER"}]), None)
         real_check(self)
 
-    monkeypatch.setattr(store_module._Write, "check", newer_writer_commits_first)
+    monkeypatch.setattr(WriteAttempt, "check", newer_writer_commits_first)
     result = store.apply([product("B")], "b2")  # fenced on the first try, then starts over
     assert result.status == BatchStatus.APPLIED
     assert [p["product_id"] for p in json.loads(settings.catalog_path.read_text())] == ["OTHER", "B"]

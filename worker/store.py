@@ -19,7 +19,6 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +33,7 @@ from catalog_core.errors import (
 )
 from catalog_core.redis_client import connect
 from catalog_core.sequence import (
-    abandoned_sequences, fence_key, forget_abandoned, incr_above, issued_ceiling, next_sequence,
+    abandoned_sequences, fence_key, incr_above, issued_ceiling, next_sequence,
 )
 from catalog_core.settings import Settings
 from schemas import BatchResult, BatchStatus
@@ -42,74 +41,16 @@ from schemas.batch import digest_of, records_json
 from worker.atomic import discard
 from worker.backups import find_backup, read_backup, take_backup
 from worker.catalog_image import CatalogImage
-from worker.commit import Recovered, commit, recover_for_write
+from worker.commit import Recovered, recover_for_write
 from worker.lock import HeldLock, catalog_lock
 from worker.merge import MergeOutcome, merge_into
-from worker.state import CatalogState, current_identity, read_state, state_path
+from worker.state import CatalogState
 from worker.state_journal import LedgerWindow
+from worker.write_attempt import AsWritten, BatchRequest, CommitStats, Outcome, WriteAttempt
 
 log = logging.getLogger(__name__)
 
 COMMIT_ATTEMPTS = 3
-
-
-@dataclass
-class BatchRequest:
-    """One batch to apply: its records (size-checked), id, sequence (None: taken under the lock),
-    records digest, and whether this is its final attempt."""
-
-    records: Sequence[Any]
-    batch_id: str
-    sequence: int | None
-    digest: str
-    final_attempt: bool = True
-
-
-Outcome = BatchResult | CatalogError
-
-
-class _Write:
-    """One locked attempt: the lock, the fencing token, the state drafted from what was read."""
-
-    def __init__(self, store: CatalogStore, held: HeldLock, recovered: Recovered, fence: int) -> None:
-        self.store, self.held, self.fence = store, held, fence
-        self.recovered = recovered
-        self.state = recovered.state.draft()  # recovered.state stays as read if this attempt starts over
-        # Of the state file exactly as read (fstat of the descriptor): a second stat could
-        # already see a commit that landed after the read, and miss it.
-        self.state_identity = recovered.state_identity
-        self.image = recovered.image
-        self.abandoned: list[int] = []
-
-    def check(self) -> None:
-        """Right before the commit point: still the lock owner, and nobody committed since our read.
-
-        Any change of the state file since our read means start over, whatever its fence: a
-        writer paused past its lock's expiry may have committed inside our window, and its
-        commit must be read, not overwritten.
-        """
-        self.held.ensure_held()
-        if current_identity(state_path(self.store.path)) != self.state_identity:
-            committed = read_state(state_path(self.store.path))
-            last = committed.fence if committed else 0
-            raise FencedError(f"the state file changed since it was read (committed fence {last}, ours "
-                              f"{self.fence}): another writer committed")
-
-    def commit(self, image: CatalogImage | None, backup: Path | None) -> None:
-        """Commit the draft, and ``image`` when the catalog changed; then keep both for the next write."""
-        new_catalog = None if image is None else image.to_bytes()
-        self.state.fence = self.fence
-        if new_catalog is not None:
-            self.state.commits += 1
-        try:
-            committed = commit(self.store.path, new_catalog, self.state, self.check, self.store.window)
-        except BaseException:
-            discard(backup)  # the commit did not happen: nor did its backup
-            raise
-        kept = self.image if image is None else image.sealed_as(committed.catalog_sha256)
-        self.store.remember(Recovered(self.state.settled(), kept, None, committed.state_identity))
-        # Past the commit point nothing may fail the batch: this is best effort.
-        forget_abandoned(self.store.redis, self.store.settings.queue, self.abandoned)
 
 
 class CatalogStore:
@@ -127,6 +68,9 @@ class CatalogStore:
         self._client_factory = client_factory
         self._client: redis.Redis | None = None
         self._known: Recovered | None = None
+        # Called after each durable write of apply_group (the worker records metrics with it);
+        # it must not raise: the batches are committed.
+        self.on_commit: Callable[[CommitStats], None] | None = None
 
     @property
     def redis(self) -> redis.Redis:
@@ -140,12 +84,12 @@ class CatalogStore:
     def _locked(self) -> AbstractContextManager[HeldLock]:
         return catalog_lock(self.redis, self.path, self.settings.lock_expire, self.settings.lock_timeout)
 
-    def _begin(self, held: HeldLock) -> _Write:
+    def _begin(self, held: HeldLock) -> WriteAttempt:
         recovered = recover_for_write(self.path, self._known)
         self.remember(recovered if recovered.action is None else None)
         # The fence key comes from the same read of the catalog id as the lock itself.
         fence = incr_above(self.redis, fence_key(held.name), recovered.state.fence)
-        write = _Write(self, held, recovered, fence)
+        write = WriteAttempt(self, held, recovered, fence)
         write.abandoned = abandoned_sequences(self.redis, self.settings.queue)
         if write.abandoned:
             # Anyone can write to Redis: only sequences the counter issued are given up.
@@ -233,7 +177,8 @@ class CatalogStore:
                 raise
             write.commit(image if changed else None, backup)
         results = [outcomes[i] for i in range(len(requests))]
-        self.commit_timings = (locked - started, time.perf_counter() - locked)
+        if self.on_commit is not None:
+            self.on_commit(CommitStats(len(requests), locked - started, time.perf_counter() - locked, time.time()))
         for outcome in results:
             if isinstance(outcome, BatchResult) and outcome.status != BatchStatus.DUPLICATE:
                 log.info("batch %s (sequence %s) %s: %d created, %d updated, %d unchanged, %d superseded field(s)",
@@ -241,7 +186,7 @@ class CatalogStore:
                          outcome.unchanged, len(outcome.superseded))
         return results
 
-    def _apply_one(self, write: _Write, image: CatalogImage, request: BatchRequest,
+    def _apply_one(self, write: WriteAttempt, image: CatalogImage, request: BatchRequest,
                    backup: Path | None) -> tuple[BatchResult, CatalogImage]:
         state, batch_id, digest = write.state, request.batch_id, request.digest
         sequence = request.sequence
@@ -301,22 +246,11 @@ class CatalogStore:
             with self._locked() as held:
                 write = self._begin(held)
                 taken = take_backup(self.path, self.backup_dir) if write.image.sha256 is not None else None
-                write.commit(_AsWritten(restored_image, data), taken)
+                write.commit(AsWritten(restored_image, data), taken)
                 return taken
 
         restored: Path | None = self._with_retries(attempt)
         return restored
-
-
-class _AsWritten(CatalogImage):
-    """A restored backup is written back byte for byte, whatever its layout."""
-
-    def __init__(self, image: CatalogImage, data: bytes) -> None:
-        super().__init__(image.ids, image.entries, image.sha256)
-        self._data = data
-
-    def to_bytes(self) -> bytes:
-        return self._data
 
 
 def _order_key(request: BatchRequest, index: int) -> tuple[bool, int, int]:

@@ -1,0 +1,101 @@
+"""One locked write attempt of the store, and the values that travel with it. No Celery here."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from catalog_core.errors import CatalogError, FencedError
+from catalog_core.sequence import forget_abandoned
+from schemas import BatchResult
+from worker.atomic import discard
+from worker.catalog_image import CatalogImage
+from worker.commit import Recovered, commit
+from worker.lock import HeldLock
+from worker.state import current_identity, read_state, state_path
+
+if TYPE_CHECKING:
+    from worker.store import CatalogStore
+
+
+@dataclass
+class BatchRequest:
+    """One batch to apply: its records (size-checked), id, sequence (None: taken under the lock),
+    records digest, and whether this is its final attempt."""
+
+    records: Sequence[Any]
+    batch_id: str
+    sequence: int | None
+    digest: str
+    final_attempt: bool = True
+
+
+Outcome = BatchResult | CatalogError
+
+
+@dataclass(frozen=True)
+class CommitStats:
+    """One write of ``apply_group``, for metrics: how many batches, the lock wait, the locked part."""
+
+    batches: int
+    lock_wait_seconds: float
+    commit_seconds: float
+    committed_at: float  # Unix time
+
+
+class WriteAttempt:
+    """One locked attempt: the lock, the fencing token, the state drafted from what was read."""
+
+    def __init__(self, store: CatalogStore, held: HeldLock, recovered: Recovered, fence: int) -> None:
+        self.store, self.held, self.fence = store, held, fence
+        self.recovered = recovered
+        self.state = recovered.state.draft()  # recovered.state stays as read if this attempt starts over
+        # Of the state file exactly as read (fstat of the descriptor): a second stat could
+        # already see a commit that landed after the read, and miss it.
+        self.state_identity = recovered.state_identity
+        self.image = recovered.image
+        self.abandoned: list[int] = []
+
+    def check(self) -> None:
+        """Right before the commit point: still the lock owner, and nobody committed since our read.
+
+        Any change of the state file since our read means start over, whatever its fence: a
+        writer paused past its lock's expiry may have committed inside our window, and its
+        commit must be read, not overwritten.
+        """
+        self.held.ensure_held()
+        if current_identity(state_path(self.store.path)) != self.state_identity:
+            committed = read_state(state_path(self.store.path))
+            last = committed.fence if committed else 0
+            raise FencedError(f"the state file changed since it was read (committed fence {last}, ours "
+                              f"{self.fence}): another writer committed")
+
+    def commit(self, image: CatalogImage | None, backup: Path | None) -> None:
+        """Commit the draft, and ``image`` when the catalog changed; then keep both for the next write."""
+        new_catalog = None if image is None else image.to_bytes()
+        self.state.fence = self.fence
+        if new_catalog is not None:
+            self.state.commits += 1
+        try:
+            committed = commit(self.store.path, new_catalog, self.state, self.check, self.store.window)
+        except BaseException:
+            discard(backup)  # the commit did not happen: nor did its backup
+            raise
+        kept = self.image if image is None else image.sealed_as(committed.catalog_sha256)
+        self.store.remember(Recovered(self.state.settled(), kept, None, committed.state_identity))
+        # Past the commit point nothing may fail the batch: this is best effort.
+        forget_abandoned(self.store.redis, self.store.settings.queue, self.abandoned)
+
+
+
+class AsWritten(CatalogImage):
+    """A restored backup is written back byte for byte, whatever its layout."""
+
+    def __init__(self, image: CatalogImage, data: bytes) -> None:
+        super().__init__(image.ids, image.entries, image.sha256)
+        self._data = data
+
+    def to_bytes(self) -> bytes:
+        return self._data
