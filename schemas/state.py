@@ -106,6 +106,7 @@ class StateRecord(TypedDict):
     pending_token: TempToken | None
     catalog_file: Annotated[list[FileNumber], Field(min_length=3, max_length=3)] | None
     commits: Count
+    applied: Count
     duplicates: Count
     watermark: Count
     completed: list[Count]

@@ -135,12 +135,12 @@ def test_seed_products_with_empty_pricing_stay_valid(seed_dir: Path) -> None:
 
 
 # --- order safety: any processing order gives the catalog of sequence order -----------------
-# The reference is tests/reference_model.py, which knows nothing of versions or placement.
+# The reference is devtools/reference_model.py, which knows nothing of versions or placement.
 
 import pytest  # noqa: E402
 from hypothesis import given, settings as hypothesis_settings, strategies as st  # noqa: E402
 
-from tests.reference_model import apply_in_sequence_order  # noqa: E402
+from devtools.reference_model import apply_in_sequence_order  # noqa: E402
 from worker.merge import CREATED  # noqa: E402
 
 INITIAL_IDS = ["A", "B", "C"]

@@ -382,7 +382,7 @@ def test_each_batch_is_logged_once_with_its_outcome(settings: Settings, caplog: 
 
 from hypothesis import HealthCheck, given, settings as hypothesis_settings, strategies as st  # noqa: E402
 
-from tests.reference_model import apply_in_sequence_order  # noqa: E402
+from devtools.reference_model import apply_in_sequence_order  # noqa: E402
 from tests.test_merge import batches as batch_lists, initial_catalog  # noqa: E402
 
 

@@ -27,7 +27,7 @@ from contextlib import suppress
 from pathlib import Path
 from typing import NamedTuple
 
-from catalog_core.errors import CommitError
+from catalog_core.errors import CommitError, FencedError
 from worker.atomic import (
     TEMP_SUFFIX,
     atomic_write,
@@ -80,8 +80,17 @@ def _hashed_temp(catalog: Path, data: bytes) -> tuple[Path, str, list[int]]:
         digest = hasher.submit(sha256_of, data)
         temp = write_temp(catalog, data)
         sha256 = digest.result()
-    status = os.stat(temp)
+    status = _stat_own_temp(temp)
     return temp, str(sha256), [status.st_ino, status.st_size, status.st_mtime_ns]
+
+
+def _stat_own_temp(temp: Path) -> os.stat_result:
+    """A temp file we just wrote; gone only if the next writer removed it (step 1): we lost the lock."""
+    try:
+        return os.stat(temp)
+    except FileNotFoundError:
+        raise FencedError(f"{temp.name} was removed by another writer: this one lost the lock while paused; "
+                          "starting over") from None
 
 
 def commit(catalog: Path, new_catalog: bytes | None, state: CatalogState,
@@ -94,7 +103,7 @@ def commit(catalog: Path, new_catalog: bytes | None, state: CatalogState,
             catalog_temp, state.catalog_sha256, state.catalog_file = _hashed_temp(catalog, new_catalog)
         state.pending_token = _temp_token(catalog, catalog_temp)
         state_temp = write_temp(state_file, encode_record(catalog, state, window or LedgerWindow()))
-        state_inode = os.stat(state_temp).st_ino
+        state_inode = _stat_own_temp(state_temp).st_ino
         before_commit()
         _link_previous(state_file, previous)
         os.replace(state_temp, state_file)

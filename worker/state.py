@@ -75,6 +75,7 @@ class CatalogState:
     catalog_sha256: str | None = None
     pending_token: str | None = None  # the catalog temp file of a commit between its renames
     commits: int = 0
+    applied: int = 0  # batches applied, over all commits (a group commit carries several)
     duplicates: int = 0
     watermark: int = 0
     completed: list[int] = field(default_factory=list)

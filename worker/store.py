@@ -214,6 +214,7 @@ class CatalogStore:
         state.versions.update(outcome.versions)
         state.record(result, dt.datetime.now(dt.UTC))
         if applied:
+            state.applied += 1
             image = image.with_changes(outcome.changed_products, outcome.order)
         return result, image
 

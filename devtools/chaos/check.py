@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from devtools.chaos.plan import ChaosPlan
-from worker.merge import merge_batch
+from devtools.reference_model import apply_batch
 from worker.state import CatalogState
 
 ACCEPTED = {"applied", "unchanged"}
@@ -64,18 +64,21 @@ def check_run(plan: ChaosPlan, catalog: list[dict[str, Any]], state: CatalogStat
         (state.ledger[b.batch_id]["sequence"], b) for b in plan.batches
         if b.batch_id in state.ledger and state.ledger[b.batch_id]["status"] in ACCEPTED
     )
+    # The reference is a separate, simple model (devtools/reference_model.py), not the merge under test.
     reference = plan.initial
     for sequence, batch in accepted:
-        outcome = merge_batch(reference, batch.items)
-        if outcome.errors:
+        after = apply_batch(reference, batch.items)
+        if after is None:
             problems.append(f"{batch.batch_id} (sequence {sequence}) was accepted but fails in sequence order")
             continue
-        reference = outcome.products
+        reference = after
     problems.extend(_differences(reference, catalog))
 
     applied = sum(1 for entry in state.ledger.values() if entry["status"] == "applied")
-    if state.commits != applied:
-        problems.append(f"{state.commits} catalog commits for {applied} applied batches: something applied twice")
+    if state.applied != applied:
+        problems.append(f"{state.applied} applications for {applied} applied batches: something applied twice")
+    if not 0 < state.commits <= applied:
+        problems.append(f"{state.commits} catalog commits for {applied} applied batches")
     report.duplicates_caught = state.duplicates
     report.superseded_fields = sum(entry.get("superseded_fields", 0) for entry in state.ledger.values())
     return report

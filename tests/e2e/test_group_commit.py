@@ -22,7 +22,7 @@ from devtools.supervisor import celery_command
 from producers.api import BatchHandle
 from tests.e2e.worker_fixtures import Stack, stack, stack_factory  # noqa: F401 - fixtures
 from tests.helpers import product
-from tests.reference_model import apply_in_sequence_order
+from devtools.reference_model import apply_in_sequence_order
 from worker.lock import lock_name
 from worker.state import read_state, state_path
 
