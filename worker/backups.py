@@ -284,12 +284,15 @@ def rotate_backups(catalog: Path, backup_dir: Path, policy: BackupPolicy, now: d
     return report
 
 
-def read_backup(backup: Backup, max_bytes: int = DEFAULT_MAX_BACKUP_BYTES) -> bytes:
-    """The backup's catalog bytes, decompressed if it is compressed, at most ``max_bytes`` of them.
+def read_backup(backup: Backup, max_bytes: int | None = None) -> bytes:
+    """The backup's catalog bytes, decompressed if it is compressed, at most ``max_bytes`` of them
+    (default: CATALOG_MAX_FILE_BYTES's default; pass ``settings.max_file_bytes``).
 
     Refuses a name that became a symbolic link or another kind of file since it was listed, and
     a compressed file that is damaged or would unpack to more than ``max_bytes`` (a gzip bomb).
     """
+    max_bytes = DEFAULT_MAX_BACKUP_BYTES if max_bytes is None else max_bytes
+
     def unreadable(reason: str) -> BackupNotFoundError:
         return BackupNotFoundError(f"{backup.name} cannot be read as a backup: {reason}")
 
