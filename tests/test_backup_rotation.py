@@ -23,7 +23,8 @@ from tests.conftest import CliRunner
 from tests.helpers import product
 from worker import backups as backups_module
 from worker.backup_policy import BackupPolicy
-from worker.backups import backup_name, backup_usage, find_backup, list_backups, read_backup, rotate_backups
+from worker.backups import (backup_name, backup_usage, find_backup, hold_cap, list_backups, read_backup,
+                            rotate_backups)
 from worker.store import CatalogStore
 
 NOW = dt.datetime(2026, 11, 28, 12, 0, 0, tzinfo=dt.UTC)
@@ -233,6 +234,16 @@ def test_the_cap_is_judged_after_compression(catalog: Path, backup_dir: Path) ->
     report = rotate_backups(catalog, backup_dir, BackupPolicy(max_bytes=5_000), now=NOW)
     assert report.deleted == [] and len(report.compressed) == 3 and report.total_bytes <= 5_000
     assert all(p.with_name(p.name + ".gz").exists() for p in paths)
+
+
+def test_holding_the_cap_between_rotations_deletes_only_the_oldest_and_compresses_nothing(
+    catalog: Path, backup_dir: Path
+) -> None:
+    paths = [plant(backup_dir, catalog, dt.timedelta(minutes=minutes), b"x" * 1000) for minutes in (50, 40, 30, 20, 10)]
+    doomed = hold_cap(catalog, backup_dir, BackupPolicy(max_bytes=2500))
+    assert [backup.path for backup in doomed] == paths[:3]
+    assert [p.exists() for p in paths] == [False, False, False, True, True]
+    assert hold_cap(catalog, backup_dir, BackupPolicy(max_bytes=0)) == []
 
 
 def test_backup_usage_reports_count_bytes_ages_and_nearness_to_the_cap(settings: Settings) -> None:

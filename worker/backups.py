@@ -10,7 +10,6 @@ import datetime as dt
 import errno
 import logging
 import os
-import re
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,49 +18,15 @@ from catalog_core.errors import BackupError, BackupFolderFullError, BackupNotFou
 from catalog_core.settings import Settings
 from worker.backup_compression import (COMPRESSED_SUFFIX, DEFAULT_MAX_BACKUP_BYTES, compress_file, decompress_bounded,
                                        remove_stale_compression_temps)
+from worker.backup_folder import (Backup, BackupScan, SkippedEntry, backup_name, list_backups,  # noqa: F401
+                                  scan_backups)  # re-exported: callers import them from here
 from worker.backup_policy import BackupPolicy, BackupUsage, plan_cap, plan_thinning, usage_of
 from worker.atomic import read_regular_file
 
 log = logging.getLogger(__name__)
 
-TIMESTAMP_FORMAT = "%Y%m%d_%H%M%S_%f"
 # A full disk or quota: a copy cannot succeed until someone frees space, so it gets its own message.
 FULL_DISK_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
-
-
-@dataclass(frozen=True)
-class Backup:
-    """One backup: its file, the instant its name records, its size and whether it is compressed.
-
-    ``leftovers`` are other files of the same backup: a compressed copy whose plain original is
-    still there (a compression stopped between its rename and its removal of the original).
-    """
-
-    path: Path
-    taken_at: dt.datetime
-    size_bytes: int = 0
-    leftovers: tuple[Path, ...] = ()
-
-    @property
-    def name(self) -> str:
-        return self.path.name
-
-    @property
-    def compressed(self) -> bool:
-        return self.path.name.endswith(COMPRESSED_SUFFIX)
-
-    @property
-    def files(self) -> tuple[Path, ...]:
-        return (self.path, *self.leftovers)
-
-
-def _pattern(catalog: Path) -> re.Pattern[str]:
-    return re.compile(rf"^{re.escape(catalog.stem)}_(\d{{8}}_\d{{6}}_\d{{6}})\.json({re.escape(COMPRESSED_SUFFIX)})?$")
-
-
-def backup_name(catalog: Path, taken_at: dt.datetime) -> str:
-    """``products_20251212_135521_004211.json`` for ``products.json`` at that UTC instant."""
-    return f"{catalog.stem}_{taken_at.astimezone(dt.UTC).strftime(TIMESTAMP_FORMAT)}.json"
 
 
 def _folder_full(backup_dir: Path, exc: OSError) -> BackupFolderFullError:
@@ -126,79 +91,6 @@ def take_backup(catalog: Path, backup_dir: Path, now: dt.datetime | None = None)
             raise BackupError(f"cannot back up {catalog} into {backup_dir}: {exc}") from exc
         return target
     raise BackupError(f"cannot find a free backup name in {backup_dir}")
-
-
-@dataclass(frozen=True)
-class SkippedEntry:
-    """A folder entry named like a backup that is not one, and why: it is reported, never deleted."""
-
-    name: str
-    reason: str
-
-
-@dataclass(frozen=True)
-class BackupScan:
-    """What the backup folder holds: backups oldest first, and entries that only look like backups."""
-
-    backups: list[Backup]
-    skipped: list[SkippedEntry]
-
-
-def _size(entry: os.DirEntry[str]) -> int | str:
-    """The regular file's size; else why ``entry`` cannot be a backup. Never follows a symbolic link."""
-    try:
-        if entry.is_symlink():
-            return "a symbolic link, not a regular file"
-        if not entry.is_file(follow_symlinks=False):
-            return "not a regular file"
-        return entry.stat(follow_symlinks=False).st_size
-    except FileNotFoundError:
-        return "removed while the folder was read"
-    except OSError as exc:
-        return f"cannot be examined ({exc.strerror})"
-
-
-def _one_backup(files: list[tuple[Path, int]], taken_at: dt.datetime) -> Backup:
-    """The plain file leads when both exist: its compressed copy may be one a crash left unfinished."""
-    files.sort(key=lambda found: found[0].name.endswith(COMPRESSED_SUFFIX))
-    (path, size), rest = files[0], files[1:]
-    return Backup(path, taken_at, size, tuple(other for other, _ in rest))
-
-
-def scan_backups(catalog: Path, backup_dir: Path) -> BackupScan:
-    """Backups of this catalog, oldest first. Files whose names do not match the pattern are ignored.
-
-    Only regular files are backups: a symbolic link named like one (say, to /etc/shadow or to
-    another catalog) is skipped, like a name whose timestamp is not a real instant.
-    """
-    pattern = _pattern(catalog)
-    by_time: dict[dt.datetime, list[tuple[Path, int]]] = {}
-    skipped = []
-    try:
-        with os.scandir(backup_dir) as entries:
-            candidates = [(entry, match) for entry in entries if (match := pattern.match(entry.name))]
-    except FileNotFoundError:
-        return BackupScan([], [])
-    except OSError as exc:
-        raise BackupError(f"cannot list the backup folder {backup_dir}: {exc.strerror}") from None
-    for entry, match in candidates:
-        size = _size(entry)
-        if isinstance(size, int):
-            try:
-                taken_at = dt.datetime.strptime(match.group(1), TIMESTAMP_FORMAT).replace(tzinfo=dt.UTC)
-            except ValueError:
-                size = "its name is not a real date and time"
-            else:
-                by_time.setdefault(taken_at, []).append((Path(entry.path), size))
-                continue
-        skipped.append(SkippedEntry(entry.name, size))
-    backups = [_one_backup(files, taken_at) for taken_at, files in sorted(by_time.items())]
-    return BackupScan(backups, sorted(skipped, key=lambda s: s.name))
-
-
-def list_backups(catalog: Path, backup_dir: Path) -> list[Backup]:
-    """Backups of this catalog, oldest first (see ``scan_backups`` for what is skipped)."""
-    return scan_backups(catalog, backup_dir).backups
 
 
 def _remove(backup: Backup) -> None:
@@ -282,6 +174,23 @@ def rotate_backups(catalog: Path, backup_dir: Path, policy: BackupPolicy, now: d
     report.kept = [backup for backup in survivors if backup not in doomed]
     report.compressed = [backup for backup in report.compressed if backup not in doomed]
     return report
+
+
+def hold_cap(catalog: Path, backup_dir: Path, policy: BackupPolicy) -> list[Backup]:
+    """Delete the oldest backups past the byte cap, as the rotation would, without thinning or compressing.
+
+    Cheap (one listing of the folder): meant to run right after a commit, past its commit point
+    and best effort, so that a burst of commits cannot fill the disk between two rotations.
+    """
+    if policy.max_bytes <= 0:
+        return []
+    doomed = plan_cap(list_backups(catalog, backup_dir), policy)
+    for backup in doomed:
+        _remove(backup)
+    if doomed:
+        log.info("backups over the %s-byte cap: deleted %d (%s)", f"{policy.max_bytes:,}", len(doomed),
+                 ", ".join(backup.name for backup in doomed))
+    return doomed
 
 
 def read_backup(backup: Backup, max_bytes: int | None = None) -> bytes:
