@@ -81,6 +81,14 @@ def test_a_compressed_backup_replaces_the_plain_one_and_reads_back_the_same_byte
     assert hidden_files(backup_dir) == []
 
 
+def test_a_backup_compressed_between_its_listing_and_its_reading_is_still_read(catalog: Path, backup_dir: Path) -> None:
+    old, content = one_old_and_two_recent(backup_dir, catalog)
+    listed = find_backup(catalog, backup_dir, old.name)
+    assert not listed.compressed
+    rotate_backups(catalog, backup_dir, BackupPolicy(), now=NOW)
+    assert not old.exists() and read_backup(listed) == content
+
+
 KILL_DURING_COMPRESSION = """
 import datetime as dt, gzip, os, pathlib, signal, sys
 from pathlib import Path

@@ -206,6 +206,8 @@ def read_backup(backup: Backup, max_bytes: int | None = None) -> bytes:
         return BackupNotFoundError(f"{backup.name} cannot be read as a backup: {reason}")
 
     read = read_regular_file(backup.path, unreadable, limit=max_bytes, follow_links=False)
+    if read is None and not backup.compressed:  # compressed by a rotation since it was listed
+        return read_backup(Backup(backup.path.with_name(backup.name + COMPRESSED_SUFFIX), backup.taken_at), max_bytes)
     if read is None:
         raise BackupNotFoundError(f"{backup.name}: no longer in {backup.path.parent}")
     if not backup.compressed:
