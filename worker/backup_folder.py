@@ -40,6 +40,15 @@ class Backup:
         return (self.path, *self.leftovers)
 
 
+def _instant(stamp: str) -> dt.datetime:
+    """``YYYYmmdd_HHMMSS_ffffff`` (digits, as the pattern guarantees) as a UTC instant; ValueError if impossible.
+
+    By hand rather than strptime, which is ten times slower: the folder is listed after every commit.
+    """
+    return dt.datetime(int(stamp[0:4]), int(stamp[4:6]), int(stamp[6:8]), int(stamp[9:11]), int(stamp[11:13]),
+                       int(stamp[13:15]), int(stamp[16:22]), tzinfo=dt.UTC)
+
+
 def _pattern(catalog: Path) -> re.Pattern[str]:
     return re.compile(rf"^{re.escape(catalog.stem)}_(\d{{8}}_\d{{6}}_\d{{6}})\.json({re.escape(COMPRESSED_SUFFIX)})?$")
 
@@ -106,7 +115,7 @@ def scan_backups(catalog: Path, backup_dir: Path) -> BackupScan:
         size = _size(entry)
         if isinstance(size, int):
             try:
-                taken_at = dt.datetime.strptime(match.group(1), TIMESTAMP_FORMAT).replace(tzinfo=dt.UTC)
+                taken_at = _instant(match.group(1))
             except ValueError:
                 size = "its name is not a real date and time"
             else:
