@@ -319,6 +319,25 @@ def test_a_copy_that_fills_the_backup_disk_leaves_no_partial_backup(
     assert_nothing_written(settings, before)
 
 
+def test_a_full_disk_shared_by_catalog_and_backups_says_where_the_space_may_have_gone(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = CatalogStore(settings)
+    store.apply([product("A")], "b1")
+    before = settings.catalog_path.read_bytes()
+
+    def disk_full(_fd: int) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", disk_full)  # the new catalog's temp file cannot be made durable
+    with pytest.raises(CommitError) as caught:
+        store.apply([product("B")], "b2")
+    assert "the previous version is intact" in str(caught.value)
+    assert "catalog backups list" in str(caught.value) and "catalog backups rotate" in str(caught.value)
+    monkeypatch.undo()
+    assert_nothing_written(settings, before)
+
+
 # --- catalog backups list -----------------------------------------------------------------------
 
 def test_backups_list_shows_each_size_whether_compressed_and_the_total(run_cli: CliRunner, settings: Settings) -> None:
