@@ -20,7 +20,7 @@ from worker.backup_compression import (COMPRESSED_SUFFIX, DEFAULT_MAX_BACKUP_BYT
                                        remove_stale_compression_temps)
 from worker.backup_folder import (Backup, BackupScan, SkippedEntry, backup_name, list_backups,  # noqa: F401
                                   scan_backups)  # re-exported: callers import them from here
-from worker.backup_policy import BackupPolicy, BackupUsage, plan_cap, plan_thinning, usage_of
+from worker.backup_policy import REASON_CAP, BackupPolicy, BackupUsage, plan_cap, plan_thinning, usage_of
 from worker.atomic import read_regular_file
 
 log = logging.getLogger(__name__)
@@ -168,7 +168,7 @@ def rotate_backups(catalog: Path, backup_dir: Path, policy: BackupPolicy, now: d
     survivors.sort(key=lambda backup: backup.taken_at)
     doomed = plan_cap(survivors, policy)
     for backup in doomed:
-        report.deleted.append((backup, "over the byte cap"))
+        report.deleted.append((backup, REASON_CAP))
         if not dry_run:
             _remove(backup)
     report.kept = [backup for backup in survivors if backup not in doomed]
