@@ -6,11 +6,10 @@ from typing import Annotated
 
 import typer
 
-from pathlib import Path
-
 from catalog_cli.options import CatalogOption, JsonOption, RedisUrlOption, settings_from
 from catalog_cli.output import err, out, print_json_line, show
-from worker.backups import BackupScan, rotate_backups, scan_backups
+from worker.backup_policy import BackupPolicy
+from worker.backups import Backup, BackupScan, RotationReport, rotate_backups, scan_backups
 from worker.store import CatalogStore
 
 app = typer.Typer(help="List, rotate and restore backups of the catalog.", no_args_is_help=True,
@@ -19,29 +18,35 @@ app = typer.Typer(help="List, rotate and restore backups of the catalog.", no_ar
 
 @app.command("list")
 def list_command(catalog: CatalogOption = None, as_json: JsonOption = False) -> None:
-    """List backups, oldest first, with their UTC time and size."""
+    """List backups, oldest first, with their UTC time, size and whether they are compressed; then the total."""
     settings = settings_from(catalog, None, check_timing=False)
     scan = scan_backups(settings.catalog_path, settings.backup_path)
+    width = max((len(backup.name) for backup in scan.backups), default=0)
     for backup in scan.backups:
-        size = _size(backup.path)
         if as_json:
-            print_json_line({"name": backup.name, "taken_at": backup.taken_at.isoformat(), "size_bytes": size})
+            print_json_line({"name": backup.name, "taken_at": backup.taken_at.isoformat(),
+                             "size_bytes": backup.size_bytes, "compressed": backup.compressed})
         else:
-            out.print(f"{show(backup.name)}  {backup.taken_at:%Y-%m-%d %H:%M:%S} UTC  {size:,} bytes")
-    if not scan.backups and not as_json:
-        out.print(f"no backups in {show(settings.backup_path)}")
+            out.print(f"{show(backup.name):<{width}}  {backup.taken_at:%Y-%m-%d %H:%M:%S} UTC  "
+                      f"{backup.size_bytes:>15,} bytes  {'gzip' if backup.compressed else 'plain'}")
+    if not as_json:
+        if scan.backups:
+            out.print(_total_line(scan.backups, settings.backup_max_bytes))
+        else:
+            out.print(f"no backups in {show(settings.backup_path)}")
     report_skipped(scan)
 
 
-def _size(path: Path) -> int:
-    """The backup's own size (lstat: a backup is a regular file, never a link); 0 if rotated meanwhile."""
-    try:
-        return path.lstat().st_size
-    except FileNotFoundError:
-        return 0
+def _total_line(backups: list[Backup], cap: int) -> str:
+    total = sum(backup.size_bytes for backup in backups)
+    compressed = sum(1 for backup in backups if backup.compressed)
+    line = f"{len(backups)} backup(s), {compressed} compressed: {total:,} bytes"
+    if cap:
+        return f"{line} of the {cap:,}-byte cap ({total / cap:.0%}, CATALOG_BACKUP_MAX_BYTES)"
+    return f"{line} (no cap: CATALOG_BACKUP_MAX_BYTES=0)"
 
 
-def report_skipped(scan: BackupScan) -> None:
+def report_skipped(scan: BackupScan | RotationReport) -> None:
     """Entries named like backups that are not backups: on stderr, so --json output stays backups only."""
     for entry in scan.skipped:
         err.print(f"skipped {show(entry.name)}: {show(entry.reason)} (not listed, never deleted)")
@@ -49,20 +54,33 @@ def report_skipped(scan: BackupScan) -> None:
 
 @app.command()
 def rotate(
-    days: Annotated[float | None, typer.Option(help="Keep this many days. [env: CATALOG_BACKUP_RETENTION_DAYS; "
-                                               "default: 7]", show_default=False, min=0)] = None,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Only show what would be deleted.")] = False,
+    days: Annotated[float | None, typer.Option(help="Keep backups this many days. [env: "
+                                               "CATALOG_BACKUP_RETENTION_DAYS; default: 7]", show_default=False,
+                                               min=0)] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Only show what would be deleted and compressed.")]
+    = False,
     catalog: CatalogOption = None,
 ) -> None:
-    """Delete backups older than the retention (by the time in their name). The newest is always kept."""
+    """Thin, compress and cap the backups, as beat does every CATALOG_ROTATE_EVERY seconds.
+
+    Every backup of the last CATALOG_BACKUP_KEEP_ALL_HOURS is kept, then the newest of each UTC
+    hour up to CATALOG_BACKUP_HOURLY_DAYS, then the newest of each UTC day up to the retention.
+    Those older than CATALOG_BACKUP_COMPRESS_AFTER_HOURS are gzipped. The oldest go first past
+    CATALOG_BACKUP_MAX_BYTES. The newest two are always kept.
+    """
     settings = settings_from(catalog, None, check_timing=False)
-    retention = settings.backup_retention_days if days is None else days
-    removed = rotate_backups(settings.catalog_path, settings.backup_path, retention, dry_run=dry_run)
-    verb = "would delete" if dry_run else "deleted"
-    for backup in removed:
-        out.print(f"{verb} {show(backup.name)}")
-    report_skipped(scan_backups(settings.catalog_path, settings.backup_path))
-    out.print(f"{verb} {len(removed)} backup(s) older than {retention:g} day(s)")
+    policy = BackupPolicy.from_settings(settings, retention_days=days)
+    report = rotate_backups(settings.catalog_path, settings.backup_path, policy, dry_run=dry_run)
+    deleting, compressing = ("would delete", "would compress") if dry_run else ("deleted", "compressed")
+    for backup, reason in report.deleted:
+        out.print(f"{deleting} {show(backup.name)}: {reason}")
+    for backup in report.compressed:
+        out.print(f"{compressing} {show(backup.name)}")
+    for backup, reason in report.failed:
+        err.print(f"could not compress {show(backup.name)}: {show(reason)} (kept as it is)")
+    report_skipped(report)
+    out.print(f"{deleting} {len(report.deleted)} backup(s), {compressing} {len(report.compressed)}, kept "
+              f"{len(report.kept)} ({report.total_bytes:,} bytes)")
 
 
 @app.command()

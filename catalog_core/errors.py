@@ -150,3 +150,8 @@ class DevToolsMissingError(CatalogError):
 class ProcessStartError(CatalogError):
     """Raised when a supervised process (worker, beat) of the dev stack, the chaos suite or a benchmark
     fails to start or dies."""
+
+
+class BackupFolderFullError(CommitError):
+    """Raised when the backup of the replaced catalog cannot be written because its disk or quota is full;
+    nothing was committed."""

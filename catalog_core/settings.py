@@ -64,6 +64,17 @@ class Settings(BaseSettings):
     rejected_keep: int = Field(10_000, ge=1, description="How many rejected batches are remembered.")
     rotate_every: float = Field(3600, gt=0, description="Seconds between backup rotations (beat).")
 
+    # Backup thinning (grandfather-father-son), compression and cap: worker/backup_policy.py
+    backup_keep_all_hours: float = Field(1, ge=0, description="Every backup younger than this is kept.")
+    backup_hourly_days: float = Field(1, ge=0, description="Up to this age, one backup per UTC hour is kept; "
+                                      "older ones, one per UTC day until CATALOG_BACKUP_RETENTION_DAYS.")
+    backup_compress_after_hours: float = Field(1, ge=0, description="Backups older than this are gzipped by "
+                                               "the rotation.")
+    backup_max_bytes: int = Field(2 * 1024**3, ge=0, description="Most bytes the backups may take; the "
+                                  "rotation deletes the oldest beyond it (never the newest two). 0: no cap.")
+    backup_warn_ratio: float = Field(0.8, gt=0, le=1, description="Health warns when the backups take this "
+                                     "share of CATALOG_BACKUP_MAX_BYTES.")
+
     @field_validator("redis_password_file")
     @classmethod
     def _a_readable_password_file(cls, path: Path | None) -> Path | None:

@@ -12,9 +12,16 @@ from pathlib import Path
 import pytest
 
 from catalog_core.errors import BackupNotFoundError
+from worker.backup_policy import BackupPolicy
 from worker.backups import backup_name, find_backup, list_backups, read_backup, rotate_backups, scan_backups, take_backup
 
 NOW = dt.datetime(2026, 11, 28, 12, 0, 0, tzinfo=dt.UTC)
+
+
+def keep_all_for(days: float) -> BackupPolicy:
+    """The policy before thinning: every backup kept, uncompressed, for ``days``."""
+    window = dt.timedelta(days=days)
+    return BackupPolicy(keep_all=window, hourly_until=window, retention=window, compress_after=dt.timedelta.max)
 
 
 @pytest.fixture
@@ -75,15 +82,16 @@ def test_a_backup_falls_back_to_a_copy_when_hard_links_fail(
 def test_rotation_deletes_backups_older_than_the_retention(catalog: Path, backup_dir: Path) -> None:
     old = plant(backup_dir, catalog, dt.timedelta(days=8))
     recent = plant(backup_dir, catalog, dt.timedelta(days=6))
-    removed = rotate_backups(catalog, backup_dir, retention_days=7, now=NOW)
-    assert [b.path for b in removed] == [old]
+    plant(backup_dir, catalog, dt.timedelta(days=1))  # the newest two are kept at any age
+    removed = rotate_backups(catalog, backup_dir, keep_all_for(7), now=NOW).deleted
+    assert [b.path for b, _ in removed] == [old]
     assert not old.exists() and recent.exists()
 
 
-def test_rotation_always_keeps_the_newest_backup(catalog: Path, backup_dir: Path) -> None:
+def test_rotation_always_keeps_the_newest_two_backups(catalog: Path, backup_dir: Path) -> None:
     ancient = [plant(backup_dir, catalog, dt.timedelta(days=d)) for d in (30, 20, 10)]
-    rotate_backups(catalog, backup_dir, retention_days=7, now=NOW)
-    assert [p.exists() for p in ancient] == [False, False, True]
+    rotate_backups(catalog, backup_dir, keep_all_for(7), now=NOW)
+    assert [p.exists() for p in ancient] == [False, True, True]
 
 
 def test_rotation_never_touches_files_that_are_not_backups(catalog: Path, backup_dir: Path) -> None:
@@ -93,14 +101,15 @@ def test_rotation_never_touches_files_that_are_not_backups(catalog: Path, backup
     for path in strangers:
         path.write_text("keep me")
         os.utime(path, (0, 0))
-    rotate_backups(catalog, backup_dir, retention_days=0, now=NOW)
+    rotate_backups(catalog, backup_dir, keep_all_for(0), now=NOW)
     assert all(path.exists() for path in strangers)
 
 
 def test_a_dry_run_deletes_nothing(catalog: Path, backup_dir: Path) -> None:
     old = plant(backup_dir, catalog, dt.timedelta(days=8))
     plant(backup_dir, catalog, dt.timedelta(days=1))
-    assert [b.path for b in rotate_backups(catalog, backup_dir, 7, now=NOW, dry_run=True)] == [old]
+    plant(backup_dir, catalog, dt.timedelta(hours=1))
+    assert [b.path for b, _ in rotate_backups(catalog, backup_dir, keep_all_for(7), now=NOW, dry_run=True).deleted] == [old]
     assert old.exists()
 
 
@@ -111,33 +120,35 @@ import worker.backups as backups
 
 catalog, folder, mine, theirs = map(Path, sys.argv[1:5])
 now = dt.datetime.fromisoformat(sys.argv[5])
-listed = backups.expired_backups
+from worker.backup_policy import BackupPolicy
+planned = backups.plan_thinning
 
 def listed_then_wait_for_the_other(*args, **kwargs):
-    expired = listed(*args, **kwargs)
+    plan = planned(*args, **kwargs)
     mine.touch()  # this process has listed the folder; now wait until the other one has too
     deadline = time.monotonic() + 60
     while not theirs.exists():
         if time.monotonic() > deadline:
             sys.exit("the other rotation never listed the folder")
         time.sleep(0.01)
-    return expired
+    return plan
 
-backups.expired_backups = listed_then_wait_for_the_other
-removed = backups.rotate_backups(catalog, folder, 7, now=now)
-print(json.dumps([backup.name for backup in removed]))
+backups.plan_thinning = listed_then_wait_for_the_other
+report = backups.rotate_backups(catalog, folder, BackupPolicy(), now=now)
+print(json.dumps({'deleted': [b.name for b, _ in report.deleted], 'compressed': [b.name for b in report.compressed]}))
 """
 
 
 def test_two_rotations_at_once_do_no_harm(catalog: Path, backup_dir: Path, tmp_path: Path) -> None:
     expired = {plant(backup_dir, catalog, dt.timedelta(days=8, seconds=n)).name for n in range(300)}
-    kept = {plant(backup_dir, catalog, dt.timedelta(days=1, seconds=n)).name for n in range(5)}
+    same_day = [plant(backup_dir, catalog, dt.timedelta(days=3, seconds=n)).name for n in range(1, 21)]
+    recent = {plant(backup_dir, catalog, dt.timedelta(minutes=n)).name for n in range(1, 6)}
     strangers = {"notes.txt", "products_20261399_000000_000000.json"}
     for name in strangers:
         (backup_dir / name).write_text("keep me")
     flags = [tmp_path / "listed-a", tmp_path / "listed-b"]
-    # Both processes list the folder before either deletes anything, so every expired file is
-    # deleted under the feet of the other process: the race the name promises, made certain.
+    # Both processes list the folder before either deletes or compresses anything, so every
+    # file is deleted or compressed under the feet of the other: the race the name promises.
     rotations = [
         subprocess.Popen([sys.executable, "-c", ROTATE_IN_A_RACE, str(catalog), str(backup_dir), str(mine),
                           str(theirs), NOW.isoformat()], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -146,13 +157,16 @@ def test_two_rotations_at_once_do_no_harm(catalog: Path, backup_dir: Path, tmp_p
     outcomes = [rotation.communicate(timeout=120) for rotation in rotations]
     for rotation, (stdout, stderr) in zip(rotations, outcomes, strict=True):
         assert rotation.returncode == 0 and "Traceback" not in stderr, stderr
-        assert set(json.loads(stdout)) == expired  # each saw the same expired set and finished it
-    assert {path.name for path in backup_dir.iterdir()} == kept | strangers
+        done = json.loads(stdout)
+        assert set(done["deleted"]) == expired | set(same_day[1:])  # each saw the same plan and finished it
+        assert done["compressed"] in ([], [same_day[0] + ".gz"])
+    assert {path.name for path in backup_dir.iterdir()} == recent | {same_day[0] + ".gz"} | strangers
+    assert read_backup(find_backup(catalog, backup_dir, same_day[0])) == b"[]"
 
 
 def test_a_missing_backup_folder_has_no_backups(catalog: Path, backup_dir: Path) -> None:
     assert list_backups(catalog, backup_dir) == []
-    assert rotate_backups(catalog, backup_dir, 7) == []
+    assert rotate_backups(catalog, backup_dir, keep_all_for(7)).deleted == []
 
 
 @pytest.mark.parametrize("name", ["../products.json", "/etc/passwd", "backups/x.json", "..", "products.json"])
@@ -179,7 +193,9 @@ def test_a_backup_name_with_an_impossible_date_is_skipped_and_reported_never_del
     scan = scan_backups(catalog, backup_dir)
     assert [b.path for b in scan.backups] == [old, newest]
     assert [(s.name, "date") for s in scan.skipped if "date" in s.reason] == [(IMPOSSIBLE, "date")]
-    assert [b.path for b in rotate_backups(catalog, backup_dir, retention_days=0, now=NOW)] == [old]
+    middle = plant(backup_dir, catalog, dt.timedelta(days=2))
+    assert [b.path for b, _ in rotate_backups(catalog, backup_dir, keep_all_for(0), now=NOW).deleted] == [old]
+    assert middle.exists()
     assert (backup_dir / IMPOSSIBLE).exists()
     with pytest.raises(BackupNotFoundError):
         find_backup(catalog, backup_dir, IMPOSSIBLE)
@@ -196,7 +212,7 @@ def test_a_symlink_named_like_a_backup_is_not_a_backup(catalog: Path, backup_dir
     assert [s.name for s in scan.skipped] == [link.name] and "symbolic link" in scan.skipped[0].reason
     with pytest.raises(BackupNotFoundError, match="not a regular file"):
         find_backup(catalog, backup_dir, link.name)
-    rotate_backups(catalog, backup_dir, retention_days=0, now=NOW)
+    rotate_backups(catalog, backup_dir, keep_all_for(0), now=NOW)
     assert link.is_symlink() and secret.exists()
 
 

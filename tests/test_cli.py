@@ -130,6 +130,7 @@ def test_backups_list_rotate_and_restore_work_together(run_cli: CliRunner, tmp_p
     [entry] = json_lines(run_cli("backups", "list", "--json").stdout)
     assert run_cli("backups", "restore", entry["name"]).returncode == 0
     assert [p["product_id"] for p in json.loads(settings.catalog_path.read_text())] == ["A"]
+    run_cli("apply", str(write_jsonl(tmp_path / "c.jsonl", [product("C")])))  # a third backup: the newest two stay
     rotated = run_cli("backups", "rotate", "--days", "0", "--dry-run")
     assert rotated.returncode == 0 and "would delete 1 backup(s)" in rotated.stdout
 

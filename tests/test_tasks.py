@@ -128,8 +128,10 @@ def test_rotation_removes_old_backups(context: WorkerContext) -> None:
     new = settings.backup_path / backup_name(settings.catalog_path, dt.datetime.now(dt.UTC))
     old.write_text("[]")
     new.write_text("[]")
-    assert rotate(context) == {"removed": [old.name]}
-    assert new.exists()
+    newer = settings.backup_path / backup_name(settings.catalog_path, dt.datetime.now(dt.UTC) - dt.timedelta(minutes=1))
+    newer.write_text("[]")
+    assert rotate(context) == {"kept": [newer.name, new.name], "compressed": [], "removed": [old.name], "failed": []}
+    assert new.exists() and newer.exists()
 
 
 
@@ -306,13 +308,15 @@ def test_a_retry_that_cannot_be_published_is_logged(
     assert re.fullmatch(r"batch b6: could not schedule the retry \(.*connection refused.*\); handing it back", last)
 
 
-def test_rotation_says_how_many_backups_it_removed(context: WorkerContext, caplog: pytest.LogCaptureFixture) -> None:
+def test_rotation_logs_one_line_with_what_it_kept_compressed_and_deleted(context: WorkerContext, caplog: pytest.LogCaptureFixture) -> None:
     settings = context.settings
     settings.backup_path.mkdir(parents=True)
-    for day in (1, 2):
-        old = dt.datetime(2020, 1, day, tzinfo=dt.UTC)
-        (settings.backup_path / backup_name(settings.catalog_path, old)).write_text("[]")
-    (settings.backup_path / backup_name(settings.catalog_path, dt.datetime.now(dt.UTC))).write_text("[]")
+    old = [backup_name(settings.catalog_path, dt.datetime(2020, 1, day, tzinfo=dt.UTC)) for day in (1, 2)]
+    now = dt.datetime.now(dt.UTC)
+    recent = [backup_name(settings.catalog_path, now - dt.timedelta(minutes=m)) for m in (2, 1)]
+    for name in old + recent:
+        (settings.backup_path / name).write_text("[]")
     with caplog.at_level(logging.INFO, logger="catalog.worker"):
         rotate(context)
-    assert worker_lines(caplog) == [f"rotated 2 backup(s) older than {settings.backup_retention_days:g} day(s)"]
+    assert worker_lines(caplog) == [f"backup rotation: kept 2 ({', '.join(recent)}); compressed 0; "
+                                    f"deleted 2 ({', '.join(old)}); 4 bytes kept"]

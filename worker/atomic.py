@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import re
@@ -16,6 +17,9 @@ from catalog_core.errors import CommitError
 log = logging.getLogger(__name__)
 
 TEMP_SUFFIX = ".tmp"
+# Backups beside the catalog are what usually fills its disk: say where to look.
+FULL_DISK_HINT = (". The disk is full: `catalog backups list` shows what the backups take, "
+                  "`catalog backups rotate` thins and compresses them")
 TEMP_TOKEN_LENGTH = 8
 
 
@@ -77,7 +81,8 @@ def write_temp(path: Path, data: bytes) -> Path:
         with suppress(FileNotFoundError):
             temp.unlink()
         if isinstance(exc, OSError):
-            raise CommitError(f"{path}: could not write the new version ({exc}); the previous version is intact") from exc
+            raise CommitError(f"{path}: could not write the new version ({exc}); the previous version is intact"
+                              f"{FULL_DISK_HINT if exc.errno == errno.ENOSPC else ''}") from exc
         raise
     return temp
 

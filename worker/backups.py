@@ -1,185 +1,239 @@
-"""Backups of the catalog: named by UTC timestamp, rotated by age, restorable by name."""
+"""Backups of the catalog: named by UTC timestamp, thinned and compressed as they age, restorable by name.
+
+What a rotation keeps is decided by worker/backup_policy.py (pure); this module does the file work.
+A backup is ``products_<YYYYmmdd_HHMMSS_ffffff>.json``, or ``....json.gz`` once compressed.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
+import errno
 import logging
 import os
-import re
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from catalog_core.errors import BackupError, BackupNotFoundError
+from catalog_core.errors import BackupError, BackupFolderFullError, BackupNotFoundError
+from catalog_core.settings import Settings
+from worker.backup_compression import (COMPRESSED_SUFFIX, DEFAULT_MAX_BACKUP_BYTES, compress_file, decompress_bounded,
+                                       remove_stale_compression_temps)
+from worker.backup_folder import (Backup, BackupScan, SkippedEntry, backup_name, list_backups,  # noqa: F401
+                                  scan_backups)  # re-exported: callers import them from here
+from worker.backup_policy import REASON_CAP, BackupPolicy, BackupUsage, plan_cap, plan_thinning, usage_of
 from worker.atomic import read_regular_file
 
 log = logging.getLogger(__name__)
 
-TIMESTAMP_FORMAT = "%Y%m%d_%H%M%S_%f"
+# A full disk or quota: a copy cannot succeed until someone frees space, so it gets its own message.
+FULL_DISK_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
 
 
-@dataclass(frozen=True)
-class Backup:
-    """One backup file and the instant its name records."""
-
-    path: Path
-    taken_at: dt.datetime
-
-    @property
-    def name(self) -> str:
-        return self.path.name
-
-
-def _pattern(catalog: Path) -> re.Pattern[str]:
-    return re.compile(rf"^{re.escape(catalog.stem)}_(\d{{8}}_\d{{6}}_\d{{6}})\.json$")
-
-
-def backup_name(catalog: Path, taken_at: dt.datetime) -> str:
-    """``products_20251212_135521_004211.json`` for ``products.json`` at that UTC instant."""
-    return f"{catalog.stem}_{taken_at.astimezone(dt.UTC).strftime(TIMESTAMP_FORMAT)}.json"
+def _folder_full(backup_dir: Path, exc: OSError) -> BackupFolderFullError:
+    return BackupFolderFullError(
+        f"the backup folder {backup_dir} is full ({exc.strerror}): nothing was written, the catalog is unchanged. "
+        "Free space there: run `catalog backups rotate` (it thins and compresses old backups), lower "
+        "CATALOG_BACKUP_MAX_BYTES or CATALOG_BACKUP_RETENTION_DAYS, or point CATALOG_BACKUP_DIR at a larger disk")
 
 
 def _link_or_copy(source: Path, target: Path) -> None:
-    """Hard link (free: the catalog is about to be replaced, not modified), else an exclusive copy."""
+    """Hard link (free: the catalog is about to be replaced, not modified), else an exclusive copy.
+
+    A copy that fails part way is removed: a truncated file named like a backup would be restorable.
+    """
     try:
         os.link(source, target)
     except FileExistsError:
         raise
-    except OSError:
-        with source.open("rb") as src, target.open("xb") as dst:
-            shutil.copyfileobj(src, dst)
-            dst.flush()
-            os.fsync(dst.fileno())
+    except OSError as exc:
+        if exc.errno in FULL_DISK_ERRNOS:
+            raise  # no room for a directory entry: a copy needs even more
+        try:
+            with source.open("rb") as src, target.open("xb") as dst:
+                shutil.copyfileobj(src, dst)
+                dst.flush()
+                os.fsync(dst.fileno())
+        except FileExistsError:
+            raise
+        except BaseException:
+            target.unlink(missing_ok=True)
+            raise
 
 
 def take_backup(catalog: Path, backup_dir: Path, now: dt.datetime | None = None) -> Path | None:
     """Keep the current catalog as a backup; None when there is no catalog yet.
 
-    Names are unique across processes: when a name is taken, the next microsecond is tried.
+    Names are unique across processes: when a name is taken (plain or compressed), the next
+    microsecond is tried. A full disk or quota is a ``BackupFolderFullError`` (a ``CommitError``):
+    the commit it is part of stops, with what to do.
     """
     if not catalog.exists():
         return None
-    backup_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        backup_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        if exc.errno in FULL_DISK_ERRNOS:
+            raise _folder_full(backup_dir, exc) from exc
+        raise BackupError(f"cannot create the backup folder {backup_dir}: {exc.strerror}") from exc
     taken_at = now or dt.datetime.now(dt.UTC)
     for _ in range(10_000):
         target = backup_dir / backup_name(catalog, taken_at)
         try:
+            if target.with_name(target.name + COMPRESSED_SUFFIX).exists():
+                raise FileExistsError(target)
             _link_or_copy(catalog, target)
         except FileExistsError:
             taken_at += dt.timedelta(microseconds=1)
             continue
         except OSError as exc:
+            if exc.errno in FULL_DISK_ERRNOS:
+                raise _folder_full(backup_dir, exc) from exc
             raise BackupError(f"cannot back up {catalog} into {backup_dir}: {exc}") from exc
         return target
     raise BackupError(f"cannot find a free backup name in {backup_dir}")
 
 
-@dataclass(frozen=True)
-class SkippedEntry:
-    """A folder entry named like a backup that is not one, and why: it is reported, never deleted."""
-
-    name: str
-    reason: str
+def _remove(backup: Backup) -> None:
+    for path in backup.files:
+        path.unlink(missing_ok=True)  # another rotation may have been first
 
 
-@dataclass(frozen=True)
-class BackupScan:
-    """What the backup folder holds: backups oldest first, and entries that only look like backups."""
+@dataclass
+class RotationReport:
+    """What one rotation pass did (or, in a dry run, would do)."""
 
-    backups: list[Backup]
-    skipped: list[SkippedEntry]
+    kept: list[Backup] = field(default_factory=list)
+    compressed: list[Backup] = field(default_factory=list)  # as they are now, compressed
+    deleted: list[tuple[Backup, str]] = field(default_factory=list)  # with the reason
+    failed: list[tuple[Backup, str]] = field(default_factory=list)  # compressions that failed; kept plain
+    skipped: list[SkippedEntry] = field(default_factory=list)
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(backup.size_bytes for backup in self.kept)
+
+    def summary(self) -> str:
+        """One line for the log: counts and names of what was kept, compressed and deleted."""
+        def part(verb: str, names: list[str]) -> str:
+            return f"{verb} {len(names)}" + (f" ({', '.join(names)})" if names else "")
+        parts = [part("kept", [b.name for b in self.kept]), part("compressed", [b.name for b in self.compressed]),
+                 part("deleted", [b.name for b, _ in self.deleted])]
+        if self.failed:
+            parts.append(part("could not compress", [f"{b.name}: {why}" for b, why in self.failed]))
+        return f"backup rotation: {'; '.join(parts)}; {self.total_bytes:,} bytes kept"
+
+    def as_dict(self) -> dict[str, list[str]]:
+        return {"kept": [b.name for b in self.kept], "compressed": [b.name for b in self.compressed],
+                "removed": [b.name for b, _ in self.deleted], "failed": [b.name for b, _ in self.failed]}
 
 
-def _kind(entry: os.DirEntry[str]) -> str | None:
-    """Why ``entry`` cannot be a backup; None for a regular file. Never follows a symbolic link."""
-    try:
-        if entry.is_symlink():
-            return "a symbolic link, not a regular file"
-        if not entry.is_file(follow_symlinks=False):
-            return "not a regular file"
-    except OSError as exc:
-        return f"cannot be examined ({exc.strerror})"
-    return None
+def rotate_backups(catalog: Path, backup_dir: Path, policy: BackupPolicy, now: dt.datetime | None = None,
+                   dry_run: bool = False) -> RotationReport:
+    """Thin, compress, then hold the byte cap. Safe to run twice at once: a file already gone is skipped.
 
-
-def scan_backups(catalog: Path, backup_dir: Path) -> BackupScan:
-    """Backups of this catalog, oldest first. Files whose names do not match the pattern are ignored.
-
-    Only regular files are backups: a symbolic link named like one (say, to /etc/shadow or to
-    another catalog) is skipped, like a name whose timestamp is not a real instant.
+    Deletions come first, so a full disk gets room for the compressions. The cap is judged on
+    the sizes after compression (in a dry run, on today's sizes: it may name more than a real
+    run deletes). Entries that only look like backups are never deleted; they are logged.
     """
-    pattern = _pattern(catalog)
-    found, skipped = [], []
-    try:
-        with os.scandir(backup_dir) as entries:
-            candidates = [(entry, match) for entry in entries if (match := pattern.match(entry.name))]
-    except FileNotFoundError:
-        return BackupScan([], [])
-    except OSError as exc:
-        raise BackupError(f"cannot list the backup folder {backup_dir}: {exc.strerror}") from None
-    for entry, match in candidates:
-        problem = _kind(entry)
-        if problem is None:
-            try:
-                taken_at = dt.datetime.strptime(match.group(1), TIMESTAMP_FORMAT).replace(tzinfo=dt.UTC)
-            except ValueError:
-                problem = "its name is not a real date and time"
-            else:
-                found.append(Backup(Path(entry.path), taken_at))
-                continue
-        skipped.append(SkippedEntry(entry.name, problem))
-    return BackupScan(sorted(found, key=lambda backup: backup.taken_at), sorted(skipped, key=lambda s: s.name))
-
-
-def list_backups(catalog: Path, backup_dir: Path) -> list[Backup]:
-    """Backups of this catalog, oldest first (see ``scan_backups`` for what is skipped)."""
-    return scan_backups(catalog, backup_dir).backups
-
-
-def expired_backups(
-    catalog: Path, backup_dir: Path, retention_days: float, now: dt.datetime | None = None
-) -> list[Backup]:
-    """Backups older than the retention, judged by the name's timestamp; never the newest one."""
-    backups = list_backups(catalog, backup_dir)
-    cutoff = (now or dt.datetime.now(dt.UTC)) - dt.timedelta(days=retention_days)
-    return [backup for backup in backups[:-1] if backup.taken_at < cutoff]
-
-
-def rotate_backups(
-    catalog: Path, backup_dir: Path, retention_days: float, now: dt.datetime | None = None, dry_run: bool = False
-) -> list[Backup]:
-    """Delete expired backups and return them. Safe to run twice at once: a file already gone is skipped.
-
-    Entries that only look like backups are never deleted; they are logged, once per rotation.
-    """
-    expired = expired_backups(catalog, backup_dir, retention_days, now)
-    if not dry_run:
-        for backup in expired:
-            backup.path.unlink(missing_ok=True)
-    for entry in scan_backups(catalog, backup_dir).skipped:
+    now = now or dt.datetime.now(dt.UTC)
+    scan = scan_backups(catalog, backup_dir)
+    report = RotationReport(skipped=scan.skipped)
+    for entry in scan.skipped:
         log.warning("%s in %s looks like a backup but is not one (%s); left alone", entry.name, backup_dir,
                     entry.reason)
-    return expired
+    if not dry_run:
+        for temp in remove_stale_compression_temps(backup_dir):
+            log.warning("removed %s, left by a backup compression that crashed", temp.name)
+    plan = plan_thinning(scan.backups, now, policy)
+    report.deleted.extend(plan.delete)
+    survivors = list(plan.keep)
+    for backup, _ in plan.delete:
+        if not dry_run:
+            _remove(backup)
+    for backup in plan.compress:
+        if dry_run:
+            report.compressed.append(backup)
+            survivors.append(backup)
+            continue
+        try:
+            path = compress_file(backup.path, backup.taken_at)
+        except OSError as exc:  # a full disk, say: the plain backup stays, the next pass tries again
+            report.failed.append((backup, exc.strerror or str(exc)))
+            survivors.append(backup)
+            continue
+        if path is not None:
+            done = Backup(path, backup.taken_at, path.stat().st_size)
+            report.compressed.append(done)
+            survivors.append(done)
+    survivors.sort(key=lambda backup: backup.taken_at)
+    doomed = plan_cap(survivors, policy)
+    for backup in doomed:
+        report.deleted.append((backup, REASON_CAP))
+        if not dry_run:
+            _remove(backup)
+    report.kept = [backup for backup in survivors if backup not in doomed]
+    report.compressed = [backup for backup in report.compressed if backup not in doomed]
+    return report
 
 
-def read_backup(backup: Backup) -> bytes:
-    """The backup's bytes, refusing a name that became a symbolic link or another kind of file since it was listed."""
-    read = read_regular_file(backup.path, lambda reason: BackupNotFoundError(
-        f"{backup.name} cannot be read as a backup: {reason}"), follow_links=False)
+def hold_cap(catalog: Path, backup_dir: Path, policy: BackupPolicy) -> list[Backup]:
+    """Delete the oldest backups past the byte cap, as the rotation would, without thinning or compressing.
+
+    Cheap (one listing of the folder): meant to run right after a commit, past its commit point
+    and best effort, so that a burst of commits cannot fill the disk between two rotations.
+    """
+    if policy.max_bytes <= 0:
+        return []
+    doomed = plan_cap(list_backups(catalog, backup_dir), policy)
+    for backup in doomed:
+        _remove(backup)
+    if doomed:
+        log.info("backups over the %s-byte cap: deleted %d (%s)", f"{policy.max_bytes:,}", len(doomed),
+                 ", ".join(backup.name for backup in doomed))
+    return doomed
+
+
+def read_backup(backup: Backup, max_bytes: int | None = None) -> bytes:
+    """The backup's catalog bytes, decompressed if it is compressed, at most ``max_bytes`` of them
+    (default: CATALOG_MAX_FILE_BYTES's default; pass ``settings.max_file_bytes``).
+
+    Refuses a name that became a symbolic link or another kind of file since it was listed, and
+    a compressed file that is damaged or would unpack to more than ``max_bytes`` (a gzip bomb).
+    """
+    max_bytes = DEFAULT_MAX_BACKUP_BYTES if max_bytes is None else max_bytes
+
+    def unreadable(reason: str) -> BackupNotFoundError:
+        return BackupNotFoundError(f"{backup.name} cannot be read as a backup: {reason}")
+
+    read = read_regular_file(backup.path, unreadable, limit=max_bytes, follow_links=False)
+    if read is None and not backup.compressed:  # compressed by a rotation since it was listed
+        return read_backup(Backup(backup.path.with_name(backup.name + COMPRESSED_SUFFIX), backup.taken_at), max_bytes)
     if read is None:
         raise BackupNotFoundError(f"{backup.name}: no longer in {backup.path.parent}")
-    return read[0]
+    if not backup.compressed:
+        return read[0]
+    return decompress_bounded(read[0], max_bytes, unreadable)
 
 
 def find_backup(catalog: Path, backup_dir: Path, name: str) -> Backup:
-    """The backup called ``name``; only a plain backup file name in the folder is accepted."""
+    """The backup called ``name``; only a plain backup file name in the folder is accepted.
+
+    A backup compressed since its name was noted is found under either name (with or without .gz).
+    """
     if Path(name).name != name or name in {".", ".."}:
         raise BackupNotFoundError(f"{name!r}: give only the name of a file in {backup_dir}, not a path")
     scan = scan_backups(catalog, backup_dir)
+    wanted = {name, name.removesuffix(COMPRESSED_SUFFIX), name.removesuffix(COMPRESSED_SUFFIX) + COMPRESSED_SUFFIX}
     for backup in scan.backups:
-        if backup.name == name:
+        if wanted & {path.name for path in backup.files}:
             return backup
     for entry in scan.skipped:
         if entry.name == name:
             raise BackupNotFoundError(f"{name!r} in {backup_dir} is not a backup: {entry.reason}")
     raise BackupNotFoundError(f"no backup named {name!r} in {backup_dir} (see `catalog backups list`)")
+
+
+def backup_usage(settings: Settings, now: dt.datetime | None = None) -> BackupUsage:
+    """How many backups there are, their bytes and ages, against CATALOG_BACKUP_MAX_BYTES (for health, metrics)."""
+    backups = list_backups(settings.catalog_path, settings.backup_path)
+    return usage_of(backups, now or dt.datetime.now(dt.UTC), BackupPolicy.from_settings(settings))

@@ -192,11 +192,13 @@ def ingest_batch(task: Task, context: Context, payload: Any) -> dict[str, Any]:
 
 
 def rotate(context: Context) -> dict[str, Any]:
+    """Thin, compress and cap the backups (worker/backup_policy.py); one log line per pass."""
+    from worker.backup_policy import BackupPolicy  # here, not at the top: this function is all that changed
+
     settings = context.settings
-    removed = rotate_backups(settings.catalog_path, settings.backup_path, settings.backup_retention_days)
-    if removed:
-        log.info("rotated %d backup(s) older than %g day(s)", len(removed), settings.backup_retention_days)
-    return {"removed": [backup.name for backup in removed]}
+    report = rotate_backups(settings.catalog_path, settings.backup_path, BackupPolicy.from_settings(settings))
+    log.info("%s", report.summary())
+    return report.as_dict()
 
 
 def register_tasks(app: Celery, context: Context) -> None:

@@ -1,4 +1,5 @@
-"""`celery beat` schedules the backup rotation and a worker runs it: old backups go, recent ones stay."""
+"""`celery beat` schedules the backup rotation and a worker runs it: old backups go, older ones are compressed,
+recent ones stay."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ pytestmark = pytest.mark.slow
 ROTATION_WAIT_S = 45.0
 
 
-def test_beat_rotation_removes_backups_past_the_retention_and_keeps_recent_ones(stack_factory: StackFactory) -> None:
+def test_beat_rotation_removes_backups_past_the_retention_compresses_old_ones_and_keeps_recent_ones(stack_factory: StackFactory) -> None:
     stack: Stack = stack_factory(rotate_every=1, backup_retention_days=7)
     stack.seed([product("REAL-1")])
     backups = stack.settings.backup_path
@@ -33,15 +34,17 @@ def test_beat_rotation_removes_backups_past_the_retention_and_keeps_recent_ones(
     beat = stack.start_beat()
     worker = stack.start_worker(1)
 
+    compressed = almost_old.with_name(almost_old.name + ".gz")
     deadline = time.monotonic() + ROTATION_WAIT_S
-    while old.exists() and time.monotonic() < deadline:
+    while (old.exists() or not compressed.exists()) and time.monotonic() < deadline:
         time.sleep(0.2)
-    if old.exists():
-        stack.fail(f"{old.name} still there after {ROTATION_WAIT_S:g}s")
+    if old.exists() or not compressed.exists():
+        stack.fail(f"{old.name} still there, or {almost_old.name} not compressed, after {ROTATION_WAIT_S:g}s")
 
-    assert almost_old.exists() and recent.exists() and unrelated.exists()
+    assert recent.exists() and unrelated.exists()
     assert "catalog.rotate_backups" in beat.log()  # beat sent it ...
-    assert "rotated 1 backup(s) older than 7 day(s)" in worker.log()  # ... and the worker ran it
-    # Later rotations find nothing more to remove.
+    # ... and the worker ran it: one line per pass, what it kept, compressed and deleted.
+    assert f"compressed 1 ({compressed.name}); deleted 1 ({old.name})" in worker.log()
+    # Later rotations find nothing more to do: the day's backup stays, compressed, the recent one plain.
     time.sleep(2.5)
-    assert sorted(p.name for p in backups.iterdir()) == sorted([almost_old.name, recent.name, unrelated.name])
+    assert sorted(p.name for p in backups.iterdir()) == sorted([compressed.name, recent.name, unrelated.name])
