@@ -21,7 +21,6 @@ from catalog_core.errors import BackupFolderFullError, BackupNotFoundError, Comm
 from catalog_core.settings import Settings
 from tests.conftest import CliRunner
 from tests.helpers import product
-from worker import backups as backups_module
 from worker.backup_policy import BackupPolicy
 from worker.backups import (backup_name, backup_usage, find_backup, hold_cap, list_backups, read_backup,
                             rotate_backups)
@@ -191,15 +190,15 @@ def test_a_gzip_bomb_is_refused_with_a_clear_error_in_bounded_memory(catalog: Pa
 
 
 def test_restore_refuses_a_gzip_bomb_and_leaves_the_catalog_alone(
-    settings: Settings, monkeypatch: pytest.MonkeyPatch
+    settings: Settings,
 ) -> None:
-    store = CatalogStore(settings)
+    bounded = settings.model_copy(update={"max_file_bytes": 1 << 20})  # the bound restore uses
+    store = CatalogStore(bounded)
     store.apply([product("A")], "b1")
     before = settings.catalog_path.read_bytes()
     settings.backup_path.mkdir(parents=True, exist_ok=True)
     bomb = settings.backup_path / (backup_name(settings.catalog_path, NOW) + ".gz")
     write_bomb(bomb, 8 << 20)
-    monkeypatch.setattr(backups_module, "DEFAULT_MAX_BACKUP_BYTES", 1 << 20)  # the bound restore uses
     with pytest.raises(BackupNotFoundError, match="gzip bomb"):
         store.restore(bomb.name)
     assert settings.catalog_path.read_bytes() == before

@@ -39,7 +39,8 @@ from catalog_core.settings import Settings
 from schemas import BatchResult, BatchStatus
 from schemas.batch import digest_of, records_json
 from worker.atomic import discard
-from worker.backups import find_backup, read_backup, take_backup
+from worker.backup_policy import BackupPolicy
+from worker.backups import find_backup, hold_cap, read_backup, take_backup
 from worker.catalog_image import CatalogImage
 from worker.commit import Recovered, recover_for_write
 from worker.lock import HeldLock, catalog_lock
@@ -77,6 +78,14 @@ class CatalogStore:
         if self._client is None:
             self._client = self._client_factory(self.settings.redis_url)
         return self._client
+
+    def hold_backup_cap(self) -> None:
+        """After a commit that added a backup: the oldest go if the folder passed its byte cap, so a
+        burst of commits cannot fill the disk between two rotations. Never fails the commit."""
+        try:
+            hold_cap(self.path, self.backup_dir, BackupPolicy.from_settings(self.settings))
+        except (CatalogError, OSError) as exc:
+            log.warning("could not hold the backups under their byte cap: %s", exc)
 
     def remember(self, recovered: Recovered | None) -> None:
         self._known = recovered if recovered is not None and recovered.state_identity is not None else None
@@ -240,7 +249,7 @@ class CatalogStore:
         The ledger and field versions are kept. Returns the backup taken of the replaced version.
         """
         backup = find_backup(self.path, self.backup_dir, name)
-        data = read_backup(backup)  # by descriptor: not a link swapped in since it was listed
+        data = read_backup(backup, self.settings.max_file_bytes)  # by descriptor, bounded even if compressed
         restored_image = CatalogImage.from_file_bytes(data, backup.path)  # never restore a broken backup
 
         def attempt() -> Path | None:

@@ -87,7 +87,8 @@ class WriteAttempt:
         self.store.remember(Recovered(self.state.settled(), kept, None, committed.state_identity))
         # Past the commit point nothing may fail the batch: this is best effort.
         forget_abandoned(self.store.redis, self.store.settings.queue, self.abandoned)
-
+        if backup is not None:
+            self.store.hold_backup_cap()
 
 
 class AsWritten(CatalogImage):
