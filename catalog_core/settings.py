@@ -61,6 +61,8 @@ class Settings(BaseSettings):
     worker_threads: int = Field(16, ge=1, le=256, description="Batches one worker process holds at once (Celery "
                                 "threads pool). Those that arrive while a commit runs share the next commit.")
     group_commit_max_batches: int = Field(64, ge=1, le=10_000, description="Most batches one commit carries.")
+    events_maxlen: int = Field(10_000, ge=0, description="Events the change stream (<queue>:events) keeps, about: "
+                               "how far back `catalog history` and `catalog revert` reach. 0: no change stream.")
     rejected_keep: int = Field(10_000, ge=1, description="How many rejected batches are remembered.")
     rotate_every: float = Field(3600, gt=0, description="Seconds between backup rotations (beat).")
 

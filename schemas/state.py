@@ -13,7 +13,7 @@ the JSON alone did.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal, Union
+from typing import Annotated, Any, Literal, Union
 
 from pydantic import ConfigDict, Field, TypeAdapter, with_config
 from typing_extensions import NotRequired, TypedDict  # pydantic needs this TypedDict on Python < 3.12
@@ -88,10 +88,12 @@ class SnapshotFile(TypedDict):
 
 @with_config(STRICT)
 class JournalEntry(TypedDict):
-    """What one commit changed in the ledger and the field versions."""
+    """What one commit changed in the ledger and the field versions, and its change events until
+    they are known to be published (the outbox: docs/commit-protocol.md, "The change stream")."""
 
     ledger: Ledger
     versions: Versions
+    events: NotRequired[Annotated[list[dict[str, Any]], Field(max_length=100_000)]]
 
 
 @with_config(STRICT)

@@ -11,29 +11,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from schemas.events import FieldChange, ProductChange
 
-
-class FieldChange(BaseModel):
-    """One field of one product: its value before and after."""
-
-    model_config = ConfigDict(frozen=True)
-
-    field: str
-    old: Any = None
-    new: Any = None
-    old_absent: bool = False  # the field did not exist before (a created product, or a new field)
-    new_absent: bool = False  # the field does not exist after
-
-
-class ProductChange(BaseModel):
-    """A product created or changed, with each field that changed."""
-
-    model_config = ConfigDict(frozen=True)
-
-    product_id: str
-    created: bool = False
-    fields: list[FieldChange]
+__all__ = ["FieldChange", "ProductChange", "field_changes", "product_change"]
 
 
 def field_changes(before: Mapping[str, Any] | None, after: Mapping[str, Any]) -> list[FieldChange]:

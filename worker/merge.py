@@ -65,6 +65,7 @@ class MergeOutcome:
 
     products: list[dict[str, Any]] = field(default_factory=list)
     changed_products: dict[str, dict[str, Any]] = field(default_factory=dict)
+    previous: dict[str, dict[str, Any]] = field(default_factory=dict)  # updated products as they were
     order: list[str] | None = None
     created: int = 0
     updated: int = 0
@@ -187,6 +188,7 @@ def merge_into(
             outcome.unchanged += 1
         else:
             outcome.changed_products[product_id] = product
+            outcome.previous[product_id] = stored[product_id]
             outcome.updated += 1
     if appended:
         outcome.order = [*catalog.ids, *appended]

@@ -86,6 +86,7 @@ class CatalogState:
     base: str | None = None  # sha256 of the base segment file the journal applies to
     journal: list[dict[str, Any]] = field(default_factory=list)  # the changes of each commit since the base
     catalog_file: list[int] | None = None  # [inode, size, mtime_ns] of the catalog this state committed
+    events: list[dict[str, Any]] = field(default_factory=list)  # a draft's change events: its journal entry's outbox
 
     # --- a write's copy ----------------------------------------------------------------------
     def draft(self) -> CatalogState:
@@ -94,14 +95,17 @@ class CatalogState:
         Head fields are copied; ledger and versions are layered (ChainMap), so the copy costs
         nothing however large they are, and its changes are exactly the layers' first maps.
         """
-        return replace(self, completed=list(self.completed), journal=list(self.journal),
+        return replace(self, completed=list(self.completed), journal=list(self.journal), events=[],
                        ledger=ChainMap({}, self.ledger), versions=ChainMap({}, self.versions))
 
     def changes(self) -> dict[str, Any]:
         """What a draft changed in the ledger and versions: its journal entry."""
         ledger, versions = self.ledger, self.versions
         assert isinstance(ledger, ChainMap) and isinstance(versions, ChainMap), "only a draft has changes"
-        return {"ledger": dict(ledger.maps[0]), "versions": dict(versions.maps[0])}
+        entry: dict[str, Any] = {"ledger": dict(ledger.maps[0]), "versions": dict(versions.maps[0])}
+        if self.events:
+            entry["events"] = list(self.events)
+        return entry
 
     def settled(self) -> CatalogState:
         """A committed draft as a plain state: its changes folded into the maps it was layered on.

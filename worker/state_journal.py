@@ -72,7 +72,7 @@ def encode_record(catalog: Path, state: CatalogState, window: LedgerWindow, now:
     """
     if isinstance(state.ledger, ChainMap) and isinstance(state.versions, ChainMap):
         changes = state.changes()
-        if changes["ledger"] or changes["versions"]:
+        if changes["ledger"] or changes["versions"] or changes.get("events"):
             state.journal.append(changes)
         compact = state.base is None and bool(state.ledger or state.versions)
     else:
@@ -104,7 +104,9 @@ def _compact(catalog: Path, state: CatalogState, window: LedgerWindow, now: dt.d
         # by the next one (step 1), like its state temp file.
         temp = write_temp(state_file, data)
         os.replace(temp, target)  # durable with the folder sync of the commit point (same folder)
-    state.base, state.journal = sha256, []
+    # The new base holds everything but this commit's events, which wait in the journal for
+    # their publication like any commit's.
+    state.base, state.journal = sha256, ([{"ledger": {}, "versions": {}, "events": state.events}] if state.events else [])
     remember_base(sha256, dict(state.ledger), dict(state.versions))
 
 

@@ -44,7 +44,9 @@ from worker.backups import find_backup, hold_cap, read_backup, take_backup
 from worker.catalog_image import CatalogImage
 from worker.commit import Recovered, recover_for_write
 from worker.lock import HeldLock, catalog_lock
+from worker.changes import product_change
 from worker.merge import MergeOutcome, merge_into
+from worker.outbox import publish_pending
 from worker.state import CatalogState
 from worker.state_journal import LedgerWindow
 from worker.write_attempt import AsWritten, BatchRequest, CommitStats, Outcome, WriteAttempt
@@ -99,6 +101,7 @@ class CatalogStore:
         # The fence key comes from the same read of the catalog id as the lock itself.
         fence = incr_above(self.redis, fence_key(held.name), recovered.state.fence)
         write = WriteAttempt(self, held, recovered, fence)
+        publish_pending(self.redis, self.settings.queue, self.settings.events_maxlen, write.state)
         write.abandoned = abandoned_sequences(self.redis, self.settings.queue)
         if write.abandoned:
             # Anyone can write to Redis: only sequences the counter issued are given up.
@@ -131,12 +134,12 @@ class CatalogStore:
         return canonical
 
     def request(self, records: Sequence[Any], batch_id: str, sequence: int | None = None,
-                final_attempt: bool = True) -> BatchRequest:
+                final_attempt: bool = True, source: str = "api") -> BatchRequest:
         """A batch checked for size, serialized and hashed once, outside the lock."""
-        return BatchRequest(records, batch_id, sequence, digest_of(self.check_size(records)), final_attempt)
+        return BatchRequest(records, batch_id, sequence, digest_of(self.check_size(records)), final_attempt, source)
 
     def apply(self, records: Sequence[Any], batch_id: str, sequence: int | None = None,
-              final_attempt: bool = True) -> BatchResult:
+              final_attempt: bool = True, source: str = "api") -> BatchResult:
         """Merge-upsert ``records`` as one all-or-nothing batch and report what happened.
 
         ``sequence`` is the batch's submission order (taken now when None). When the batch
@@ -144,7 +147,7 @@ class CatalogStore:
         create, and this is not the ``final_attempt``, ``ProductNotYetCreatedError`` asks for
         a retry instead of a rejection.
         """
-        outcome = self.apply_group([self.request(records, batch_id, sequence, final_attempt)])[0]
+        outcome = self.apply_group([self.request(records, batch_id, sequence, final_attempt, source)])[0]
         if isinstance(outcome, CatalogError):
             raise outcome
         return outcome
@@ -225,6 +228,8 @@ class CatalogStore:
         if applied:
             state.applied += 1
             image = image.with_changes(outcome.changed_products, outcome.order)
+            if self.settings.events_maxlen:
+                state.events.append(_change_event(write.fence, request, sequence, outcome, backup))
         return result, image
 
     @staticmethod
@@ -261,6 +266,16 @@ class CatalogStore:
 
         restored: Path | None = self._with_retries(attempt)
         return restored
+
+
+def _change_event(fence: int, request: BatchRequest, sequence: int, outcome: MergeOutcome,
+                  backup: Path | None) -> dict[str, Any]:
+    """The change stream's event of an applied batch (schemas/events.py); ``committed_at`` is set at the commit."""
+    changes = [change.model_dump(mode="json") for product_id, product in outcome.changed_products.items()
+               if (change := product_change(outcome.previous.get(product_id), product)) is not None]
+    return {"event_id": f"{fence}-{sequence}", "fence": fence, "batch_id": request.batch_id, "sequence": sequence,
+            "source": request.source, "committed_at": 0.0, "backup": backup.name if backup else None,
+            "changes": changes}
 
 
 def _order_key(request: BatchRequest, index: int) -> tuple[bool, int, int]:

@@ -133,7 +133,8 @@ def _apply(task: Task, context: Context, message: BatchMessage, final_attempt: b
     if forged is not None:
         return _reject(context, forged, message, final_attempt)
     try:
-        request = context.store.request(message.items, message.batch_id, message.sequence, final_attempt)
+        request = context.store.request(message.items, message.batch_id, message.sequence, final_attempt,
+                                        message.source)
         result = context.committer.apply(request)
     except BatchTooLargeError as exc:
         abandon(context, message)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +15,7 @@ from worker.atomic import discard
 from worker.catalog_image import CatalogImage
 from worker.commit import Recovered, commit
 from worker.lock import HeldLock
+from worker.outbox import publish_committed
 from worker.state import current_identity, read_state, state_path
 
 if TYPE_CHECKING:
@@ -30,6 +32,7 @@ class BatchRequest:
     sequence: int | None
     digest: str
     final_attempt: bool = True
+    source: str = "api"
 
 
 Outcome = BatchResult | CatalogError
@@ -76,6 +79,9 @@ class WriteAttempt:
         """Commit the draft, and ``image`` when the catalog changed; then keep both for the next write."""
         new_catalog = None if image is None else image.to_bytes()
         self.state.fence = self.fence
+        committed_at = time.time()
+        for event in self.state.events:
+            event["committed_at"] = committed_at
         if new_catalog is not None:
             self.state.commits += 1
         try:
@@ -87,6 +93,7 @@ class WriteAttempt:
         self.store.remember(Recovered(self.state.settled(), kept, None, committed.state_identity))
         # Past the commit point nothing may fail the batch: this is best effort.
         forget_abandoned(self.store.redis, self.store.settings.queue, self.abandoned)
+        publish_committed(self.store.redis, self.store.settings.queue, self.store.settings.events_maxlen, self.state)
         if backup is not None:
             self.store.hold_backup_cap()
 

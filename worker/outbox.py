@@ -1,0 +1,53 @@
+"""The change stream's outbox: events travel in the commit record and are published after it.
+
+Steps (docs/commit-protocol.md, "The change stream"):
+1. a commit writes its batches' events into its journal entry: they are durable with it;
+2. after the commit point the writer publishes them (one Redis transaction), best effort;
+3. the next write, under the lock, compares the stream's newest fencing token with the events
+   still in the journal: those above it were never published (a crash or a Redis error after
+   step 1) and are published now; then every journal entry drops its events.
+So an event is never lost (it stays in the record until a writer saw it in the stream) and
+never invented (only committed batches have one); after a crash between 1 and 2 a consumer
+may see it twice, with the same ``event_id``.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import redis
+
+from catalog_core.events import last_published_fence, publish
+from worker.state import CatalogState
+
+log = logging.getLogger(__name__)
+
+
+def publish_pending(client: redis.Redis, queue: str, maxlen: int, state: CatalogState) -> int:
+    """Step 3, on a draft: publish the journal's events the stream lacks, then drop them all from the
+    journal. Returns how many were published. A Redis error is raised: the write is retried."""
+    pending = [event for entry in state.journal for event in entry.get("events", ())]
+    if not pending:
+        return 0
+    missing: list[dict[str, Any]] = []
+    if maxlen > 0:
+        newest = last_published_fence(client, queue)
+        missing = [event for event in pending if event["fence"] > newest]
+        publish(client, queue, missing, maxlen)
+        if missing:
+            log.warning("published %d change event(s) that a crash or a Redis failure had held back", len(missing))
+    state.journal = [{k: v for k, v in entry.items() if k != "events"} for entry in state.journal]
+    state.journal = [entry for entry in state.journal if entry["ledger"] or entry["versions"]]
+    return len(missing)
+
+
+def publish_committed(client: redis.Redis, queue: str, maxlen: int, state: CatalogState) -> None:
+    """Step 2: the events of a commit that is durable. A failure is only logged: step 3 makes up for it."""
+    if not state.events or maxlen <= 0:
+        return
+    try:
+        publish(client, queue, state.events, maxlen)
+    except redis.RedisError as exc:
+        log.warning("committed; %d change event(s) not yet published (%s): the next write publishes them",
+                    len(state.events), exc)
