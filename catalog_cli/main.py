@@ -8,8 +8,8 @@ from typing import Annotated
 import typer
 
 from catalog_core.errors import CatalogError
-from catalog_cli import (backup_commands, chaos_command, config_command, dev, queue_commands, schema_command,
-                         store_commands)
+from catalog_cli import (backup_commands, chaos_command, config_command, dev, health_command, lock_command,
+                         metrics_command, queue_commands, schema_command, store_commands)
 from catalog_cli.output import err, show
 
 app = typer.Typer(
@@ -49,6 +49,9 @@ app.command()(queue_commands.status)
 app.command()(queue_commands.rejected)
 app.command()(schema_command.schema)
 app.command()(config_command.config)
+app.command()(health_command.health)
+app.command()(lock_command.lock)
+app.command()(metrics_command.metrics)
 app.add_typer(backup_commands.app, name="backups")
 app.command()(dev.dev)
 app.command()(chaos_command.chaos)
