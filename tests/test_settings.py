@@ -71,6 +71,7 @@ def test_to_env_rebuilds_every_setting_in_a_child_process(monkeypatch: pytest.Mo
         "max_batch_bytes": 2048, "max_file_bytes": 4096, "ledger_days": 2.5, "ledger_max_ids": 11, "result_url": "redis://:pw@h:1/3",
         "queue": "q-test", "visibility_timeout": 99, "task_time_limit": 50, "restore_interval": 3,
         "max_retries": 2, "retry_backoff_max": 9, "result_expires": 61, "rejected_keep": 5, "rotate_every": 7.5,
+        "log_format": "json",
     }
     assert set(changed) == set(Settings.model_fields), "a new field: add it here with a non-default value"
     (tmp_path / "redis_password").write_text("pw\n")
