@@ -56,7 +56,7 @@ def histogram_key(queue: str, name: str) -> str:
 
 
 def times_key(queue: str) -> str:
-    """Hash: ``last_commit``, ``last_rotation`` -> Unix time (seconds, float)."""
+    """Hash: ``last_commit``, ``last_rotation``, ``beat_started`` -> Unix time (seconds, float)."""
     return f"{queue}:metrics:times"
 
 
@@ -148,3 +148,8 @@ def record_rotation(client: redis.Redis, queue: str, rotated_at: float) -> None:
     """Remember when beat's backup rotation last ran (Unix seconds)."""
     _send(client, "the rotation time",
           lambda pipe: pipe.hset(times_key(queue), "last_rotation", repr(float(rotated_at))))
+
+
+def record_beat_start(client: redis.Redis, queue: str, started_at: float) -> None:
+    """Remember when beat started: until its first rotation, the rotation check counts from here."""
+    _send(client, "beat's start", lambda pipe: pipe.hset(times_key(queue), "beat_started", repr(float(started_at))))
