@@ -24,7 +24,7 @@ from worker.lock_info import read_lock
 from worker.metrics import times_key
 from worker.state import read_state, sha256_of, state_path
 
-PING_TIMEOUT = 3.0  # seconds a worker has to answer; its main process answers even while it runs batches
+PING_TIMEOUT = 3.0  # default seconds a worker has to answer; its main process answers even while it runs batches
 SETTLE_ATTEMPTS = 3  # a commit between its two renames disagrees for milliseconds: look again
 SETTLE_PAUSE = 0.3
 
@@ -124,10 +124,10 @@ def check_rotation(settings: Settings, client: redis.Redis) -> Check:
     return Check("rotation", Status.OK, f"{what} {age:.0f}s ago")
 
 
-def check_workers(settings: Settings, node: str | None) -> Check:
+def check_workers(settings: Settings, node: str | None, timeout: float) -> Check:
     app = client_app(settings, results=False)
     try:
-        replies = app.control.ping(timeout=PING_TIMEOUT, destination=[node] if node else None) or []
+        replies = app.control.ping(timeout=timeout, destination=[node] if node else None) or []
     except Exception as exc:  # noqa: BLE001 - kombu raises many kinds; any means no answer
         return Check("workers", Status.DEGRADED, f"cannot ping: {type(exc).__name__}")
     finally:
@@ -135,11 +135,12 @@ def check_workers(settings: Settings, node: str | None) -> Check:
     names = sorted(name for reply in replies for name in reply)
     if not names:
         whom = node or "any worker"
-        return Check("workers", Status.DEGRADED, f"no answer from {whom} within {PING_TIMEOUT:g}s")
+        return Check("workers", Status.DEGRADED, f"no answer from {whom} within {timeout:g}s")
     return Check("workers", Status.OK, f"{len(names)} answered: {', '.join(names)}")
 
 
-def run_checks(settings: Settings, selected: list[str], node: str | None) -> list[Check]:
+def run_checks(settings: Settings, selected: list[str], node: str | None,
+               ping_timeout: float = PING_TIMEOUT) -> list[Check]:
     checks: list[Check] = []
     client: redis.Redis | None = None
     needs_redis = [name for name in selected if name in ("lock", "unacked", "rotation", "workers")]
@@ -151,7 +152,7 @@ def run_checks(settings: Settings, selected: list[str], node: str | None) -> lis
         checks.append(check_catalog(settings))
     with_redis: dict[str, Callable[[redis.Redis], Check]] = {
         "lock": lambda c: check_lock(settings, c), "unacked": lambda c: check_unacked(settings, c),
-        "rotation": lambda c: check_rotation(settings, c), "workers": lambda c: check_workers(settings, node)}
+        "rotation": lambda c: check_rotation(settings, c), "workers": lambda c: check_workers(settings, node, ping_timeout)}
     for name in needs_redis:
         if client is None:
             checks.append(Check(name, Status.SKIPPED, "Redis does not answer"))
@@ -176,13 +177,15 @@ def health(
     node: Annotated[str | None, typer.Option(
         "--node", help="The workers check asks only this node (e.g. celery@$HOSTNAME), as a container's healthcheck.",
         show_default=False)] = None,
+    ping_timeout: Annotated[float, typer.Option(
+        "--ping-timeout", min=0.1, help="Seconds the workers have to answer the ping.")] = PING_TIMEOUT,
 ) -> None:
     """Check that ingestion is healthy now: one line per check.
 
     Checks: Redis answers; the catalog parses and agrees with its state file; no lock is held
     past its expiry; the oldest unacknowledged batch is younger than CATALOG_VISIBILITY_TIMEOUT;
     beat rotated backups within 2 x CATALOG_ROTATE_EVERY; at least one worker answers a ping
-    (within 3 s). Exit 0 healthy, 1 degraded (something needs a look, nothing is lost yet),
+    (within --ping-timeout). Exit 0 healthy, 1 degraded (something needs a look, nothing is lost yet),
     3 down (Redis does not answer: nothing can be queued or written).
     """
     selected = check or list(CHECKS)
@@ -191,7 +194,7 @@ def health(
         raise typer.BadParameter(f"unknown check {', '.join(unknown)}; choose from {', '.join(CHECKS)}",
                                  param_hint="--check")
     settings = settings_from(catalog, redis_url)
-    checks = run_checks(settings, selected, node)
+    checks = run_checks(settings, selected, node, ping_timeout)
     status = overall(checks)
     if as_json:
         print_json_line({"status": status.value, "checks": [{**asdict(c), "status": c.status.value} for c in checks]})
