@@ -19,6 +19,7 @@ from schemas import BatchResult, BatchStatus
 from worker.catalog_file import read_catalog
 from worker.inspect import CatalogStats, catalog_stats, verify_catalog
 from worker.merge import merge_batch
+from worker import metrics
 from worker.store import CatalogStore
 
 FilesArgument = Annotated[
@@ -95,6 +96,7 @@ def apply(
         this_id = batch_id or f"apply-{uuid.uuid4().hex}"
         with batch_context(batch_id=this_id, source=batch.source):  # on its log lines (CATALOG_LOG_FORMAT=json)
             result = store.apply(batch.records, this_id)
+        metrics.record_batch(store.redis, settings.queue, result)  # counted like a worker's batch
         results.append(result)
         if as_json:
             print_json_line(result_payload(result, batch))
