@@ -120,3 +120,13 @@ def test_queue_unacked_lock_and_backups_are_read_at_each_scrape(settings: Settin
     assert value(samples, "catalog_backup_oldest_age_seconds") > value(samples, "catalog_backup_newest_age_seconds")
     assert value(samples, "catalog_last_rotation_timestamp_seconds") == pytest.approx(now - 60)
     assert value(samples, "catalog_lock_held") == 0
+
+
+def test_an_unreadable_catalog_id_or_catalog_never_fails_the_scrape(settings: Settings) -> None:
+    settings.catalog_path.parent.mkdir(parents=True)
+    settings.catalog_path.write_bytes(b"[{broken")
+    settings.catalog_path.with_name("products.json.id").write_text("not an id\n")
+    samples = scrape(settings)
+    assert value(samples, "catalog_redis_up") == 1
+    assert value(samples, "catalog_files_readable") == 0
+    assert ("catalog_lock_held", ()) not in samples

@@ -136,7 +136,10 @@ class CatalogCollector(Collector):
         if rotation is not None:
             found.append(_gauge("catalog_last_rotation_timestamp_seconds", "When beat's backup rotation last ran.",
                                 float(rotation)))
-        found += self._lock_metrics()
+        try:
+            found += self._lock_metrics()
+        except CatalogError as exc:  # an unreadable catalog id: no lock name to look at
+            log.warning("metrics: %s", exc)
         return found
 
     def _histogram(self, metric: str, name: str, raw: dict[bytes, bytes]) -> HistogramMetricFamily:
@@ -172,8 +175,10 @@ class CatalogCollector(Collector):
         found: list[Metric] = []
         try:
             status = os.stat(path)
-        except FileNotFoundError:
+        except OSError as exc:  # absent, or a folder we may not enter
             status = None
+            if not isinstance(exc, FileNotFoundError):
+                log.warning("metrics: cannot stat %s (%s)", path, exc.strerror)
         readable = 1
         if status is not None:
             found.append(_gauge("catalog_size_bytes", "Size of products.json.", status.st_size))
