@@ -7,9 +7,11 @@ from typing import Annotated
 
 import typer
 
-from catalog_core.errors import CatalogError
-from catalog_cli import (backup_commands, chaos_command, config_command, dev, queue_commands, schema_command,
-                         store_commands)
+from catalog_core.errors import CatalogError, SettingsError
+from catalog_core.logs import TEXT_FORMAT, apply_format, url_secrets
+from catalog_core.settings import load_settings
+from catalog_cli import (backup_commands, chaos_command, config_command, dev, health_command, lock_command,
+                         metrics_command, queue_commands, schema_command, store_commands)
 from catalog_cli.output import err, show
 
 app = typer.Typer(
@@ -33,11 +35,14 @@ app = typer.Typer(
 def configure(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log what happens (to stderr).")] = False,
 ) -> None:
-    """Set up logging for every command."""
-    logging.basicConfig(
-        level=logging.INFO if verbose else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    """Set up logging for every command: CATALOG_LOG_FORMAT (text or json), passwords masked."""
+    try:
+        settings = load_settings(check_timing=False)
+        log_format, secrets = settings.log_format, url_secrets([settings.redis_url, settings.result_url])
+    except SettingsError:
+        log_format, secrets = "text", set()  # the command itself reports the bad settings
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format=TEXT_FORMAT)
+    apply_format(logging.getLogger(), log_format, secrets)
 
 
 app.command()(store_commands.validate)
@@ -49,6 +54,9 @@ app.command()(queue_commands.status)
 app.command()(queue_commands.rejected)
 app.command()(schema_command.schema)
 app.command()(config_command.config)
+app.command()(health_command.health)
+app.command()(lock_command.lock)
+app.command()(metrics_command.metrics)
 app.add_typer(backup_commands.app, name="backups")
 app.command()(dev.dev)
 app.command()(chaos_command.chaos)

@@ -10,6 +10,7 @@ import typer
 from rich.markup import escape
 
 from catalog_core.errors import EXIT_OK, EXIT_REJECTED, BatchTooLargeError, CatalogError, FilesUnreadableError
+from catalog_core.logs import batch_context
 from catalog_cli.options import CatalogOption, JsonOption, RedisUrlOption, settings_from
 from catalog_cli.output import (describe_error, err, exit_code_for, out, print_json_line, print_result, result_payload,
                                 show)
@@ -18,6 +19,7 @@ from schemas import BatchResult, BatchStatus
 from worker.catalog_file import read_catalog
 from worker.inspect import CatalogStats, catalog_stats, verify_catalog
 from worker.merge import merge_batch
+from worker import metrics
 from worker.store import CatalogStore
 
 FilesArgument = Annotated[
@@ -91,7 +93,10 @@ def apply(
     store = CatalogStore(settings)
     results = []
     for batch in batches:
-        result = store.apply(batch.records, batch_id or f"apply-{uuid.uuid4().hex}")
+        this_id = batch_id or f"apply-{uuid.uuid4().hex}"
+        with batch_context(batch_id=this_id, source=batch.source):  # on its log lines (CATALOG_LOG_FORMAT=json)
+            result = store.apply(batch.records, this_id)
+        metrics.record_batch(store.redis, settings.queue, result)  # counted like a worker's batch
         results.append(result)
         if as_json:
             print_json_line(result_payload(result, batch))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
 from pydantic import Field, ValidationError, ValidationInfo, field_validator
@@ -136,6 +136,11 @@ class Settings(BaseSettings):
         if self.backup_dir is not None:
             return self.backup_dir.expanduser().resolve()
         return self.catalog_path.parent / "backups"
+
+    # Logs (workers, beat and the CLI). Appended last: other settings are grouped above.
+    log_format: Literal["text", "json"] = Field(
+        "text", description="Log lines as readable text, or json: one JSON object per line (batch_id, sequence, "
+        "source, fence where they apply).")
 
 
 def read_password_file(path: Path) -> str:

@@ -15,7 +15,6 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from catalog_core.settings import Settings
-from devtools.supervisor import WORKER_ARGS
 from tests.test_compose import (  # noqa: F401 - compose and services are fixtures
     README,
     REPO_ROOT,
@@ -90,13 +89,15 @@ def test_the_worker_healthcheck_pings_this_containers_own_node(services: dict[st
     kind, snippet = worker["healthcheck"]["test"]
     assert kind == "CMD-SHELL"  # a shell, to expand $HOSTNAME
     words = shlex.split(interpolate(snippet).split(">")[0])
-    assert words[:5] == ["celery", *WORKER_ARGS[:2], "inspect", "ping"]
+    # `catalog health`, its workers check alone: the deployment-wide checks are not this container's.
+    assert words[:4] == ["catalog", "health", "--check", "workers"]
+    assert words.count("--check") == 1
     # Celery names a node celery@<hostname> unless --hostname/-n says otherwise, and Docker
     # sets $HOSTNAME to the container's host name: the two agree only without --hostname.
     command = command_of(worker)
     assert command_option(command, "--hostname") is None and command_option(command, "-n") is None
-    assert command_option(words, "--destination") == "celery@$HOSTNAME"
-    assert seconds_of(worker["healthcheck"]["timeout"]) > float(command_option(words, "--timeout") or 1)
+    assert command_option(words, "--node") == "celery@$HOSTNAME"
+    assert seconds_of(worker["healthcheck"]["timeout"]) > float(command_option(words, "--ping-timeout") or 3)
 
 
 def test_the_beat_healthcheck_watches_the_schedule_file_beat_is_started_with(services: dict[str, Any]) -> None:

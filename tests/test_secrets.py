@@ -141,6 +141,9 @@ def test_no_command_prints_the_password_with_a_worker_and_beat_running(
             "rejected": ["rejected"],
             "backups list": ["backups", "list"],
             "backups rotate": ["backups", "rotate"],
+            "health": ["health"],
+            "health --json": ["health", "--json"],
+            "lock": ["lock", "--json"],
         }
         for name, args in commands.items():
             codes[f"{form}: {name}"] = record(outputs, f"{form}: {name}", run_catalog(env, *args))
@@ -175,6 +178,8 @@ def test_no_failing_command_prints_the_password(protected_server: RedisServer, t
         "enqueue": ["enqueue", str(batch), "--wait", "--timeout", "5"],
         "status": ["status", "some-batch"],
         "rejected": ["rejected"],
+        "health": ["health"],
+        "lock": ["lock"],
         "backups restore": ["backups", "restore", "products_20260101_000000_000000.json"],
     }
     outputs: dict[str, str] = {}
@@ -213,9 +218,10 @@ def test_catalog_dev_never_prints_the_password(protected_server: RedisServer, tm
     assert "redis://catalog-app:**@127.0.0.1" in outputs["dev on a protected Redis"]
 
 
-def test_a_worker_that_loses_redis_logs_no_password(tmp_path: Path) -> None:
+@pytest.mark.parametrize("log_format", ["text", "json"])
+def test_a_worker_that_loses_redis_logs_no_password(tmp_path: Path, log_format: str) -> None:
     with RedisServer(tmp_path / "redis", password=PASSWORD) as server:
-        stack = Stack(make_settings(tmp_path, server.url), tmp_path)
+        stack = Stack(make_settings(tmp_path, server.url, log_format=log_format), tmp_path)
         try:
             worker = stack.start_worker(1)
             beat = stack.start_beat()

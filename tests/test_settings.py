@@ -74,6 +74,7 @@ def test_to_env_rebuilds_every_setting_in_a_child_process(monkeypatch: pytest.Mo
         "worker_threads": 3, "group_commit_max_batches": 7, "events_maxlen": 13,
         "backup_keep_all_hours": 2.5, "backup_hourly_days": 3.5, "backup_compress_after_hours": 4.5,
         "backup_max_bytes": 12345, "backup_warn_ratio": 0.5,
+        "log_format": "json",
     }
     assert set(changed) == set(Settings.model_fields), "a new field: add it here with a non-default value"
     (tmp_path / "redis_password").write_text("pw\n")

@@ -15,7 +15,7 @@ from catalog_core.celery_config import TASK_ROTATE, celery_config
 from catalog_core.errors import SettingsError
 from catalog_core.settings import Settings, check_timing_rules, load_settings, unknown_setting_variables
 from catalog_core.settings_rules import one_line, unknown_variable_warning
-from worker import bad_messages
+from worker import bad_messages, ops_hooks
 from worker.broker_transport import TRANSPORT
 from worker.group_commit import GroupCommitter
 from worker.store import CatalogStore
@@ -152,4 +152,5 @@ def create_app(settings: Settings | None = None, *, exit_on_bad_settings: bool =
     app.config_from_object(LazyConfig(context, exit_on_bad_settings))
     register_tasks(app, context)
     bad_messages.install(app, context)
+    ops_hooks.install(context)  # log format, a batch's fields on its log lines, lock holder name, beat start
     return app

@@ -13,19 +13,27 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
+import socket
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import orjson
 import redis
 import redis_lock
 
 from catalog_core.errors import LockLostError, LockTimeoutError, RedisUnavailableError
 from catalog_core.redis_client import LOCK_WAIT_STEP
-from worker.catalog_id import ensure_catalog_id
+from worker.catalog_id import ensure_catalog_id, read_catalog_id
 
 log = logging.getLogger(__name__)
+
+# Who this process is, for the holder record (`catalog lock`): the Celery node name in workers
+# (set by worker/app.py when the worker starts, inherited by its prefork children), else the program.
+holder_name = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else "python"
 
 
 def lock_name(catalog: Path) -> str:
@@ -41,10 +49,60 @@ def lock_name(catalog: Path) -> str:
     return f"catalog-ingest:{catalog.name}:{catalog_id}"
 
 
+def existing_lock_name(catalog: Path) -> str:
+    """``lock_name`` for readers (`catalog lock`, health, metrics): never creates the catalog id."""
+    catalog_id = read_catalog_id(catalog)
+    return path_lock_name(catalog) if catalog_id is None else f"catalog-ingest:{catalog.name}:{catalog_id}"
+
+
+def redis_key(name: str) -> str:
+    """The Redis key python-redis-lock keeps the lock in (``Lock._name``): its random id, with an expiry."""
+    return f"lock:{name}"
+
+
+def holder_key(name: str) -> str:
+    """Beside the lock: JSON {id, host, pid, worker, since} of its holder; the lock's value is only a random id."""
+    return f"{name}:holder"
+
+
 def path_lock_name(catalog: Path) -> str:
     """The fallback: named by the resolved path, so only writers that reach it by that path share it."""
     digest = hashlib.sha256(str(catalog.resolve()).encode()).hexdigest()[:16]
     return f"catalog-ingest:{catalog.resolve().name}:{digest}"
+
+
+class _Lock(redis_lock.Lock):
+    """A lock whose every extension (ours and the auto-renewal thread's) also keeps its holder record alive."""
+
+    holder: str | None = None
+
+    def extend(self, expire: int | None = None) -> None:
+        super().extend(expire)
+        if self.holder is not None:
+            try:
+                self._client.expire(self.holder, expire or self._expire)
+            except redis.RedisError:
+                pass  # the holder record is for people; the lock itself was extended
+
+
+def _record_holder(lock: _Lock, name: str, expire: int) -> None:
+    """Write the holder record right after acquiring; best effort (it only informs `catalog lock`)."""
+    record = {"id": lock.id, "host": socket.gethostname(), "pid": os.getpid(), "worker": holder_name,
+              "since": time.time()}
+    try:
+        lock._client.set(holder_key(name), orjson.dumps(record), ex=expire)
+        lock.holder = holder_key(name)
+    except redis.RedisError as exc:
+        log.warning("could not record the holder of the lock %s (%s)", name, exc)
+
+
+def _forget_holder(lock: _Lock) -> None:
+    """Delete our holder record before releasing: after the release it may already be the next holder's."""
+    if lock.holder is not None:
+        try:
+            lock._client.delete(lock.holder)
+        except redis.RedisError:
+            pass  # it expires with the lock
 
 
 class HeldLock:
@@ -69,7 +127,7 @@ class HeldLock:
 def catalog_lock(client: redis.Redis, catalog: Path, expire: int, timeout: float) -> Iterator[HeldLock]:
     """Hold the catalog's write lock, auto-renewed, waiting at most ``timeout`` seconds for it."""
     name = lock_name(catalog)
-    lock = redis_lock.Lock(client, name, expire=expire, auto_renewal=True)
+    lock = _Lock(client, name, expire=expire, auto_renewal=True)
     deadline = time.monotonic() + timeout
     try:
         while True:
@@ -81,11 +139,13 @@ def catalog_lock(client: redis.Redis, catalog: Path, expire: int, timeout: float
             step = max(1, min(LOCK_WAIT_STEP, int(remaining)))
             if lock.acquire(blocking=True, timeout=step):
                 break
+        _record_holder(lock, name, expire)
     except redis.RedisError as exc:
         raise RedisUnavailableError(f"Redis failed while taking the catalog lock: {exc}") from None
     try:
         yield HeldLock(lock, expire, name)
     finally:
+        _forget_holder(lock)
         try:
             lock.release()
         except redis_lock.NotAcquired:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import time
 from typing import TYPE_CHECKING, Any, NoReturn, Protocol
 
 import redis
@@ -31,6 +32,8 @@ from catalog_core.sequence import abandon_sequence, issued_ceiling
 from catalog_core.settings import Settings
 from schemas import BatchMessage, BatchResult, BatchStatus, RecordError, format_loc
 from schemas.batch import SUPPORTED_VERSIONS
+from worker import metrics
+from worker.backup_policy import BackupPolicy
 from worker.backups import rotate_backups
 
 if TYPE_CHECKING:
@@ -54,6 +57,14 @@ class Context(Protocol):
 
     @property
     def committer(self) -> GroupCommitter: ...
+
+
+def _count(context: Context, record: Any) -> None:
+    """Record a metric with the store's Redis client (worker/metrics.py); never fails the batch."""
+    try:
+        record(context.store.redis, context.settings.queue)
+    except CatalogError as exc:  # no client (Redis down at first use); metrics.* swallow the rest
+        log.warning("metrics not recorded: %s", exc)
 
 
 def _parse_message(payload: Any, task_id: str) -> BatchMessage | BatchResult:
@@ -150,7 +161,7 @@ def _apply(task: Task, context: Context, message: BatchMessage, final_attempt: b
         _reject(context, original.model_copy(update={"batch_id": message.batch_id}), message, final_attempt)
     log.info("batch %s from %s %s (sequence %s): %d created, %d updated, %d unchanged, %d superseded field(s)",
              message.batch_id, message.source, result.status.value, result.sequence, result.created, result.updated,
-             result.unchanged, len(result.superseded))
+             result.unchanged, len(result.superseded), extra={"fence": result.fence})
     return result.model_dump(mode="json")
 
 
@@ -161,6 +172,7 @@ def _retry_or_fail(task: Task, context: Context, message: BatchMessage | None, e
     if task.request.retries >= settings.max_retries:
         abandon(context, message)
         log.error("batch %s from %s failed after %d attempts: %s", batch_id, source, task.request.retries + 1, exc)
+        _count(context, lambda client, queue: metrics.record_failure(client, queue, batch_id))
         raise BatchFailedError(f"gave up after {task.request.retries + 1} attempts: {exc}") from None
     countdown = get_exponential_backoff_interval(
         factor=1, retries=task.request.retries, maximum=settings.retry_backoff_max, full_jitter=True
@@ -184,8 +196,11 @@ def ingest_batch(task: Task, context: Context, payload: Any) -> dict[str, Any]:
     try:
         if isinstance(parsed, BatchResult):
             abandon(context, payload if isinstance(payload, dict) else None)
-            return _reject(context, parsed, None, final_attempt)
-        return _apply(task, context, parsed, final_attempt)
+            outcome = _reject(context, parsed, None, final_attempt)
+        else:
+            outcome = _apply(task, context, parsed, final_attempt)
+        _count(context, lambda client, queue: metrics.record_batch(client, queue, BatchResult.model_validate(outcome)))
+        return outcome
     except TRANSIENT as exc:
         # The soft limit is longer than the lock timeout, so hitting it means a slow disk or a
         # huge catalog: worth another try, like a lock timeout.
@@ -194,11 +209,10 @@ def ingest_batch(task: Task, context: Context, payload: Any) -> dict[str, Any]:
 
 def rotate(context: Context) -> dict[str, Any]:
     """Thin, compress and cap the backups (worker/backup_policy.py); one log line per pass."""
-    from worker.backup_policy import BackupPolicy  # here, not at the top: this function is all that changed
-
     settings = context.settings
     report = rotate_backups(settings.catalog_path, settings.backup_path, BackupPolicy.from_settings(settings))
     log.info("%s", report.summary())
+    _count(context, lambda client, queue: metrics.record_rotation(client, queue, time.time()))
     return report.as_dict()
 
 

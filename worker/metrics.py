@@ -1,0 +1,155 @@
+"""What workers record for the metrics exporter: counters and histogram buckets in Redis hashes.
+
+Workers run on many hosts and in prefork children, so nothing is kept in process memory: each
+call sends one pipeline (no MULTI: nothing here needs atomicity, and a pipeline is one round
+trip) of ``HINCRBY``/``HINCRBYFLOAT``/``HSET`` on a few hashes under ``<queue>:metrics:*``.
+``catalog metrics`` (worker/metrics_export.py) reads them on each scrape.
+
+Histogram buckets are stored *non-cumulative* (one field per bucket, the value counted in the
+first bucket whose bound is >= the value, Prometheus' ``le`` rule): one HINCRBY per observation.
+The exporter sums them into cumulative buckets.
+
+Recording never fails a batch: a Redis error is logged and swallowed. Counters are best effort
+(a retry of a delivery that recorded and then failed to ack is counted again); the catalog's
+state file stays the truth for exactly-once effects.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import redis
+
+from schemas import BatchResult, BatchStatus
+
+log = logging.getLogger(__name__)
+
+OUTCOMES = ("applied", "unchanged", "rejected", "duplicate", "failed", "lost")
+RECORD_CHANGES = ("created", "updated", "unchanged")
+
+# Seconds: a commit of a 13 MB catalog takes ~0.1-1 s; the lock wait can reach CATALOG_LOCK_TIMEOUT (60 s).
+COMMIT_BUCKETS: tuple[float, ...] = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+LOCK_WAIT_BUCKETS: tuple[float, ...] = (0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+BATCHES_PER_COMMIT_BUCKETS: tuple[float, ...] = (1, 2, 5, 10, 20, 50, 100)
+
+HISTOGRAMS: dict[str, tuple[float, ...]] = {
+    "commit_seconds": COMMIT_BUCKETS,
+    "lock_wait_seconds": LOCK_WAIT_BUCKETS,
+    "batches_per_commit": BATCHES_PER_COMMIT_BUCKETS,
+}
+SUM_FIELD = "sum"
+COUNT_FIELD = "count"
+INF_FIELD = "+Inf"
+
+
+def counters_key(queue: str) -> str:
+    """Hash: ``batches:<outcome>``, ``records:<change>``, ``superseded_fields`` -> count."""
+    return f"{queue}:metrics:counters"
+
+
+def histogram_key(queue: str, name: str) -> str:
+    """Hash: one field per bucket bound (``bucket_field``), plus ``sum`` and ``count``."""
+    return f"{queue}:metrics:{name}"
+
+
+def times_key(queue: str) -> str:
+    """Hash: ``last_commit``, ``last_rotation``, ``beat_started`` -> Unix time (seconds, float)."""
+    return f"{queue}:metrics:times"
+
+
+def lost_key(queue: str) -> str:
+    """Set of batch ids already counted as lost: asking twice about a lost batch counts it once."""
+    return f"{queue}:metrics:lost"
+
+
+def bucket_field(bound: float) -> str:
+    """The field name of a bucket: its bound as Prometheus prints ``le`` ("0.5", "1.0", "+Inf")."""
+    return INF_FIELD if math.isinf(bound) else repr(float(bound))
+
+
+def bucket_for(value: float, bounds: Sequence[float]) -> str:
+    """The field of the first bucket whose bound is >= ``value`` (``le``), else ``+Inf``."""
+    for bound in bounds:
+        if value <= bound:
+            return bucket_field(bound)
+    return INF_FIELD
+
+
+def _observe(pipe: redis.client.Pipeline, queue: str, name: str, value: float) -> None:
+    key = histogram_key(queue, name)
+    pipe.hincrby(key, bucket_for(value, HISTOGRAMS[name]), 1)
+    pipe.hincrbyfloat(key, SUM_FIELD, value)
+    pipe.hincrby(key, COUNT_FIELD, 1)
+
+
+def _send(client: redis.Redis, what: str, fill: Callable[[Any], Any]) -> None:
+    """Run one pipeline built by ``fill(pipe)``; an error is logged, never raised."""
+    try:
+        with client.pipeline(transaction=False) as pipe:
+            fill(pipe)
+            pipe.execute()
+    except (redis.RedisError, OSError) as exc:
+        log.warning("metrics: could not record %s (%s); the batch is not affected", what, exc)
+
+
+def record_batch(client: redis.Redis, queue: str, result: BatchResult) -> None:
+    """Count one batch's final outcome; for applied and unchanged batches also its records and superseded fields.
+
+    A duplicate counts as a duplicate only: its records were counted when it was first applied.
+    """
+    outcome = result.status.value
+
+    def fill(pipe: redis.client.Pipeline) -> None:
+        key = counters_key(queue)
+        pipe.hincrby(key, f"batches:{outcome}", 1)
+        if result.status in (BatchStatus.APPLIED, BatchStatus.UNCHANGED):
+            for change in RECORD_CHANGES:
+                count = getattr(result, change)
+                if count:
+                    pipe.hincrby(key, f"records:{change}", count)
+            if result.superseded:
+                pipe.hincrby(key, "superseded_fields", len(result.superseded))
+
+    _send(client, f"the outcome of batch {result.batch_id}", fill)
+
+
+def record_failure(client: redis.Redis, queue: str, batch_id: str) -> None:
+    """Count a batch that failed for good (every retry spent)."""
+    _send(client, f"the failure of batch {batch_id}",
+          lambda pipe: pipe.hincrby(counters_key(queue), "batches:failed", 1))
+
+
+def record_lost(client: redis.Redis, queue: str, batch_id: str) -> None:
+    """Count a batch found lost (queued, no result, no trace in Redis), once per batch id."""
+    script = ("if redis.call('SADD', KEYS[1], ARGV[1]) == 1 then "
+              "redis.call('HINCRBY', KEYS[2], 'batches:lost', 1) end return 1")
+    _send(client, f"batch {batch_id} as lost",
+          lambda pipe: pipe.eval(script, 2, lost_key(queue), counters_key(queue), batch_id))
+
+
+def record_commit(client: redis.Redis, queue: str, batches: int, commit_seconds: float,
+                  lock_wait_seconds: float, committed_at: float) -> None:
+    """Observe one commit: its duration, the wait for the lock before it, how many batches it
+    carried (group commit), and its time (Unix seconds) as the last commit."""
+
+    def fill(pipe: redis.client.Pipeline) -> None:
+        _observe(pipe, queue, "commit_seconds", commit_seconds)
+        _observe(pipe, queue, "lock_wait_seconds", lock_wait_seconds)
+        _observe(pipe, queue, "batches_per_commit", float(batches))
+        pipe.hset(times_key(queue), "last_commit", repr(float(committed_at)))
+
+    _send(client, "a commit", fill)
+
+
+def record_rotation(client: redis.Redis, queue: str, rotated_at: float) -> None:
+    """Remember when beat's backup rotation last ran (Unix seconds)."""
+    _send(client, "the rotation time",
+          lambda pipe: pipe.hset(times_key(queue), "last_rotation", repr(float(rotated_at))))
+
+
+def record_beat_start(client: redis.Redis, queue: str, started_at: float) -> None:
+    """Remember when beat started: until its first rotation, the rotation check counts from here."""
+    _send(client, "beat's start", lambda pipe: pipe.hset(times_key(queue), "beat_started", repr(float(started_at))))
