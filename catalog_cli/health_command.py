@@ -18,6 +18,7 @@ from catalog_core.settings import Settings
 from catalog_cli.options import CatalogOption, JsonOption, RedisUrlOption, settings_from
 from catalog_cli.output import out, print_json_line, show
 from producers.api import client_app
+from worker.backups import backup_usage
 from worker.catalog_file import parse_catalog, read_catalog_bytes
 from worker.lock import existing_lock_name
 from worker.lock_info import read_lock
@@ -37,7 +38,7 @@ class Status(str, Enum):
 
 
 EXIT_FOR = {Status.OK: EXIT_OK, Status.SKIPPED: EXIT_OK, Status.DEGRADED: EXIT_REJECTED, Status.DOWN: EXIT_CANNOT_WRITE}
-CHECKS = ("redis", "catalog", "lock", "unacked", "rotation", "workers")
+CHECKS = ("redis", "catalog", "backups", "lock", "unacked", "rotation", "workers")
 
 
 @dataclass(frozen=True)
@@ -83,6 +84,22 @@ def check_catalog(settings: Settings) -> Check:
             return check
         time.sleep(SETTLE_PAUSE)
     raise AssertionError("unreachable")
+
+
+def check_backups(settings: Settings) -> Check:
+    """Degraded well before the backups reach their byte cap (CATALOG_BACKUP_WARN_RATIO of it)."""
+    try:
+        usage = backup_usage(settings)
+    except CatalogError as exc:
+        return Check("backups", Status.DEGRADED, str(exc))
+    detail = f"{usage.count} backup(s), {usage.total_bytes:,} bytes"
+    if usage.cap_bytes <= 0:
+        return Check("backups", Status.OK, f"{detail} (no cap)")
+    share = f"{usage.total_bytes / usage.cap_bytes:.0%} of the {usage.cap_bytes:,}-byte cap (CATALOG_BACKUP_MAX_BYTES)"
+    if usage.near_cap or usage.over_cap:
+        return Check("backups", Status.DEGRADED, f"{detail}, {share}: rotation deletes the oldest past the cap; "
+                     "raise the cap or free the disk")
+    return Check("backups", Status.OK, f"{detail}, {share}")
 
 
 def check_lock(settings: Settings, client: redis.Redis) -> Check:
@@ -150,6 +167,8 @@ def run_checks(settings: Settings, selected: list[str], node: str | None,
         checks.append(redis_check)
     if "catalog" in selected:
         checks.append(check_catalog(settings))
+    if "backups" in selected:
+        checks.append(check_backups(settings))
     with_redis: dict[str, Callable[[redis.Redis], Check]] = {
         "lock": lambda c: check_lock(settings, c), "unacked": lambda c: check_unacked(settings, c),
         "rotation": lambda c: check_rotation(settings, c), "workers": lambda c: check_workers(settings, node, ping_timeout)}
@@ -182,7 +201,8 @@ def health(
 ) -> None:
     """Check that ingestion is healthy now: one line per check.
 
-    Checks: Redis answers; the catalog parses and agrees with its state file; no lock is held
+    Checks: Redis answers; the catalog parses and agrees with its state file; the backups are
+    below CATALOG_BACKUP_WARN_RATIO of their byte cap; no lock is held
     past its expiry; the oldest unacknowledged batch is younger than CATALOG_VISIBILITY_TIMEOUT;
     beat rotated backups within 2 x CATALOG_ROTATE_EVERY; at least one worker answers a ping
     (within --ping-timeout). Exit 0 healthy, 1 degraded (something needs a look, nothing is lost yet),

@@ -15,10 +15,11 @@ from catalog_core.celery_config import TASK_ROTATE, celery_config
 from catalog_core.errors import SettingsError
 from catalog_core.settings import Settings, check_timing_rules, load_settings, unknown_setting_variables
 from catalog_core.settings_rules import one_line, unknown_variable_warning
-from worker import bad_messages, ops_hooks
+from worker import bad_messages, metrics, ops_hooks
 from worker.broker_transport import TRANSPORT
 from worker.group_commit import GroupCommitter
 from worker.store import CatalogStore
+from worker.write_attempt import CommitStats
 from worker.tasks import register_tasks
 
 logger = logging.getLogger(__name__)
@@ -45,7 +46,14 @@ class WorkerContext:
         with self._creating:
             if self._store is None:
                 self._store = CatalogStore(self.settings)
+                self._store.on_commit = self._record_commit
             return self._store
+
+    def _record_commit(self, stats: CommitStats) -> None:
+        store = self._store
+        if store is not None:
+            metrics.record_commit(store.redis, self.settings.queue, stats.batches, stats.commit_seconds,
+                                  stats.lock_wait_seconds, stats.committed_at)
 
     @property
     def committer(self) -> GroupCommitter:

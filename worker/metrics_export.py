@@ -18,7 +18,6 @@ import logging
 import os
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import redis
@@ -30,7 +29,7 @@ from catalog_core.celery_config import TASK_INGEST
 from catalog_core.errors import CatalogError
 from catalog_core.settings import Settings
 from worker import metrics
-from worker.backups import list_backups
+from worker.backups import backup_usage
 from worker.catalog_file import read_catalog
 from worker.lock import existing_lock_name
 from worker.lock_info import read_lock
@@ -39,27 +38,6 @@ from worker.state import read_state, state_path
 log = logging.getLogger(__name__)
 
 REDIS_TIMEOUT = 2.0  # a scrape must answer even when Redis hangs
-
-
-@dataclass(frozen=True)
-class BackupFigures:
-    count: int
-    oldest_at: float | None
-    newest_at: float | None
-    total_bytes: int
-
-
-def backup_figures(settings: Settings) -> BackupFigures:
-    """How many backups, the oldest and newest instants, their bytes. The one place to switch to ``backup_usage``."""
-    backups = list_backups(settings.catalog_path, settings.backup_path)
-    size = 0
-    for backup in backups:
-        try:
-            size += backup.path.stat().st_size
-        except OSError:
-            pass  # rotated away meanwhile
-    return BackupFigures(len(backups), backups[0].taken_at.timestamp() if backups else None,
-                         backups[-1].taken_at.timestamp() if backups else None, size)
 
 
 def _gauge(name: str, doc: str, value: float, labels: dict[str, str] | None = None) -> GaugeMetricFamily:
@@ -209,16 +187,23 @@ class CatalogCollector(Collector):
 
     def _backup_metrics(self) -> list[Metric]:
         try:
-            figures = backup_figures(self.settings)
+            usage = backup_usage(self.settings)
         except CatalogError as exc:
             log.warning("metrics: %s", exc)
             return []
-        now = time.time()
-        found: list[Metric] = [_gauge("catalog_backups", "Backups of the catalog.", figures.count),
-                               _gauge("catalog_backups_size_bytes", "Bytes of all backups.", figures.total_bytes)]
-        if figures.oldest_at is not None and figures.newest_at is not None:
-            found.append(_gauge("catalog_backup_oldest_age_seconds", "Age of the oldest backup.", now - figures.oldest_at))
-            found.append(_gauge("catalog_backup_newest_age_seconds", "Age of the newest backup.", now - figures.newest_at))
+        found: list[Metric] = [
+            _gauge("catalog_backups", "Backups of the catalog.", usage.count),
+            _gauge("catalog_backups_compressed", "Backups stored gzipped.", usage.compressed_count),
+            _gauge("catalog_backups_size_bytes", "Bytes of all backups.", usage.total_bytes),
+            _gauge("catalog_backups_cap_bytes", "CATALOG_BACKUP_MAX_BYTES (0: no cap).", usage.cap_bytes),
+            _gauge("catalog_backups_near_cap", "1 when the backups passed CATALOG_BACKUP_WARN_RATIO of their cap.",
+                   int(usage.near_cap)),
+        ]
+        if usage.oldest_age is not None and usage.newest_age is not None:
+            found.append(_gauge("catalog_backup_oldest_age_seconds", "Age of the oldest backup.",
+                                usage.oldest_age.total_seconds()))
+            found.append(_gauge("catalog_backup_newest_age_seconds", "Age of the newest backup.",
+                                usage.newest_age.total_seconds()))
         return found
 
     def collect(self) -> Iterator[Metric]:
