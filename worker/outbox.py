@@ -34,8 +34,8 @@ def publish_pending(client: redis.Redis, queue: str, maxlen: int, state: Catalog
     if maxlen > 0:
         newest = last_published_fence(client, queue)
         missing = [event for event in pending if event["fence"] > newest]
-        publish(client, queue, missing, maxlen)
         if missing:
+            publish(client, queue, missing, maxlen)
             log.warning("published %d change event(s) that a crash or a Redis failure had held back", len(missing))
     state.journal = [{k: v for k, v in entry.items() if k != "events"} for entry in state.journal]
     state.journal = [entry for entry in state.journal if entry["ledger"] or entry["versions"]]

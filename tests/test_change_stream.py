@@ -1,0 +1,108 @@
+"""The change stream: one event per applied batch, with old and new values, never lost, never invented."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+import redis
+
+from catalog_core.events import read_events
+from catalog_core.settings import Settings
+from schemas.events import ChangeEvent
+from tests.helpers import product
+from worker import outbox
+from worker.catalog_file import read_catalog
+from worker.state import read_state, state_path
+from worker.store import CatalogStore
+
+
+def events(settings: Settings) -> list[ChangeEvent]:
+    client = redis.Redis.from_url(settings.redis_url)
+    found = [event for _, event in read_events(client, settings.queue)]
+    assert all(event is not None for event in found)
+    return found  # type: ignore[return-value]
+
+
+def replay(start: list[dict[str, Any]], stream: list[ChangeEvent]) -> dict[str, dict[str, Any]]:
+    """A separate model of what the events say: set each new value, drop each field that went away."""
+    products = {p["product_id"]: copy.deepcopy(p) for p in start}
+    seen: set[str] = set()
+    for event in stream:
+        if event.event_id in seen:  # a consumer drops a repeat by its id
+            continue
+        seen.add(event.event_id)
+        for change in event.changes:
+            product = products.setdefault(change.product_id, {})
+            for field in change.fields:
+                if field.new_absent:
+                    product.pop(field.field, None)
+                else:
+                    product[field.field] = field.new
+    return products
+
+
+def by_id(products: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {p["product_id"]: p for p in products}
+
+
+def test_each_applied_batch_publishes_one_event_with_old_and_new_values(settings: Settings) -> None:
+    store = CatalogStore(settings)
+    store.apply([product("A", category="Tours")], "create", source="feed-1")
+    store.apply([{"product_id": "A", "category": "Museums"}], "patch", source="feed-2")
+    store.apply([{"product_id": "A", "category": "Museums"}], "same-again")  # unchanged: no event
+    store.apply([{"product_id": "GHOST", "category": "x"}], "rejected")  # rejected: no event
+    created, patched = events(settings)
+    assert (created.batch_id, created.source, created.changes[0].created) == ("create", "feed-1", True)
+    [change] = patched.changes
+    assert (patched.batch_id, patched.source, change.product_id, change.created) == ("patch", "feed-2", "A", False)
+    assert [(f.field, f.old, f.new) for f in change.fields] == [("category", "Tours", "Museums")]
+    assert patched.backup is not None and patched.sequence > created.sequence and patched.fence > created.fence
+    # The backup the event names holds the catalog from before the batch.
+    assert by_id(read_catalog(settings.backup_path / patched.backup))["A"]["category"] == "Tours"
+
+
+def test_events_replayed_over_the_starting_catalog_give_the_catalog(settings: Settings) -> None:
+    store = CatalogStore(settings)
+    store.apply([product("A"), product("B")], "b1")
+    start = read_catalog(settings.catalog_path)
+    store.apply([{"product_id": "A", "category": "x"}, product("C")], "b2")
+    store.apply([{"product_id": "B", "inclusions": []}, {"product_id": "C", "duration_hours": 2.5}], "b3")
+    store.apply([{"product_id": "A", "category": None}], "b4")
+    after_b1 = [e for e in events(settings) if e.batch_id != "b1"]
+    assert replay(start, after_b1) == by_id(read_catalog(settings.catalog_path))
+
+
+def test_events_a_redis_failure_held_back_are_published_by_the_next_write(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = CatalogStore(settings)
+    store.apply([product("A")], "b1")
+
+    def redis_down(*_args: object) -> None:
+        raise redis.ConnectionError("Redis went away")
+
+    monkeypatch.setattr(outbox, "publish", redis_down)
+    store.apply([{"product_id": "A", "category": "held back"}], "b2")  # committed; its event is not out
+    monkeypatch.undo()
+    assert [e.batch_id for e in events(settings)] == ["b1"]
+    state = read_state(state_path(settings.catalog_path))
+    assert state is not None and any(entry.get("events") for entry in state.journal)  # kept in the outbox
+    CatalogStore(settings).apply([product("B")], "b3")  # another writer: publishes b2's event, then its own
+    assert [e.batch_id for e in events(settings)] == ["b1", "b2", "b3"]
+    state = read_state(state_path(settings.catalog_path))
+    assert state is not None and [e["batch_id"] for entry in state.journal for e in entry.get("events", [])] == ["b3"]
+
+
+def test_an_event_already_published_is_not_published_again(settings: Settings) -> None:
+    store = CatalogStore(settings)
+    for n in range(5):
+        store.apply([product(f"P{n}")], f"b{n}")
+    assert [e.batch_id for e in events(settings)] == [f"b{n}" for n in range(5)]
+
+
+def test_no_change_stream_when_its_length_is_zero(settings: Settings) -> None:
+    quiet = settings.model_copy(update={"events_maxlen": 0})
+    CatalogStore(quiet).apply([product("A")], "b1")
+    assert events(quiet) == []
