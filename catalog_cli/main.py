@@ -10,8 +10,8 @@ import typer
 from catalog_core.errors import CatalogError, SettingsError
 from catalog_core.logs import TEXT_FORMAT, apply_format, url_secrets
 from catalog_core.settings import load_settings
-from catalog_cli import (backup_commands, chaos_command, config_command, dev, health_command, lock_command,
-                         metrics_command, queue_commands, schema_command, store_commands)
+from catalog_cli import (backup_commands, chaos_command, config_command, dev, events_commands, health_command,
+                         lock_command, metrics_command, queue_commands, schema_command, store_commands)
 from catalog_cli.output import err, show
 
 app = typer.Typer(
@@ -54,6 +54,9 @@ app.command()(queue_commands.status)
 app.command()(queue_commands.rejected)
 app.command()(schema_command.schema)
 app.command()(config_command.config)
+app.command()(events_commands.watch)
+app.command()(events_commands.history)
+app.command()(events_commands.revert)
 app.command()(health_command.health)
 app.command()(lock_command.lock)
 app.command()(metrics_command.metrics)

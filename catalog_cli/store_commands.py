@@ -95,7 +95,7 @@ def apply(
     for batch in batches:
         this_id = batch_id or f"apply-{uuid.uuid4().hex}"
         with batch_context(batch_id=this_id, source=batch.source):  # on its log lines (CATALOG_LOG_FORMAT=json)
-            result = store.apply(batch.records, this_id)
+            result = store.apply(batch.records, this_id, source=batch.source)
         metrics.record_batch(store.redis, settings.queue, result)  # counted like a worker's batch
         results.append(result)
         if as_json:

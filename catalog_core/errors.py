@@ -135,6 +135,12 @@ class BackupError(CatalogError):
     """Raised when a backup cannot be made, found or restored."""
 
 
+class BatchNotFoundError(CatalogError):
+    """Raised when a batch asked for by id is not where it should be (the change stream, for a revert)."""
+
+    exit_code = EXIT_UNKNOWN
+
+
 class BackupNotFoundError(BackupError):
     """Raised when a named backup does not exist in the backup folder or the name is not a backup name."""
 

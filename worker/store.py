@@ -152,6 +152,15 @@ class CatalogStore:
             raise outcome
         return outcome
 
+    def apply_planned(self, planner: Callable[[CatalogState], Sequence[Any]], batch_id: str,
+                      source: str) -> BatchResult:
+        """Apply the records ``planner`` decides under the lock, from the state of that moment
+        (a revert: which fields a later batch wrote is only known then). One batch like any other."""
+        outcome = self.apply_group([BatchRequest([], batch_id, None, "", True, source, planner)])[0]
+        if isinstance(outcome, CatalogError):
+            raise outcome
+        return outcome
+
     def apply_group(self, requests: Sequence[BatchRequest]) -> list[Outcome]:
         """Apply several batches in one commit: one lock, one catalog write, one backup, one state write.
 
@@ -200,13 +209,13 @@ class CatalogStore:
 
     def _apply_one(self, write: WriteAttempt, image: CatalogImage, request: BatchRequest,
                    backup: Path | None) -> tuple[BatchResult, CatalogImage]:
-        state, batch_id, digest = write.state, request.batch_id, request.digest
+        state, batch_id, digest, records = write.state, request.batch_id, request.digest, request.records
         sequence = request.sequence
         if sequence is None:
             sequence = next_sequence(self.redis, self.settings.queue, floor=state.sequence_high)
         original = state.original(batch_id)
         if original is not None:
-            matches = None if original.content_sha256 is None else original.content_sha256 == digest
+            matches = None if original.content_sha256 is None or request.planner else original.content_sha256 == digest
             if matches is False:
                 log.warning("batch %s was already %s with OTHER records: this submission is not applied",
                             batch_id, original.status.value)
@@ -216,7 +225,10 @@ class CatalogStore:
             state.duplicates += 1
             return BatchResult(batch_id=batch_id, status=BatchStatus.DUPLICATE, sequence=sequence, fence=write.fence,
                                original=original, content_sha256=digest, content_matches=matches), image
-        outcome = merge_into(image, request.records, sequence, state.versions)
+        if request.planner is not None:
+            records = request.planner(state)
+            digest = digest_of(self.check_size(records))
+        outcome = merge_into(image, records, sequence, state.versions)
         status = self._status(outcome, batch_id, sequence, state, request.final_attempt)
         applied = status == BatchStatus.APPLIED
         result = BatchResult(batch_id=batch_id, status=status, created=outcome.created, updated=outcome.updated,

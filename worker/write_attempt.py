@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -16,7 +16,7 @@ from worker.catalog_image import CatalogImage
 from worker.commit import Recovered, commit
 from worker.lock import HeldLock
 from worker.outbox import publish_committed
-from worker.state import current_identity, read_state, state_path
+from worker.state import CatalogState, current_identity, read_state, state_path
 
 if TYPE_CHECKING:
     from worker.store import CatalogStore
@@ -33,6 +33,8 @@ class BatchRequest:
     digest: str
     final_attempt: bool = True
     source: str = "api"
+    # Records decided under the lock, from the state of that moment (a revert): replaces ``records``.
+    planner: Callable[[CatalogState], Sequence[Any]] | None = None
 
 
 Outcome = BatchResult | CatalogError
