@@ -3,6 +3,7 @@ faults injected on a seeded schedule (devtools/chaos/faults.py)."""
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import random
@@ -18,7 +19,10 @@ import redis
 
 from catalog_core.rejections import find_rejection
 from catalog_core.settings import Settings, load_settings
+from catalog_core.events import read_events
 from devtools.chaos.check import ChaosReport, check_run
+from devtools.chaos.events_check import check_events
+from schemas.events import ChangeEvent
 from devtools.chaos.faults import Pauses, kill_redis_inside_commit, push_malformed, wipe
 from devtools.chaos.plan import ChaosPlan, make_plan
 from devtools.redis_server import RedisServer
@@ -91,6 +95,7 @@ class ChaosRun:
         self.catalog = options.workdir / "catalog" / "products.json"
         self.report = ChaosReport(batches=options.batches)
         self.malformed_ids: list[str] = []  # pushed since the last wipe: each must be in `catalog rejected`
+        self.stream: list[ChangeEvent] | None = None  # the change stream at the end of the run
 
     def every_fault_fired(self) -> bool:
         """Each kind of fault asked for happened at least once: a fast run must not skip one."""
@@ -198,6 +203,7 @@ class ChaosRun:
                     tail = producer.tail(300).strip().splitlines()[-1:]
                     report.problems.append(f"{producer.name} exited with {producer.returncode}: {' '.join(tail)}")
             supervisor.stop_all(grace=5)
+            self.stream = self._change_stream(server)
             self.say(f"  finished in {time.monotonic() - started:.1f}s")
         return self.judge()
 
@@ -212,6 +218,14 @@ class ChaosRun:
                 return missing
             time.sleep(0.2)
 
+    def _change_stream(self, server: RedisServer) -> list[ChangeEvent] | None:
+        """The events the stream holds at the end (None: Redis did not answer)."""
+        try:
+            return [event for _, event in read_events(_client(server), CHAOS_QUEUE) if event is not None]
+        except redis.RedisError as exc:
+            self.report.problems.append(f"could not read the change stream: {exc}")
+            return None
+
     def judge(self) -> ChaosReport:
         submissions: dict[str, list[str]] = {}
         for n in range(self.options.producers):
@@ -222,7 +236,17 @@ class ChaosRun:
         if state is None:
             self.report.problems.append("no state file: nothing was ever committed")
             return self.report
-        return check_run(self.plan, read_catalog(self.catalog), state, submissions, self.report)
+        catalog = read_catalog(self.catalog)
+        if self.stream is not None:
+            self.report.problems.extend(check_events(self.stream, state, catalog, self.catalog.parent / "backups",
+                                                     _backup_bytes))
+        return check_run(self.plan, catalog, state, submissions, self.report)
+
+
+def _backup_bytes(path: Path) -> bytes:
+    """A backup's catalog, also once rotation gzipped it."""
+    packed = path.with_name(path.name + ".gz")
+    return gzip.decompress(packed.read_bytes()) if not path.exists() and packed.exists() else path.read_bytes()
 
 
 def run_chaos(options: ChaosOptions, say: Callable[[str], Any] = print) -> ChaosReport:

@@ -76,6 +76,7 @@ def test_the_check_finds_a_lost_update() -> None:
         status = "rejected" if outcome.errors else ("applied" if outcome.changed else "unchanged")
         state.ledger[batch.batch_id] = {"status": status, "sequence": sequence, "errors": []}
         state.commits += status == "applied"
+        state.applied += status == "applied"
         catalog = outcome.products if not outcome.errors else catalog
     submissions = {b.batch_id: ["refused" if b.kind == "refused" else "queued"] for b in plan.batches}
     clean = check_run(plan, catalog, state, submissions, ChaosReport(batches=20))
