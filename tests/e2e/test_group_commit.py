@@ -1,5 +1,6 @@
 """Group commit with real worker processes: batches share commits, and a kill -9 inside one loses,
-acknowledges early and applies twice nothing.
+acknowledges early and applies twice nothing; nor does a kill between a commit and the
+publication of its change events lose an event.
 
 The worker runs the threads pool with 8 threads. The test holds the catalog lock while the
 worker takes its 8 batches, so that they pile up in its committer and share commits once the
@@ -18,6 +19,8 @@ import pytest
 import redis
 import redis_lock
 
+from catalog_core.events import events_key, read_events
+from devtools.chaos.events_check import replay
 from devtools.supervisor import celery_command
 from producers.api import BatchHandle
 from tests.e2e.worker_fixtures import Stack, stack, stack_factory  # noqa: F401 - fixtures
@@ -143,3 +146,23 @@ def test_a_worker_killed_inside_a_group_commit_loses_nothing_acknowledges_nothin
     assert final_state is not None and set(final_state.ledger) == set(ids)
     by_sequence = sorted(range(len(records)), key=lambda n: handles[n].sequence)
     assert list(stack.catalog().values()) == apply_in_sequence_order(initial, [records[n] for n in by_sequence])
+
+
+@pytest.mark.timeout(180)
+def test_a_worker_killed_between_a_commit_and_its_publication_loses_no_event(stack: Stack) -> None:
+    initial = seed_products()
+    stack.seed(initial)
+    first = stack.producer.submit([{"product_id": "S0", "category": "committed, then the worker died"},
+                                   product("N1")], batch_id="before-the-kill")
+    dying = start_threaded_worker(stack, "dying", "worker.write_attempt:publish_committed:before:1")
+    wait_until(lambda: not dying.alive(), "the worker to kill itself right after its commit", stack)
+    client = stack.redis()
+    assert client.xlen(events_key(stack.settings.queue)) == 0  # committed, not published
+    start_threaded_worker(stack, "survivor")
+    assert stack.wait(first, WAIT_S + stack.settings.visibility_timeout).result.status.value == "duplicate"  # type: ignore[union-attr]
+    second = stack.wait(stack.producer.submit([{"product_id": "N1", "category": "after"}], batch_id="after-the-kill"))
+    assert second.result is not None and second.result.status.value == "applied"
+    events = [event for _, event in read_events(client, stack.settings.queue)]
+    assert [e.batch_id for e in events if e is not None] == ["before-the-kill", "after-the-kill"]
+    replayed = replay(initial, [e for e in events if e is not None])
+    assert replayed == stack.catalog()
