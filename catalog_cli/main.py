@@ -8,8 +8,8 @@ from typing import Annotated
 import typer
 
 from catalog_core.errors import CatalogError
-from catalog_cli import (backup_commands, chaos_command, config_command, dev, queue_commands, schema_command,
-                         store_commands)
+from catalog_cli import (backup_commands, chaos_command, config_command, dev, diff_command, queue_commands,
+                         schema_command, store_commands)
 from catalog_cli.output import err, show
 
 app = typer.Typer(
@@ -44,6 +44,7 @@ app.command()(store_commands.validate)
 app.command()(store_commands.apply)
 app.command()(store_commands.verify)
 app.command()(store_commands.stats)
+app.command()(diff_command.diff)
 app.command()(queue_commands.enqueue)
 app.command()(queue_commands.status)
 app.command()(queue_commands.rejected)
