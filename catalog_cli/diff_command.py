@@ -30,7 +30,7 @@ MAX_VALUE_CHARS = 80  # a longer value (as compact JSON) is cut, with an ellipsi
 SourcesArgument = Annotated[
     list[str],
     typer.Argument(help="Batch files (FILE...), or one or two backup names (BACKUP [BACKUP]).",
-                   metavar="FILE... | BACKUP [BACKUP]", show_default=False),
+                   metavar="FILE_OR_BACKUP", show_default=False),
 ]
 
 
@@ -65,7 +65,7 @@ def diff(sources: SourcesArgument, catalog: CatalogOption = None, as_json: JsonO
     settings = settings_from(catalog, None, check_timing=False)
     files, backups = _classify(sources, settings)
     if files and backups:
-        raise typer.BadParameter("give batch files or backup names, not both", param_hint="FILE... | BACKUP [BACKUP]")
+        raise typer.BadParameter("give batch files or backup names, not both", param_hint="FILE_OR_BACKUP")
     if files:
         raise typer.Exit(preview_files(files, settings, as_json))
     if len(backups) > 2:

@@ -203,13 +203,23 @@ def test_the_json_document_has_the_documented_keys(run_cli: CliRunner, tmp_path:
     assert document == document | {"kind": "batch", "before": str(settings.catalog_path), "after": str(feed),
                                    "outcome": "changes", "created": 1, "changed": 1, "unchanged": 0, "removed": 0,
                                    "order_changed": False, "errors": []}
-    assert set(document) == {"kind", "before", "after", "outcome", "created", "changed", "unchanged", "removed",
-                             "order_changed", "products", "errors"}
+    assert set(document) == set(documented_example()) == {
+        "kind", "before", "after", "outcome", "created", "changed", "unchanged", "removed", "order_changed",
+        "products", "errors"}
+    assert set(documented_example()["products"][0]) == set(document["products"][0])
     changed, created = document["products"]
     assert changed["change"] == "changed" and [f["field"] for f in changed["fields"]] == ["pricing"]
     assert changed["fields"][0]["old"][0]["price_aed"] == 100.0 and changed["fields"][0]["new"][0]["price_aed"] == 120.0
     assert created["change"] == "created" and created["fields"][1] == {
         "field": "product_name", "old": None, "new": "New one", "old_absent": True, "new_absent": False}
+
+
+def documented_example() -> dict[str, Any]:
+    """The example document of docs/message-format.md, "Previews and diffs"."""
+    text = (Path(__file__).resolve().parents[1] / "docs" / "message-format.md").read_text(encoding="utf-8")
+    section = text[text.index("## Previews and diffs"):]
+    block = section[section.index("```json\n") + 8: section.index("\n```", section.index("```json"))]
+    return json.loads(block)
 
 
 def test_help_texts_teach_with_an_example(run_cli: CliRunner) -> None:
