@@ -132,9 +132,18 @@ def test_a_price_change_inside_pricing_reads_as_the_one_value_that_changed() -> 
     assert value_changes(change) == [ValueChange("pricing[0].price_aed", 149.0, 159.0)]
 
 
-def test_a_list_that_grew_is_shown_whole() -> None:
-    change = FieldChange(field="inclusions", old=["Transfers"], new=["Transfers", "Lunch"])
-    assert value_changes(change) == [ValueChange("inclusions", ["Transfers"], ["Transfers", "Lunch"])]
+def test_items_added_to_or_removed_from_a_list_show_by_index_with_an_absent_side() -> None:
+    grew = FieldChange(field="inclusions", old=["Transfers"], new=["Transfers", "Lunch", "Guide"])
+    assert value_changes(grew) == [ValueChange("inclusions[1]", ABSENT, "Lunch"),
+                                   ValueChange("inclusions[2]", ABSENT, "Guide")]
+    shrank = FieldChange(field="pricing", old=[tier(50.0), tier(25.0, "Child")], new=[tier(55.0)])
+    assert value_changes(shrank) == [ValueChange("pricing[0].price_aed", 50.0, 55.0),
+                                     ValueChange("pricing[1]", tier(25.0, "Child"), ABSENT)]
+
+
+def test_a_list_that_replaces_another_kind_of_value_is_shown_whole() -> None:
+    change = FieldChange(field="source_document", old="manual.docx", new=["manual.docx", "sheet.xlsx"])
+    assert value_changes(change) == [ValueChange("source_document", "manual.docx", ["manual.docx", "sheet.xlsx"])]
 
 
 def test_keys_added_and_removed_inside_an_object_show_as_absent() -> None:

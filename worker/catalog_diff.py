@@ -117,9 +117,10 @@ class ValueChange:
 
 
 def value_changes(change: FieldChange) -> list[ValueChange]:
-    """The field's change as the smallest differing values: into objects by key and into lists of
-    equal length by index, so a price feed reads ``pricing[0].price_aed: 149.0 -> 159.0`` instead
-    of two whole pricing lists. A list whose length changed is shown whole.
+    """The field's change as the smallest differing values: into objects by key and into lists by
+    index, so a price feed reads ``pricing[0].price_aed: 149.0 -> 159.0`` instead of two whole
+    pricing lists. An item only one side has shows ``ABSENT`` on the other (by index: an item
+    inserted at the front shows every later index as changed, which is still true).
     """
     old = ABSENT if change.old_absent else change.old
     new = ABSENT if change.new_absent else change.new
@@ -133,8 +134,10 @@ def _walk(path: str, old: Any, new: Any, depth: int) -> Iterator[ValueChange]:
             before, after = old.get(key, ABSENT), new.get(key, ABSENT)
             if before != after:
                 yield from _walk(f"{path}.{key}", before, after, depth + 1)
-    elif depth < MAX_DETAIL_DEPTH and isinstance(old, list) and isinstance(new, list) and len(old) == len(new):
-        for index, (before, after) in enumerate(zip(old, new, strict=True)):
+    elif depth < MAX_DETAIL_DEPTH and isinstance(old, list) and isinstance(new, list):
+        for index in range(max(len(old), len(new))):
+            before = old[index] if index < len(old) else ABSENT
+            after = new[index] if index < len(new) else ABSENT
             if before != after:
                 yield from _walk(f"{path}[{index}]", before, after, depth + 1)
     else:
