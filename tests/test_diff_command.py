@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +16,9 @@ import redis
 from catalog_core.sequence import sequence_key
 from catalog_core.settings import Settings
 from tests.conftest import CliRunner
-from tests.helpers import product, write_jsonl
+from tests.helpers import cli_env, product, write_jsonl
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
 PRICE_PATCH = {"product_id": "A", "pricing": [{"tier_name": "Adult", "price_aed": 120.0, "currency": "AED"}]}
 NEW_PRODUCT = {"product_id": "N", "product_name": "New one", "pricing": [], "inclusions": []}
@@ -216,7 +221,7 @@ def test_the_json_document_has_the_documented_keys(run_cli: CliRunner, tmp_path:
 
 def documented_example() -> dict[str, Any]:
     """The example document of docs/message-format.md, "Previews and diffs"."""
-    text = (Path(__file__).resolve().parents[1] / "docs" / "message-format.md").read_text(encoding="utf-8")
+    text = (REPO_ROOT / "docs" / "message-format.md").read_text(encoding="utf-8")
     section = text[text.index("## Previews and diffs"):]
     block = section[section.index("```json\n") + 8: section.index("\n```", section.index("```json"))]
     return json.loads(block)
@@ -250,3 +255,23 @@ def test_a_price_feed_against_the_seed_catalog(run_cli: CliRunner, tmp_path: Pat
             assert f"    pricing[{index}].price_aed: {tier['price_aed']} -> {tier['price_aed'] + 10}" in lines[at:]
     assert lines[-1] == f"0 created, {len(priced)} changed, 0 unchanged"
     assert settings.catalog_path.read_bytes() == before
+
+
+def readme_preview_commands() -> list[str]:
+    """The bash block of the README's "Previews and diffs", one command a line (test_readme skips it)."""
+    text = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
+    section = text[text.index("### Previews and diffs"):]
+    block = section[section.index("```bash\n") + 8: section.index("\n```", section.index("```bash"))]
+    return [line.split("#", 1)[0].strip() for line in block.splitlines() if line.split("#", 1)[0].strip()]
+
+
+def test_the_readme_preview_commands_run_as_written_on_the_demo_catalog(run_cli: CliRunner, settings: Settings) -> None:
+    assert run_cli("apply", str(REPO_ROOT / "examples" / "uae_attractions.jsonl")).returncode == 0
+    commands = readme_preview_commands()
+    assert commands and all(command.startswith("catalog ") for command in commands)
+    env = cli_env(settings, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
+    for command in commands:
+        result = subprocess.run(["bash", "-c", command], cwd=REPO_ROOT, env=env, capture_output=True, text=True,
+                                timeout=60)
+        assert result.returncode == 0, f"{command}: {result.stdout}{result.stderr}"
+        assert "Demo_DubaiFrame_Entry" in result.stdout and "Traceback" not in result.stderr
