@@ -14,15 +14,15 @@ from typing import Annotated, Any
 import typer
 from rich.markup import escape
 
-from catalog_core.errors import EXIT_OK, EXIT_REJECTED, InputFileError
+from catalog_core.errors import EXIT_OK, EXIT_REJECTED, BackupNotFoundError, CatalogCorruptError, InputFileError
 from catalog_core.settings import Settings
 from catalog_cli.options import CatalogOption, JsonOption, settings_from
 from catalog_cli.output import describe_error, out, print_json_line, show
 from producers.files import STDIN, BatchFile
 from worker.backup_compression import COMPRESSED_SUFFIX
-from worker.backups import Backup, find_backup, read_backup, scan_backups
+from worker.backups import Backup, BackupScan, find_backup, read_backup, scan_backups
 from worker.catalog_diff import ABSENT, CatalogDiff, diff_catalogs, preview_batch, value_changes
-from worker.catalog_file import parse_catalog, read_catalog
+from worker.catalog_file import RESTORE_HINT, parse_catalog, read_catalog
 from worker.changes import ProductChange
 
 MAX_VALUE_CHARS = 80  # a longer value (as compact JSON) is cut, with an ellipsis: --json has it whole
@@ -108,7 +108,7 @@ def _classify(sources: list[str], settings: Settings) -> tuple[list[Path], list[
     """Split the arguments into batch files and backups (see `catalog diff --help` for the rule)."""
     files: list[Path] = []
     backups: list[Backup] = []
-    scan = None
+    scan: BackupScan | None = None
     for source in sources:
         if source == STDIN or Path(source).name != source or source in {".", ".."}:
             files.append(Path(source))
@@ -128,7 +128,13 @@ def _classify(sources: list[str], settings: Settings) -> tuple[list[Path], list[
 
 
 def _read_backup_catalog(backup: Backup, settings: Settings) -> list[dict[str, Any]]:
-    return parse_catalog(read_backup(backup, settings.max_file_bytes), backup.name)
+    """The backup's products; a backup that is not a catalog is a bad name to give (exit 2), not a corrupt catalog."""
+    data = read_backup(backup, settings.max_file_bytes)
+    try:
+        return parse_catalog(data, "")
+    except CatalogCorruptError as exc:
+        reason = str(exc).removeprefix(": ").removesuffix(RESTORE_HINT).strip()
+        raise BackupNotFoundError(f"{backup.name} cannot be read as a backup: {reason}") from None
 
 
 def shown_value(value: Any) -> str:

@@ -180,6 +180,18 @@ def test_mixing_files_and_backups_or_naming_three_backups_is_refused(run_cli: Cl
     assert three.returncode == 2 and "got 3 names" in three.stderr
 
 
+def test_a_backup_that_is_not_a_catalog_is_bad_input_named_as_a_backup(run_cli: CliRunner, tmp_path: Path,
+                                                                       settings: Settings) -> None:
+    apply(run_cli, tmp_path / "first.jsonl", [product("A")])
+    apply(run_cli, tmp_path / "second.jsonl", [product("B")])
+    [backup] = backups_oldest_first(run_cli)
+    (settings.backup_path / backup).write_text("[1", encoding="utf-8")
+    result = run_cli("diff", backup)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert f"{backup} cannot be read as a backup: not valid JSON" in result.stderr
+    assert "restore" not in result.stderr and "Traceback" not in result.stderr
+
+
 def test_hostile_strings_from_a_backup_and_a_file_name_are_shown_escaped(
     run_cli: CliRunner, tmp_path: Path, settings: Settings
 ) -> None:
