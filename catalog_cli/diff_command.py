@@ -113,7 +113,8 @@ def _classify(sources: list[str], settings: Settings) -> tuple[list[Path], list[
         if source == STDIN or Path(source).name != source or source in {".", ".."}:
             files.append(Path(source))
             continue
-        scan = scan or scan_backups(settings.catalog_path, settings.backup_path)
+        if scan is None:  # listed once, and only when a plain name could be a backup
+            scan = scan_backups(settings.catalog_path, settings.backup_path)
         wanted = {source, source.removesuffix(COMPRESSED_SUFFIX), source.removesuffix(COMPRESSED_SUFFIX)
                   + COMPRESSED_SUFFIX}
         names = {path.name for backup in scan.backups for path in backup.files}

@@ -128,7 +128,8 @@ def test_identical_catalogs_do_not_differ() -> None:
 
 
 def test_a_price_change_inside_pricing_reads_as_the_one_value_that_changed() -> None:
-    change = FieldChange(field="pricing", old=[tier(149.0), tier(99.0, "Child")], new=[tier(159.0), tier(99.0, "Child")])
+    child = tier(99.0, "Child")
+    change = FieldChange(field="pricing", old=[tier(149.0), child], new=[tier(159.0), child])
     assert value_changes(change) == [ValueChange("pricing[0].price_aed", 149.0, 159.0)]
 
 
