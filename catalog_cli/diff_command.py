@@ -8,9 +8,11 @@ merge that applies it (worker/catalog_diff.py).
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
+import orjson
 import typer
 from rich.markup import escape
 
@@ -78,7 +80,11 @@ def diff(sources: SourcesArgument, catalog: CatalogOption = None, as_json: JsonO
         after, after_label = read_catalog(settings.catalog_path), f"{settings.catalog_path} (current)"
     result = diff_catalogs(before, after)
     if as_json:
-        print_json_line(diff_payload(result, backups[0].name, after_label, "versions", None))
+        try:  # both fail before anything is written
+            print_json_line(diff_payload(result, backups[0].name, after_label, "versions", None))
+        except (ValueError, orjson.JSONEncodeError) as exc:  # pydantic's and orjson's depth limits
+            raise InputFileError(f"{backups[0].name} -> {after_label}: a value is nested too deeply to write as "
+                                 f"JSON ({exc}); without --json it is shown cut") from None
     else:
         render(result, backups[0].name, after_label, None)
     raise typer.Exit(EXIT_OK)
@@ -142,10 +148,32 @@ def shown_value(value: Any) -> str:
     """A value as compact JSON, cut to MAX_VALUE_CHARS, safe for the terminal and for rich markup."""
     if value is ABSENT:
         return "(absent)"
-    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
-    if len(text) > MAX_VALUE_CHARS:
-        text = text[: MAX_VALUE_CHARS - 1] + "…"
+    text = ""
+    for token in _json_tokens(value):
+        text += token
+        if len(text) > MAX_VALUE_CHARS:
+            return show(text[: MAX_VALUE_CHARS - 1] + "…")
     return show(text)
+
+
+def _json_tokens(value: Any) -> Iterator[str]:
+    """Compact JSON, lazily: only what is shown gets encoded, so a value nested 1,000 levels deep
+    (only an unvalidated backup can hold one) never recurses deeper than the characters shown."""
+    if isinstance(value, dict):
+        yield "{"
+        for index, (key, item) in enumerate(value.items()):
+            yield ("," if index else "") + json.dumps(key, ensure_ascii=False) + ":"
+            yield from _json_tokens(item)
+        yield "}"
+    elif isinstance(value, list):
+        yield "["
+        for index, item in enumerate(value):
+            if index:
+                yield ","
+            yield from _json_tokens(item)
+        yield "]"
+    else:
+        yield json.dumps(value, ensure_ascii=False)
 
 
 def render(result: CatalogDiff, before: str, after: str, batch: BatchFile | None) -> None:

@@ -200,6 +200,22 @@ def test_a_backup_that_is_not_a_catalog_is_bad_input_named_as_a_backup(run_cli: 
     assert "restore" not in result.stderr and "Traceback" not in result.stderr
 
 
+@pytest.mark.parametrize("depth", [300, 1000])
+def test_a_backup_value_nested_deeper_than_json_output_allows_is_a_clear_error_not_a_traceback(
+    run_cli: CliRunner, tmp_path: Path, settings: Settings, depth: int
+) -> None:
+    apply(run_cli, tmp_path / "first.jsonl", [product("A")])
+    apply(run_cli, tmp_path / "second.jsonl", [product("B")])
+    [backup] = backups_oldest_first(run_cli)
+    deep = "[" * depth + "]" * depth  # the catalog parser reads up to 1024 levels; orjson writes 255
+    (settings.backup_path / backup).write_text(f'[{{"product_id": "A", "category": {deep}}}]', encoding="utf-8")
+    shown = run_cli("diff", backup)
+    assert shown.returncode == 0 and "    category: [[[[" in shown.stdout, shown.stdout + shown.stderr
+    as_json = run_cli("diff", backup, "--json")
+    assert as_json.returncode == 2 and "nested too deeply" in as_json.stderr, as_json.stdout + as_json.stderr
+    assert "Traceback" not in shown.stderr + as_json.stderr
+
+
 def test_hostile_strings_from_a_backup_and_a_file_name_are_shown_escaped(
     run_cli: CliRunner, tmp_path: Path, settings: Settings
 ) -> None:
