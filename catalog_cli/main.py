@@ -10,8 +10,8 @@ import typer
 from catalog_core.errors import CatalogError, SettingsError
 from catalog_core.logs import TEXT_FORMAT, apply_format, url_secrets
 from catalog_core.settings import load_settings
-from catalog_cli import (backup_commands, chaos_command, config_command, dev, events_commands, health_command,
-                         lock_command, metrics_command, queue_commands, schema_command, store_commands)
+from catalog_cli import (backup_commands, chaos_command, config_command, dev, diff_command, events_commands,
+                         health_command, lock_command, metrics_command, queue_commands, schema_command, store_commands)
 from catalog_cli.output import err, show
 
 app = typer.Typer(
@@ -49,6 +49,7 @@ app.command()(store_commands.validate)
 app.command()(store_commands.apply)
 app.command()(store_commands.verify)
 app.command()(store_commands.stats)
+app.command()(diff_command.diff)
 app.command()(queue_commands.enqueue)
 app.command()(queue_commands.status)
 app.command()(queue_commands.rejected)

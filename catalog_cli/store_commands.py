@@ -80,12 +80,26 @@ def apply(
     redis_url: RedisUrlOption = None,
     batch_id: Annotated[str | None, typer.Option(help="Batch id (one file only). Default: a new unique id.")] = None,
     as_json: JsonOption = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Only show what each file would change, field by "
+                                          "field (as `catalog diff FILE`); write nothing, need no Redis.")] = False,
 ) -> None:
     """Apply batch files to the catalog now, in this process, under the same lock the workers use.
 
     Each file is one all-or-nothing batch. Exit 0 applied or unchanged, 1 rejected (nothing
     written), 2 file missing or unparseable, 3 cannot write safely (Redis, lock, corrupt catalog).
+
+    With `--dry-run`, nothing is written and no lock or sequence number is taken: each file is
+    merged in memory against the current catalog (and the files before it) and its changes are
+    shown; exit 0 if all would apply, 1 if one would be rejected. Example:
+
+        catalog apply --dry-run feed.jsonl
     """
+    if dry_run:
+        if batch_id is not None:
+            raise typer.BadParameter("--dry-run previews records and does not look up batch ids (`catalog status "
+                                     "ID` does); leave out --batch-id", param_hint="--batch-id")
+        from catalog_cli.diff_command import preview_files  # here: diff_command reads files with read_all above
+        raise typer.Exit(preview_files(files, settings_from(catalog, None, check_timing=False), as_json))
     if batch_id is not None and len(files) != 1:
         raise typer.BadParameter("--batch-id names one batch; give exactly one file", param_hint="--batch-id")
     settings = settings_from(catalog, redis_url)
