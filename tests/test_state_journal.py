@@ -115,6 +115,6 @@ def test_a_base_left_by_a_commit_that_never_happened_is_collected(settings: Sett
 
 def state_journal_cache_cleared() -> None:
     """Forget the bases this process parsed, as a fresh process would."""
-    from worker import state
+    from worker import state_base
 
-    state._BASES.clear()
+    state_base._BASES.clear()

@@ -25,17 +25,17 @@ from pydantic import ValidationError
 from catalog_core.errors import CatalogCorruptError
 from catalog_core.sequence import epoch_start
 from schemas import BatchResult
-from schemas.state import BASE_SEGMENT, SNAPSHOT_FORMAT, STATE_FILE, STATE_FORMAT
+from schemas.state import SNAPSHOT_FORMAT, STATE_FILE, STATE_FORMAT
 from worker.atomic import read_regular_file
+from worker.state_base import STATE_MAX_BYTES, base_segment, base_segment_path, describe, remember_base, unreadable
+
+__all__ = ["base_segment_path", "remember_base"]  # with the state, for worker/state_journal.py
 
 LEDGER_ERRORS_KEPT = 20
 # Sequences above the watermark with an outcome. A gap that never closes (a producer that died
 # between taking a sequence and queueing) must not make this list grow forever: past this many,
 # the oldest gaps are given up on.
 OPEN_SEQUENCES_KEPT = 1000
-# Far above any real state (100,000 ledger ids are ~17 MB); bounds the memory a hostile file takes.
-STATE_MAX_BYTES = 512 * 1024 * 1024
-ERRORS_SHOWN = 3
 # The previous release's ``pending_catalog``: a temp file name; only its token is kept.
 _LEGACY_PENDING = re.compile(r"^\.[^/\\\x00]+\.([0-9a-f]{8})\.tmp$")
 
@@ -230,95 +230,25 @@ def parse_state(data: bytes, source: Path) -> CatalogState:
     try:
         raw: dict[str, Any] = dict(STATE_FILE.validate_json(data))
     except ValidationError as exc:
-        raise _unreadable(source, _describe(exc)) from None
+        raise unreadable(source, describe(exc)) from None
     legacy = raw.pop("pending_catalog", None)
     if legacy is not None:
         match = _LEGACY_PENDING.match(legacy)
         if match is None or raw.get("pending_token") is not None:
-            raise _unreadable(source, f"pending_catalog: not the name of a catalog temp file: {legacy[:80]!r}")
+            raise unreadable(source, f"pending_catalog: not the name of a catalog temp file: {legacy[:80]!r}")
         raw["pending_token"] = match.group(1)
     completed = raw["completed"]
     if any(later <= earlier for earlier, later in zip(completed, completed[1:], strict=False)):
-        raise _unreadable(source, "completed: sequences must be unique and in increasing order")
+        raise unreadable(source, "completed: sequences must be unique and in increasing order")
     if completed and completed[0] <= raw["watermark"]:
-        raise _unreadable(source, "completed: holds a sequence at or below the watermark")
+        raise unreadable(source, "completed: holds a sequence at or below the watermark")
     if raw["format"] == SNAPSHOT_FORMAT:
         raw["format"] = STATE_FORMAT
         return CatalogState(**raw)
-    ledger, versions = _base_segment(source, raw["base"])
+    ledger, versions = base_segment(source, raw["base"])
     for entry in raw["journal"]:
         fold_changes(ledger, versions, entry["ledger"], entry["versions"])
     return CatalogState(**raw, ledger=ledger, versions=versions)
-
-
-def base_segment_path(state_file: Path, sha256: str) -> Path:
-    """A base segment: a hidden sibling of the state file, named by the sha256 of its bytes."""
-    return state_file.with_name(f".{state_file.name}.{sha256}")
-
-
-# Base segments are immutable (named by their content): each process keeps the last few parsed.
-_BASES: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}
-_BASES_KEPT = 2
-
-
-def _base_segment(state_file: Path, sha256: str | None) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Copies of the base's ledger and versions (the journal is folded into them)."""
-    if sha256 is None:
-        return {}, {}
-    if sha256 not in _BASES:
-        path = base_segment_path(state_file, sha256)
-        read = read_regular_file(path, lambda reason: _unreadable(
-            state_file, f"its base segment {path.name} is {reason}"), limit=STATE_MAX_BYTES)
-        if read is None:
-            raise _unreadable(state_file, f"its base segment {path.name} is missing")
-        if hashlib.sha256(read[0]).hexdigest() != sha256:
-            raise _unreadable(state_file, f"its base segment {path.name} does not match its sha256")
-        try:
-            segment = BASE_SEGMENT.validate_json(read[0])
-        except ValidationError as exc:
-            raise _unreadable(state_file, f"base segment {path.name}: {_describe(exc)}") from None
-        while len(_BASES) >= _BASES_KEPT:
-            del _BASES[next(iter(_BASES))]
-        _BASES[sha256] = (dict(segment["ledger"]), dict(segment["versions"]))
-    ledger, versions = _BASES[sha256]
-    return dict(ledger), dict(versions)
-
-
-def remember_base(sha256: str, ledger: dict[str, Any], versions: dict[str, Any]) -> None:
-    """A base segment this process just wrote: no need to read it back. Copies are kept."""
-    while len(_BASES) >= _BASES_KEPT:
-        del _BASES[next(iter(_BASES))]
-    _BASES[sha256] = (dict(ledger), dict(versions))
-
-
-def _describe(exc: ValidationError) -> str:
-    errors = exc.errors(include_url=False)
-    described = []
-    for error in errors[:ERRORS_SHOWN]:
-        loc = error["loc"]
-        if loc[:1] in ((1,), (2,), ("1",), ("2",)):
-            loc = loc[1:]  # the format's tag, which pydantic puts first: not a field
-        where = ".".join(_printable(part) for part in loc)
-        if error["type"] in ("union_tag_invalid", "union_tag_not_found") or loc[:1] == ("format",):
-            shown = error.get("input", {}).get("format") if isinstance(error.get("input"), dict) else None
-            described.append(f"unknown state format {str(shown)[:20]!r}")
-        else:
-            described.append(f"{where}: {error['msg']}" if where else error["msg"])
-    more = f" (and {len(errors) - ERRORS_SHOWN} more)" if len(errors) > ERRORS_SHOWN else ""
-    return "; ".join(described) + more
-
-
-def _printable(part: str | int) -> str:
-    """A key from the file, as it can be shown on a terminal: escaped if need be, and short."""
-    text = str(part)
-    return text[:80] if text.isprintable() else repr(text[:80])
-
-
-def _unreadable(source: Path, details: str) -> CatalogCorruptError:
-    return CatalogCorruptError(
-        f"{source}: the catalog's state file is unreadable ({details}); move it aside to rebuild it from "
-        "the catalog (the ledger of applied batches and the field versions are then lost)"
-    )
 
 
 def read_state_file(path: Path) -> tuple[CatalogState | None, FileIdentity | None]:
