@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 import pytest
@@ -10,6 +9,7 @@ import redis
 
 from catalog_core.events import read_events
 from catalog_core.settings import Settings
+from devtools.chaos.events_check import replay as replay_events
 from schemas.events import ChangeEvent
 from tests.helpers import product
 from worker import outbox
@@ -26,21 +26,10 @@ def events(settings: Settings) -> list[ChangeEvent]:
 
 
 def replay(start: list[dict[str, Any]], stream: list[ChangeEvent]) -> dict[str, dict[str, Any]]:
-    """A separate model of what the events say: set each new value, drop each field that went away."""
-    products = {p["product_id"]: copy.deepcopy(p) for p in start}
+    """What the events say (the chaos check's model, apart from the worker), each ``event_id`` once."""
     seen: set[str] = set()
-    for event in stream:
-        if event.event_id in seen:  # a consumer drops a repeat by its id
-            continue
-        seen.add(event.event_id)
-        for change in event.changes:
-            product = products.setdefault(change.product_id, {})
-            for field in change.fields:
-                if field.new_absent:
-                    product.pop(field.field, None)
-                else:
-                    product[field.field] = field.new
-    return products
+    once = [event for event in stream if not (event.event_id in seen or seen.add(event.event_id))]
+    return replay_events(start, once)
 
 
 def by_id(products: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:

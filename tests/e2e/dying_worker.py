@@ -8,20 +8,16 @@ this process (threads included), for tests of what a crash leaves behind.
 
 from __future__ import annotations
 
-import importlib
 import os
 import signal
 import threading
-from collections.abc import Callable
-from typing import Any
 
+from tests.e2e.named_point import at_point
 from worker.app import create_app
 
 
 def die_at(spec: str) -> None:
     module_name, function, when, nth = spec.split(":")
-    module = importlib.import_module(module_name)
-    original: Callable[..., Any] = getattr(module, function)
     calls = [0]
     counting = threading.Lock()
 
@@ -31,15 +27,7 @@ def die_at(spec: str) -> None:
             if calls[0] == int(nth):
                 os.kill(os.getpid(), signal.SIGKILL)
 
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        if when == "before":
-            maybe_die()
-        result = original(*args, **kwargs)
-        if when == "after":
-            maybe_die()
-        return result
-
-    setattr(module, function, wrapper)
+    at_point(module_name, function, when, maybe_die)
 
 
 if os.environ.get("TEST_DIE_AT"):

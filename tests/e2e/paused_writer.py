@@ -8,17 +8,14 @@ process (SIGCONT) when another writer is exactly where they want it.
 
 from __future__ import annotations
 
-import importlib
 import os
 import signal
 import sys
-from collections.abc import Callable
-from typing import Any
+
+from tests.e2e.named_point import at_point
 
 
 def pause_once(module_name: str, function: str, when: str) -> None:
-    module = importlib.import_module(module_name)
-    original: Callable[..., Any] = getattr(module, function)
     paused: list[bool] = []
 
     def stop() -> None:
@@ -26,15 +23,7 @@ def pause_once(module_name: str, function: str, when: str) -> None:
             paused.append(True)
             os.kill(os.getpid(), signal.SIGSTOP)
 
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        if when == "before":
-            stop()
-        result = original(*args, **kwargs)
-        if when == "after":
-            stop()
-        return result
-
-    setattr(module, function, wrapper)
+    at_point(module_name, function, when, stop)
 
 
 def main() -> None:
