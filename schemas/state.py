@@ -107,6 +107,7 @@ class StateRecord(TypedDict):
     catalog_sha256: Sha256 | None
     pending_token: TempToken | None
     catalog_file: Annotated[list[FileNumber], Field(min_length=3, max_length=3)] | None
+    catalog_own_layout: NotRequired[bool]
     commits: Count
     applied: Count
     duplicates: Count

@@ -86,3 +86,21 @@ def test_a_change_never_alters_the_image_it_was_made_from() -> None:
     image.with_changes({"A": {"product_id": "A", "v": 2}}, None)
     image.with_changes({"B": {"product_id": "B"}}, ["B", "A"])
     assert image.to_bytes() == before and image.ids == ["A"]
+
+
+@settings(max_examples=80, deadline=None)
+@given(catalog=catalogs())
+def test_a_file_this_program_wrote_is_cut_into_the_same_entries_without_parsing(catalog: list[dict[str, Any]]) -> None:
+    written = CatalogImage.from_products(catalog)
+    cut = CatalogImage.from_own_bytes(written.to_bytes(), written.sha256)
+    assert cut is not None and cut.ids == written.ids and cut.entries == written.entries
+
+
+@pytest.mark.parametrize("layout", [
+    b'[{"product_id": "A"}]\n',                                   # compact
+    b'[\n    {\n        "product_id": "A"\n    }\n]\n',            # 4-space indent
+    b'[\n  {\n    "name": "no id at the top level",\n    "x": {\n      "product_id": "A"\n    }\n  }\n]\n',
+    b'[\n  {\n    "product_id": "A"\n  },\n  {\n    "product_id": "A"\n  }\n]\n',  # a repeated id
+])
+def test_a_file_of_another_layout_is_not_cut_but_left_to_the_parser(layout: bytes) -> None:
+    assert CatalogImage.from_own_bytes(layout, None) is None

@@ -10,6 +10,7 @@ import pytest
 
 from catalog_core.settings import Settings
 from tests.helpers import product
+from worker import catalog_image
 from worker import commit as commit_module
 from worker.backups import list_backups
 from worker.catalog_file import serialize_catalog
@@ -52,6 +53,29 @@ def test_a_commit_by_another_writer_is_read_not_overwritten(settings: Settings, 
     mine.apply([product("C")], "b3")
     assert reads, "the other writer's commit went unnoticed"
     assert ids(settings) == ["A", "B", "C"]
+
+
+def test_a_catalog_another_writer_of_ours_committed_is_cut_into_products_not_parsed(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    mine, other = CatalogStore(settings), CatalogStore(settings)
+    mine.apply([product("A")], "b1")
+    other.apply([product("B")], "b2")
+    parsed: list[object] = []
+    monkeypatch.setattr(catalog_image, "parse_catalog", lambda *args: parsed.append(args) or [])
+    mine.apply([{"product_id": "B", "product_name": "Renamed"}], "b3")
+    assert parsed == []
+    assert ids(settings) == ["A", "B"] and json.loads(settings.catalog_path.read_text())[1]["product_name"] == "Renamed"
+
+
+def test_a_catalog_in_another_layout_is_parsed(settings: Settings) -> None:
+    store = CatalogStore(settings)
+    store.apply([product("A")], "b1")
+    products = json.loads(settings.catalog_path.read_text())
+    settings.catalog_path.write_text(json.dumps(products, indent=2))  # by hand, as the stdlib writes it
+    store.apply([product("B")], "b2")
+    assert settings.catalog_path.read_bytes() == serialize_catalog([*products, json.loads(
+        settings.catalog_path.read_text())[1]])
 
 
 def test_a_commit_that_changed_only_the_state_keeps_the_parsed_catalog_and_reads_the_new_ledger(

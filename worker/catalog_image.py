@@ -14,6 +14,7 @@ bytes, so a write that starts over still has the image it started from.
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ import orjson
 from worker.catalog_file import parse_catalog
 
 _INDENT = b"  "
+_TOP_LEVEL_ID = re.compile(rb'\n    "product_id": ("(?:[^"\\\n]|\\.)*")')
 
 
 def entry_bytes(product: Mapping[str, Any]) -> bytes:
@@ -68,6 +70,32 @@ class CatalogImage:
         image = cls([], [], hashlib.sha256(data).hexdigest())  # of the file as it is, whatever its layout
         image._unparsed = (data, source)
         return image
+
+    @classmethod
+    def from_own_bytes(cls, data: bytes, sha256: str | None) -> CatalogImage | None:
+        """The image of a file a writer of ours wrote (``join_entries`` of ``entry_bytes``), cut into
+        its entries without parsing; None when ``data`` does not have that exact layout.
+
+        Why this is exact: in that layout a product opens with ``  {`` and closes with ``  }`` on
+        lines of their own, deeper levels are indented further, and a string holds no raw newline,
+        so ``\n  },\n  {`` occurs only between two products, and ``\n    "product_id": "`` only at
+        a product's top level. It spares the parse of the whole file when another writer
+        committed (about a tenth of the time, and no Python object per field).
+        """
+        if data == b"[]\n":
+            return cls([], [], sha256)
+        if not (data.startswith(b"[\n  {\n") and data.endswith(b"\n  }\n]\n")):
+            return None
+        entries = data[2:-3].split(b",\n  {\n")
+        entries[1:] = [b"  {\n" + entry for entry in entries[1:]]
+        ids = []
+        for entry in entries:
+            found = _TOP_LEVEL_ID.search(entry)
+            if found is None or not entry.endswith(b"\n  }"):
+                return None
+            ids.append(orjson.loads(found.group(1)))
+        image = cls(ids, entries, sha256)
+        return image if len(image.position) == len(ids) else None  # ids unique, as in every catalog
 
     @classmethod
     def from_products(cls, products: Iterable[Mapping[str, Any]]) -> CatalogImage:

@@ -200,6 +200,12 @@ def _agreeing_catalog(catalog: Path, state: CatalogState | None, known: CatalogI
     if state is not None and on_disk is not None and on_disk == state.catalog_file:
         if known is not None and known.sha256 == state.catalog_sha256:
             return known, None
+        if state.catalog_own_layout:
+            # The very file a writer of ours committed (another worker, most often): cut, not parsed.
+            data = read_catalog_bytes(catalog)
+            image = None if data is None else CatalogImage.from_own_bytes(data, state.catalog_sha256)
+            if image is not None:
+                return image, None
     current = read_catalog_bytes(catalog)
     image = CatalogImage.from_file_bytes(current, catalog)
     if state is None:

@@ -51,7 +51,8 @@ log = logging.getLogger(__name__)
 # and write, and the base is rewritten at most once every this many commits.
 JOURNAL_MAX_ENTRIES = 64
 JOURNAL_MAX_BYTES = 1 << 20
-HEAD_FIELDS = ("fence", "catalog_sha256", "pending_token", "catalog_file", "commits", "applied", "duplicates",
+HEAD_FIELDS = ("fence", "catalog_sha256", "pending_token", "catalog_file", "catalog_own_layout", "commits", "applied",
+               "duplicates",
                "watermark", "completed", "base", "journal")
 
 

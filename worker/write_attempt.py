@@ -86,6 +86,7 @@ class WriteAttempt:
             event["committed_at"] = committed_at
         if new_catalog is not None:
             self.state.commits += 1
+            self.state.catalog_own_layout = not isinstance(image, AsWritten)  # a restore writes the backup as it is
         try:
             committed = commit(self.store.path, new_catalog, self.state, self.check, self.store.window)
         except BaseException:
