@@ -10,6 +10,7 @@ import pytest
 import redis
 
 from catalog_core.errors import LockLostError, LockTimeoutError, RedisUnavailableError
+from catalog_core.settings import Settings
 from worker.lock import catalog_lock, lock_name
 
 
@@ -95,3 +96,26 @@ def test_an_unreachable_redis_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(RedisUnavailableError):
         with catalog_lock(dead, tmp_path / "products.json", expire=5, timeout=2):
             pass
+
+
+def test_a_plain_python_redis_lock_still_works_in_a_process_that_took_the_catalog_lock_first(
+    settings: Settings, tmp_path: Path
+) -> None:
+    import subprocess
+    import sys
+
+    # A fresh process: the library registers its scripts once per process, on the first class used.
+    code = (
+        "import redis, redis_lock, sys\n"
+        "from pathlib import Path\n"
+        "from worker.lock import catalog_lock\n"
+        "client = redis.Redis.from_url(sys.argv[1])\n"
+        "with catalog_lock(client, Path(sys.argv[2]), 5, 5):\n"
+        "    pass\n"
+        "plain = redis_lock.Lock(client, 'plain', expire=5)\n"
+        "assert plain.acquire(blocking=False)\n"
+        "plain.release()\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code, settings.redis_url, str(tmp_path / "products.json")],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr

@@ -6,7 +6,11 @@ python-redis-lock 4.0.1 pitfalls this module works around:
 - ``acquire`` truncates its timeout to whole seconds: our steps are whole seconds;
 - the auto-renewal thread dies silently on a Redis error: before replacing the catalog we
   extend the lock ourselves, which both proves we still own it and buys a fresh expiry;
-- a ``Lock`` object can be acquired once: each acquisition builds a new one.
+- a ``Lock`` object can be acquired once: each acquisition builds a new one;
+- ``register_scripts`` sets the Lua scripts on the class it is called on, behind a global
+  guard: called first on a subclass, it leaves ``redis_lock.Lock`` itself without scripts for
+  the rest of the process (its ``release`` then fails with "'NoneType' object is not
+  callable"). Our subclass registers them on the base class.
 """
 
 from __future__ import annotations
@@ -75,6 +79,10 @@ class _Lock(redis_lock.Lock):
     """A lock whose every extension (ours and the auto-renewal thread's) also keeps its holder record alive."""
 
     holder: str | None = None
+
+    @classmethod
+    def register_scripts(cls, redis_client: redis.Redis) -> None:
+        redis_lock.Lock.register_scripts(redis_client)  # on the base class: see the module's docstring
 
     def extend(self, expire: int | None = None) -> None:
         super().extend(expire)

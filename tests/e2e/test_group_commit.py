@@ -23,7 +23,7 @@ from catalog_core.events import events_key, read_events
 from devtools.chaos.events_check import replay
 from devtools.supervisor import celery_command
 from producers.api import BatchHandle
-from tests.e2e.worker_fixtures import Stack, stack, stack_factory  # noqa: F401 - fixtures
+from tests.e2e.worker_fixtures import WORKER_START_TIMEOUT_S, Stack, stack, stack_factory  # noqa: F401 - fixtures
 from tests.helpers import product
 from devtools.reference_model import apply_in_sequence_order
 from worker.lock import lock_name
@@ -86,7 +86,8 @@ def hold_lock_while_the_worker_takes_its_batches(stack: Stack, handles: list[Bat
     lock = redis_lock.Lock(client, lock_name(stack.settings.catalog_path), expire=30)
     assert lock.acquire(blocking=False)
     worker = start_threaded_worker(stack, "grouped", die_at)
-    wait_until(lambda: len(unacked_ids(client)) == len(handles), "the worker to take every batch", stack)
+    wait_until(lambda: len(unacked_ids(client)) == len(handles), "the worker to start and take every batch", stack,
+               WORKER_START_TIMEOUT_S + WAIT_S)
     lock.release()
     return worker
 
@@ -118,7 +119,8 @@ def test_a_worker_killed_inside_a_group_commit_loses_nothing_acknowledges_nothin
     # The first folder sync of a commit follows its state rename (the commit point); the
     # worker's first commit makes two, so the third is inside its second commit.
     dying = hold_lock_while_the_worker_takes_its_batches(stack, handles, "worker.commit:sync_folder_or_warn:after:3")
-    wait_until(lambda: not dying.alive(), "the worker to kill itself inside its second commit", stack)
+    wait_until(lambda: not dying.alive(), "the worker to kill itself inside its second commit", stack,
+               WORKER_START_TIMEOUT_S + WAIT_S)
 
     client = stack.redis()
     state = read_state(state_path(stack.settings.catalog_path))
@@ -155,7 +157,8 @@ def test_a_worker_killed_between_a_commit_and_its_publication_loses_no_event(sta
     first = stack.producer.submit([{"product_id": "S0", "category": "committed, then the worker died"},
                                    product("N1")], batch_id="before-the-kill")
     dying = start_threaded_worker(stack, "dying", "worker.write_attempt:publish_committed:before:1")
-    wait_until(lambda: not dying.alive(), "the worker to kill itself right after its commit", stack)
+    wait_until(lambda: not dying.alive(), "the worker to start and kill itself right after its commit", stack,
+               WORKER_START_TIMEOUT_S + WAIT_S)
     client = stack.redis()
     assert client.xlen(events_key(stack.settings.queue)) == 0  # committed, not published
     start_threaded_worker(stack, "survivor")
