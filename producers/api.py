@@ -92,15 +92,17 @@ class BatchHandle:
             raise RedisUnavailableError(f"cannot read the state of batch {self.batch_id}: {exc}") from None
         if raw_state in {"FAILURE", "REVOKED"}:
             return BatchState(self.batch_id, "failed", reason=reason)
-        if submission is None:
-            if raw_state in {"STARTED", "RETRY"} or self.submitted:
+        if submission is None and raw_state not in {"STARTED", "RETRY"}:
+            # (A worker on it says it is not lost, even from a producer that keeps no submission
+            # record: another language's, or a message pushed by hand.)
+            if self.submitted:
                 return BatchState(self.batch_id, "lost", reason=(
                     "no trace of it is left in Redis (it lost its data?); resubmit it with the same batch id, "
                     "which is safe"))
             return BatchState(self.batch_id, "unknown", reason=(
                 "no producer queued this id here, or its result expired (CATALOG_RESULT_EXPIRES)"))
         name = STATE_NAMES.get(raw_state, raw_state.lower())
-        return BatchState(self.batch_id, name, reason=reason, since=submission.submitted_at)
+        return BatchState(self.batch_id, name, reason=reason, since=submission.submitted_at if submission else None)
 
     def _as_seen(self, payload: Any) -> BatchResult:
         result = BatchResult.model_validate(payload)

@@ -124,3 +124,12 @@ def test_a_submission_whose_send_failed_leaves_no_record_so_a_retry_sends_it(set
     handle = Producer(settings).submit([product("A")], batch_id="retry-me")
     assert handle.submitted and handle.resubmitted_digest is None  # really sent this time
     assert client.llen(settings.queue) == 1
+
+
+def test_a_batch_a_worker_runs_is_running_even_without_a_submission_record(settings: Settings) -> None:
+    # Another language's producer (or a message pushed by hand) keeps no submission record.
+    client = redis.Redis.from_url(settings.redis_url)
+    client.set("celery-task-meta-from-node", json.dumps({"status": "STARTED", "result": {"pid": 1},
+                                                          "task_id": "from-node", "traceback": None}))
+    state = Producer(settings).handle("from-node").state()
+    assert state.state == "running" and not state.final
