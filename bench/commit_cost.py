@@ -15,8 +15,11 @@ never comes from the code under test.
 
 from __future__ import annotations
 
+import cProfile
+import io
 import json
 import os
+import pstats
 import random
 import shutil
 import statistics
@@ -114,7 +117,7 @@ def timed_ms(action: Callable[[], Any]) -> tuple[float, Any]:
 
 
 def measure_commit_cost(products: int, records: int, repeats: int, workdir: Path, redis_url: str,
-                        rng: random.Random) -> CommitCost:
+                        rng: random.Random, profile_to: Path | None = None) -> CommitCost:
     """Floor, seed cycle and project apply at ``products`` products, each the median of ``repeats``."""
     catalog = make_catalog(products, rng)
     data = catalog_bytes(catalog)
@@ -134,13 +137,14 @@ def measure_commit_cost(products: int, records: int, repeats: int, workdir: Path
         seed.append(timed_ms(lambda: seed_cycle(seed_catalog, seed_catalog.parent / "backups", batch, number))[0])
     shutil.rmtree(workdir / "seed")
 
-    project, statuses = measure_project_apply(data, products, records, repeats, workdir / "project", redis_url, rng)
+    project, statuses = measure_project_apply(data, products, records, repeats, workdir / "project", redis_url, rng,
+                                              profile_to)
     shutil.rmtree(workdir / "project")
     return CommitCost(products, len(data), Timing.of(floor), Timing.of(seed), Timing.of(project), statuses)
 
 
 def measure_project_apply(data: bytes, products: int, records: int, repeats: int, folder: Path, redis_url: str,
-                          rng: random.Random) -> tuple[list[float], dict[str, int]]:
+                          rng: random.Random, profile_to: Path | None) -> tuple[list[float], dict[str, int]]:
     # Imported here: the harness must still start (and say what broke) if the store does not import.
     from worker.store import CatalogStore
 
@@ -157,4 +161,21 @@ def measure_project_apply(data: bytes, products: int, records: int, repeats: int
             continue  # warm-up: the first batch fills whatever the store keeps; not counted
         statuses[result.status.value] = statuses.get(result.status.value, 0) + 1
         samples.append(ms)
+    if profile_to is not None:
+        profile_applies(store, products, records, repeats, rng, profile_to)
     return samples, statuses
+
+
+def profile_applies(store: Any, products: int, records: int, repeats: int, rng: random.Random, target: Path) -> None:
+    """Where a warm apply's time goes: cProfile over ``repeats`` more applies (after the timed ones,
+    which ran unprofiled), the functions with the most cumulative time first."""
+    batches = [make_batch(f"prof{products}x{n}", records, products, rng) for n in range(repeats)]
+    profiler = cProfile.Profile()
+    profiler.enable()
+    for number, batch in enumerate(batches):
+        store.apply(batch, f"bench-profile-{products}-{number}")
+    profiler.disable()
+    text = io.StringIO()
+    pstats.Stats(profiler, stream=text).sort_stats("cumulative").print_stats(40)
+    target.write_text(f"{repeats} warm applies of {records}-record batches, {products} products\n{text.getvalue()}",
+                      encoding="utf-8")

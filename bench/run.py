@@ -56,6 +56,7 @@ class Options:
     seed: int
     out: Path
     plots: bool
+    profile: bool
     keep: Path | None
 
     @property
@@ -92,6 +93,8 @@ def parse_options(argv: list[str] | None) -> Options:
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "bench" / "results",
                         help="folder of latest.md, latest.json and the plots (default bench/results)")
     parser.add_argument("--no-plots", dest="plots", action="store_false", help="no PNGs (no matplotlib needed)")
+    parser.add_argument("--profile", action="store_true",
+                        help="also write profile-SIZE.txt: cProfile of warm applies, where their time goes")
     parser.add_argument("--keep", type=Path, default=None, help="work in this folder and keep it (logs, catalogs)")
     args = parser.parse_args(argv)
     quick = args.quick
@@ -101,7 +104,8 @@ def parse_options(argv: list[str] | None) -> Options:
         single_batches=args.single_batches or (40 if quick else 200),
         large_batches=args.large_batches or (20 if quick else 100),
         memory_batches=args.memory_batches or (5 if quick else 20),
-        timeout=args.timeout, seed=args.seed, out=args.out, plots=args.plots, keep=args.keep)
+        timeout=args.timeout, seed=args.seed, out=args.out, plots=args.plots,
+        profile=args.profile, keep=args.keep)
     if min(options.repeats, options.records, options.single_batches, options.large_batches,
            options.memory_batches) < 1 or options.timeout <= 0:
         parser.error("--repeats, --records, the batch counts and --timeout must be positive")
@@ -204,7 +208,7 @@ def measure(options: Options, workdir: Path) -> dict[str, Any]:
         for size in options.sizes:
             log(f"commit cost at {size} products ({options.repeats} repeats)")
             cost = measure_commit_cost(size, options.records, options.repeats, workdir / f"commit-{size}",
-                                       server.url, rng)
+                                       server.url, rng, options.out / f"profile-{size}.txt" if options.profile else None)
             figures["commit"].append(cost.as_dict())
             log(f"  floor {cost.floor.median} ms, seed {cost.seed.median} ms, project {cost.project.median} ms")
         run_queue(options, workdir, server.url, rng, figures)
@@ -229,6 +233,7 @@ def main(argv: list[str] | None = None) -> int:
                   "or pass --no-plots", file=sys.stderr)
             return 2
     signal.signal(signal.SIGTERM, stop_on_sigterm)
+    options.out.mkdir(parents=True, exist_ok=True)
     try:
         with ExitStack() as stack:
             if options.keep is None:
@@ -242,9 +247,9 @@ def main(argv: list[str] | None = None) -> int:
         print("bench: interrupted; every process it started was stopped", file=sys.stderr)
         return 130
     except (BenchError, CatalogError) as exc:
-        print(f"bench: {exc}", file=sys.stderr)
+        kept = "" if options.keep else "\n(the work folder is gone: run again with --keep DIR to keep its logs)"
+        print(f"bench: {exc}{kept}", file=sys.stderr)
         return 1
-    options.out.mkdir(parents=True, exist_ok=True)
     (options.out / "latest.json").write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")
     table = write_report(figures, options.out, plots=options.plots)
     print(table)
