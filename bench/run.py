@@ -200,7 +200,7 @@ def measure(options: Options, workdir: Path) -> dict[str, Any]:
         "meta": {"date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "checkout": checkout(),
                  "python": platform.python_version(), "cpus": os.cpu_count(),
                  "worker_command": " ".join(worker_command("NAME@%h")[2:]),
-                 "options": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(options).items()}},
+                 "options": {k: v for k, v in asdict(options).items() if not isinstance(v, Path | None)}},
         "commit": [], "bursts": [], "memory": [], "noop_memory": [], "latency": None,
     }
     started = time.monotonic()
