@@ -53,7 +53,7 @@ def throughput(figures: dict[str, Any], path: Path) -> None:
     axes.set_yscale("log")
     axes.set_xticks(workers)
     axes.set_xlabel("worker processes")
-    axes.set_ylabel("batches per second (first submit to last result)")
+    axes.set_ylabel("batches per second (queued burst, resume to last result)")
     axes.set_title(f"Throughput against workers, {figures['queue_products']:,} products\n{subtitle(figures)}",
                    fontsize=10)
     axes.grid(True, which="both", alpha=0.3)

@@ -2,8 +2,10 @@
 for this project (``producers.api.Producer.submit``, the ingest task) and for raw Celery (a no-op
 task carrying the same message, sent with the producers' own Celery configuration).
 
-A burst is queued as fast as this process can send it; its rate is the number of batches over
-the time from the first submit to the last result. A result's time is the ``date_done`` its
+A burst is queued while the workers are paused (SIGSTOP), then the workers are resumed: its rate
+is the number of batches over the time from the resume to the last result, the rate at which the
+workers drain a queue, not the rate at which this one process can send (the raw Celery workers
+drain faster than one sender on 2 shared cores queues). A result's time is the ``date_done`` its
 worker stored (same machine, same clock), else the moment polling saw it: results are polled in
 submission order, so polling costs about one Redis read per batch and steals little CPU.
 """
@@ -22,7 +24,7 @@ from celery import Celery
 from celery.states import READY_STATES
 
 from bench.noop_app import NOOP_TASK
-from bench.workers import BenchError
+from bench.workers import BenchError, RunningWorkers
 from producers.api import BatchHandle, Producer, client_app
 
 POLL_S = 0.01
@@ -34,8 +36,8 @@ class Burst:
     workers: int
     records: int
     batches: int
-    submit_s: float
-    elapsed_s: float
+    queue_s: float  # queuing the burst, workers paused
+    elapsed_s: float  # from the workers' resume to the last result
     statuses: dict[str, int]
 
     @property
@@ -91,43 +93,45 @@ def raw_outcome(results: Celery) -> Callable[[str], str | None]:
     return outcome
 
 
-def project_burst(producer: Producer, batches: list[list[dict[str, Any]]], workers: int, tag: str,
+def project_burst(producer: Producer, batches: list[list[dict[str, Any]]], workers: RunningWorkers, tag: str,
                   timeout: float) -> Burst:
-    started = time.time()
     handles = {}
-    for number, batch in enumerate(batches):
-        handle = producer.submit(batch, batch_id=f"{tag}-{number:05d}", source="bench")
-        handles[handle.batch_id] = handle
-    submitted = time.time()
+    with workers.paused():
+        queued = time.time()
+        for number, batch in enumerate(batches):
+            handle = producer.submit(batch, batch_id=f"{tag}-{number:05d}", source="bench")
+            handles[handle.batch_id] = handle
+        resumed = time.time()
     seen = wait_in_order(list(handles), project_outcome(handles), time.monotonic() + timeout, f"project burst {tag}")
-    return summarize("project", workers, batches, producer.results_app, seen, started, submitted)
+    return summarize("project", workers, batches, producer.results_app, seen, queued, resumed)
 
 
-def raw_burst(producer: Producer, batches: list[list[dict[str, Any]]], workers: int, tag: str,
+def raw_burst(producer: Producer, batches: list[list[dict[str, Any]]], workers: RunningWorkers, tag: str,
               timeout: float) -> Burst:
     """The same messages' records sent to the no-op task, by an app with the producers' configuration."""
     sender = client_app(producer.settings, results=False)
+    ids = []
     try:
-        started = time.time()
-        ids = []
-        for number, batch in enumerate(batches):
-            task_id = f"{tag}-{number:05d}"
-            sender.send_task(NOOP_TASK, args=[{"batch_id": task_id, "source": "bench", "items": batch}],
-                             task_id=task_id, queue=producer.settings.queue)
-            ids.append(task_id)
-        submitted = time.time()
+        with workers.paused():
+            queued = time.time()
+            for number, batch in enumerate(batches):
+                task_id = f"{tag}-{number:05d}"
+                sender.send_task(NOOP_TASK, args=[{"batch_id": task_id, "source": "bench", "items": batch}],
+                                 task_id=task_id, queue=producer.settings.queue)
+                ids.append(task_id)
+            resumed = time.time()
     finally:
         sender.close()
     seen = wait_in_order(ids, raw_outcome(producer.results_app), time.monotonic() + timeout, f"raw burst {tag}")
-    return summarize("celery", workers, batches, producer.results_app, seen, started, submitted)
+    return summarize("celery", workers, batches, producer.results_app, seen, queued, resumed)
 
 
-def summarize(kind: str, workers: int, batches: list[list[dict[str, Any]]], results: Celery,
-              seen: dict[str, tuple[str, float]], started: float, submitted: float) -> Burst:
+def summarize(kind: str, workers: RunningWorkers, batches: list[list[dict[str, Any]]], results: Celery,
+              seen: dict[str, tuple[str, float]], queued: float, resumed: float) -> Burst:
     finished = max(completion_time(results, task_id, seen_at) for task_id, (_, seen_at) in seen.items())
     statuses = Counter(status for status, _ in seen.values())
-    return Burst(kind, workers, len(batches[0]), len(batches), round(submitted - started, 3),
-                 round(max(finished - started, 1e-6), 3), dict(statuses))
+    return Burst(kind, len(workers.children), len(batches[0]), len(batches), round(resumed - queued, 3),
+                 round(max(finished - resumed, 1e-6), 3), dict(statuses))
 
 
 def idle_latency(producer: Producer, batches: list[list[dict[str, Any]]], tag: str,

@@ -124,7 +124,7 @@ def markdown(figures: dict[str, Any]) -> str:
     if workers:
         size = figures["queue_products"]
         peaks = {entry["workers"]: entry["peak_pss_bytes"] for entry in figures["memory"] if entry["products"] == size}
-        lines += ["", f"## Throughput, {size:,} products (batches/s, first submit to last result)", "",
+        lines += ["", f"## Throughput, {size:,} products (batches/s: a burst queued while the workers are paused, from their resume to the last result; raw Celery: median of 3 bursts)", "",
                   f"| workers | 1-record | raw Celery | share | {large}-record | raw Celery | share "
                   "| peak worker PSS |",
                   "|---|---|---|---|---|---|---|---|"]

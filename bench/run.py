@@ -41,6 +41,7 @@ from devtools.supervisor import worker_command
 from producers.api import Producer
 
 QUEUE_PRODUCTS = 10_000  # G1 and G2 are stated on 10k products
+RAW_BURSTS = 3
 
 
 @dataclass(frozen=True)
@@ -148,8 +149,11 @@ def run_queue(options: Options, workdir: Path, redis_url: str, rng: random.Rando
         producer = Producer(settings)
         with running_workers(settings, workers, f"raw{workers}", logs, app=NOOP_APP) as running:
             for batches, kind in ((single, "s"), (large, "l")):
-                figures["bursts"].append(raw_burst(producer, batches, workers, f"raw{workers}{kind}",
-                                                   options.timeout).as_dict())
+                # A raw burst lasts about a second: the median of three, so one hiccup does not make the figure.
+                bursts = sorted((raw_burst(producer, batches, running, f"raw{workers}{kind}{n}", options.timeout)
+                                 for n in range(RAW_BURSTS)), key=lambda burst: burst.rate)
+                figures["bursts"].append({**bursts[len(bursts) // 2].as_dict(),
+                                          "rates_of_bursts": [round(burst.rate, 1) for burst in bursts]})
         figures["noop_memory"].append({"workers": workers, "peak_pss_bytes": running.memory.peak_per_worker})
 
         log(f"project, {workers} worker(s), {size} products")
@@ -164,7 +168,7 @@ def run_queue(options: Options, workdir: Path, redis_url: str, rng: random.Rando
                                       "statuses": statuses}
                 log(f"  idle latency: {figures['latency']['median_ms']} ms")
             for batches, kind in ((single, "s"), (large, "l")):
-                burst = project_burst(producer, batches, workers, f"project{workers}{kind}", options.timeout)
+                burst = project_burst(producer, batches, running, f"project{workers}{kind}", options.timeout)
                 figures["bursts"].append(burst.as_dict())
                 log(f"  {burst.records}-record batches: {burst.rate:.2f}/s {burst.statuses}")
         figures["memory"].append(memory_figure(size, settings, workers, running.memory.peak_per_worker,
@@ -178,7 +182,7 @@ def run_memory(options: Options, size: int, workdir: Path, redis_url: str, rng: 
     producer = Producer(settings)
     batches = [make_batch(f"m{size}x{n}", options.records, size, rng) for n in range(options.memory_batches)]
     with running_workers(settings, 1, f"memory{size}", workdir / "logs") as running:
-        burst = project_burst(producer, batches, 1, f"memory{size}", options.timeout)
+        burst = project_burst(producer, batches, running, f"memory{size}", options.timeout)
     log(f"  peak {running.memory.peak_per_worker / 2**20:.0f} MB, {burst.statuses}")
     return memory_figure(size, settings, 1, running.memory.peak_per_worker, running.memory.samples)
 

@@ -8,6 +8,7 @@ The raw Celery rate runs the same command line with only the app swapped (``-A b
 from __future__ import annotations
 
 import os
+import signal
 import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -106,6 +107,24 @@ class PssSampler:
 class RunningWorkers:
     children: dict[str, Child]
     memory: PssSampler
+
+    def pause(self) -> None:
+        """SIGSTOP every worker's process group, so that a burst can be queued before they drain it."""
+        for child in self.children.values():
+            child.signal_group(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        for child in self.children.values():
+            child.signal_group(signal.SIGCONT)
+
+    @contextmanager
+    def paused(self) -> Iterator[None]:
+        """Paused inside, running again on the way out, whatever happened inside."""
+        self.pause()
+        try:
+            yield
+        finally:
+            self.resume()
 
 
 @contextmanager
