@@ -6,6 +6,9 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+BENCH_STAMP := $(VENV)/.bench-installed
+# `make bench BENCH_ARGS="--sizes 1000,10000 --quick"`: see `python -m bench.run --help`.
+BENCH_ARGS ?=
 
 .PHONY: run test bench install clean
 
@@ -22,8 +25,13 @@ run: $(STAMP)
 test: $(STAMP)
 	$(BIN)/pytest
 
-bench: $(STAMP)
-	$(BIN)/python bench/apply_bench.py
+# The benchmark's plots need matplotlib, kept out of the dev extra (bench extra).
+$(BENCH_STAMP): $(STAMP)
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev,bench]'
+	touch $(BENCH_STAMP)
+
+bench: $(BENCH_STAMP)
+	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis .dev
