@@ -124,7 +124,7 @@ def run_dev(options: DevOptions) -> None:
             settings = load_settings(path=catalog, redis_url=url, result_url=url, backup_dir=catalog.parent / "backups",
                                      redis_password_file=None)
             supervisor = stack.enter_context(Supervisor(state_dir / "logs", {**os.environ, **settings.to_env()}))
-            worker = supervisor.start("worker", worker_command("dev-worker@%h", concurrency=None))
+            worker = supervisor.start("worker", worker_command("dev-worker@%h"))
             beat = supervisor.start("beat", beat_command(state_dir / "celerybeat-schedule"))
             producer = Producer(settings)
             wait_for_workers(producer.app, {"dev-worker": worker}, options.timeout)

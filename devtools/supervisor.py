@@ -55,9 +55,9 @@ def celery_command(*args: str) -> list[str]:
     return [sys.executable, "-m", "celery", *args]
 
 
-def worker_command(hostname: str, *extra: str, concurrency: int | None = 1) -> list[str]:
-    """One worker process running ``concurrency`` batches at once (None: CATALOG_WORKER_THREADS);
-    tests and tools scale by starting more."""
+def worker_command(hostname: str, *extra: str, concurrency: int | None = None) -> list[str]:
+    """One worker process as production runs it: ``concurrency`` batches at once (None: the
+    CATALOG_WORKER_THREADS threads its settings say); tests and tools scale by starting more."""
     threads = [] if concurrency is None else [f"--concurrency={concurrency}"]
     return celery_command(*WORKER_ARGS, *threads, f"--hostname={hostname}", *extra)
 

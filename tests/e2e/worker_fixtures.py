@@ -92,7 +92,7 @@ class Stack:
 
     def start_worker(self, n: int, pool: str = "prefork", wait: bool = True) -> CeleryProcess:
         """Start worker ``w{n}`` (concurrency 1) and, by default, wait until it answers a ping."""
-        command = worker_command(f"w{n}@%h", f"--pool={pool}")
+        command = worker_command(f"w{n}@%h", f"--pool={pool}", concurrency=1)
         worker = self._spawn(f"w{n}", command)
         if wait:
             self.wait_for_workers([worker])
