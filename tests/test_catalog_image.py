@@ -104,3 +104,11 @@ def test_a_file_this_program_wrote_is_cut_into_the_same_entries_without_parsing(
 ])
 def test_a_file_of_another_layout_is_not_cut_but_left_to_the_parser(layout: bytes) -> None:
     assert CatalogImage.from_own_bytes(layout, None) is None
+
+
+def test_a_file_in_our_layout_with_one_product_written_otherwise_is_parsed_and_rewritten_canonically() -> None:
+    ours = serialize_catalog([{"product_id": "A", "price": 1.5}, {"product_id": "B", "price": 2.0}])
+    edited = ours.replace(b'"price": 1.5', b'"price": 1.50')  # same value, another spelling
+    image = CatalogImage.from_file_bytes(edited, "products.json")
+    assert CatalogImage.from_own_bytes(edited, None, verify=True) is None
+    assert image.to_bytes() == ours and image.ids == ["A", "B"]

@@ -133,7 +133,11 @@ class CatalogImage:
     def _parse(self) -> None:
         if self._unparsed is not None:
             data, source = self._unparsed
-            parsed = CatalogImage.from_products(parse_catalog(data, source))
+            # Our layout is cut and checked one product at a time: a catalog of 100,000 products
+            # never becomes a Python object per field all at once. Any other layout is parsed whole.
+            parsed = CatalogImage.from_own_bytes(data, self.sha256, verify=True)
+            if parsed is None:
+                parsed = CatalogImage.from_products(parse_catalog(data, source))
             self._ids, self._entries, self._unparsed = parsed._ids, parsed._entries, None
 
     @property
