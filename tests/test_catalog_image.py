@@ -112,3 +112,30 @@ def test_a_file_in_our_layout_with_one_product_written_otherwise_is_parsed_and_r
     image = CatalogImage.from_file_bytes(edited, "products.json")
     assert CatalogImage.from_own_bytes(edited, None, verify=True) is None
     assert image.to_bytes() == ours and image.ids == ["A", "B"]
+
+
+@settings(max_examples=100, deadline=None)
+@given(catalog=catalogs(), data=st.data())
+def test_a_file_another_writer_changed_is_cut_like_the_known_image_into_the_same_entries(
+    catalog: list[dict[str, Any]], data: st.DataObject
+) -> None:
+    known = CatalogImage.from_products(catalog)
+    ids = list(known.ids)
+    replaced = data.draw(st.lists(st.sampled_from(ids), unique=True) if ids else st.just([]))
+    new_ids = data.draw(st.lists(IDS.filter(lambda i: i not in ids), unique=True, max_size=3))
+    order = list(ids)
+    for new_id in new_ids:  # created products go anywhere, as placement by sequence may put them
+        order.insert(data.draw(st.integers(0, len(order))), new_id)
+    if data.draw(st.booleans()) and len(order) > 1:  # sometimes a move or a removal: not this path's shape
+        order.pop(data.draw(st.integers(0, len(order) - 1)))
+    changed = {pid: {"product_id": pid, "v": data.draw(VALUES)} for pid in [*replaced, *new_ids] if pid in order}
+    after = known.with_changes(changed, order)
+    written = after.to_bytes()
+    cut = CatalogImage.from_own_bytes_like(written, "sha", known)
+    whole = CatalogImage.from_own_bytes(written, "sha")
+    assert whole is not None
+    if cut is not None:
+        assert cut.ids == whole.ids == order and cut.entries == whole.entries
+    else:
+        # Only refused when a known product moved or went (or there was nothing known to go by).
+        assert not ids or not order or [i for i in order if i in known.position] != ids

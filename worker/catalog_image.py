@@ -121,6 +121,47 @@ class CatalogImage:
         return image if len(image.position) == len(ids) else None  # ids unique, as in every catalog
 
     @classmethod
+    def from_own_bytes_like(cls, data: bytes, sha256: str | None, known: CatalogImage) -> CatalogImage | None:
+        """``from_own_bytes``, faster when ``data`` is ``known`` with a few products changed or added
+        (another worker's commit): each known entry found unchanged at its place is taken as it is
+        (a memcmp), and only the others are cut and read. None where the file departs from
+        ``known`` otherwise (products moved or gone): then cut it whole.
+        """
+        if not (data.startswith(b"[\n  {\n") and data.endswith(b"\n  }\n]\n")) or not known.ids:
+            return None
+        view, known_ids, known_entries = memoryview(data), known.ids, known.entries
+        ids: list[str] = []
+        entries: list[bytes] = []
+        position, at, last = 0, 2, len(data) - 3
+        while at < last:
+            if position < len(known_ids):
+                entry = known_entries[position]
+                end = at + len(entry)
+                if data.startswith(entry, at) and data.startswith(b",\n" if end < last else b"\n]", end):
+                    ids.append(known_ids[position])
+                    entries.append(view[at:end])  # type: ignore[arg-type]
+                    position, at = position + 1, end + 2
+                    continue
+            boundary = data.find(_BETWEEN_PRODUCTS, at)
+            end = last if boundary == -1 else boundary + 4
+            found = data.find(_TOP_LEVEL_ID, at, end)
+            if found == -1:
+                return None
+            value_start = found + len(_TOP_LEVEL_ID) - 1
+            product_id = orjson.loads(data[value_start:data.find(b"\n", value_start, end)].rstrip(b","))
+            if position < len(known_ids) and product_id == known_ids[position]:
+                position += 1  # changed in place
+            elif product_id in known.position:
+                return None  # moved: not the shape this is for
+            ids.append(product_id)
+            entries.append(view[at:end])  # type: ignore[arg-type]
+            at = end + 2
+        if position != len(known_ids) or data.count(_TOP_LEVEL_ID) != len(ids):
+            return None  # a known product is gone; or an entry holds a second top-level id
+        image = cls(ids, entries, sha256)
+        return image if len(image.position) == len(ids) else None
+
+    @classmethod
     def from_products(cls, products: Iterable[Mapping[str, Any]]) -> CatalogImage:
         ids, entries = [], []
         for product in products:

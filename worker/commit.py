@@ -203,9 +203,11 @@ def _agreeing_catalog(catalog: Path, state: CatalogState | None, known: CatalogI
         if state.catalog_own_layout:
             # The very file a writer of ours committed (another worker, most often): cut, not parsed.
             data = read_catalog_bytes(catalog)
-            image = None if data is None else CatalogImage.from_own_bytes(data, state.catalog_sha256)
-            if image is not None:
-                return image, None
+            if data is not None:
+                image = None if known is None else CatalogImage.from_own_bytes_like(data, state.catalog_sha256, known)
+                image = image or CatalogImage.from_own_bytes(data, state.catalog_sha256)
+                if image is not None:
+                    return image, None
     current = read_catalog_bytes(catalog)
     image = CatalogImage.from_file_bytes(current, catalog)
     if state is None:
