@@ -133,9 +133,11 @@ class Supervisor:
     def start(self, name: str, command: Sequence[str], env: Mapping[str, str] | None = None) -> Child:
         """Start ``name`` (replacing a dead child of that name); its output goes to ``<log_dir>/<name>.log``."""
         log_path = self.log_dir / f"{name}.log"
+        # As the production image sets it (Dockerfile): one malloc arena per pool thread keeps freed memory.
+        child_env = {"MALLOC_ARENA_MAX": "2", **dict(env or self.env)}
         with log_path.open("ab") as log:
             process = subprocess.Popen(
-                list(command), env=dict(env or self.env), cwd=self.cwd, stdin=subprocess.DEVNULL, stdout=log,
+                list(command), env=child_env, cwd=self.cwd, stdin=subprocess.DEVNULL, stdout=log,
                 stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=die_with_parent,
             )
         child = Child(name, list(command), log_path, process)
