@@ -4,8 +4,8 @@ Why: a commit costs one catalog write (temp file, fsync, renames), whatever the 
 batches it carries, so at one batch per commit the disk caps throughput at a few batches per
 second, however many workers run. Here the threads of one worker process (Celery's ``threads``
 pool) hand their batch to a ``GroupCommitter``. The first thread to find nobody committing
-becomes the leader: it takes every batch waiting (up to ``max_batches``), applies them in one
-locked write (``CatalogStore.apply_group``: one lock, one catalog write, one backup, one state
+becomes the leader: it takes every batch waiting, and once it holds the catalog lock every
+batch that came meanwhile (up to ``max_batches`` in all), and applies them in one locked write (``CatalogStore.apply_group``: one lock, one catalog write, one backup, one state
 write) and hands each thread its own outcome. Threads that arrived meanwhile wait; when the
 leader is done, one of them leads the next group. No thread runs for another's sake once its
 own batch is done, and nothing runs in the background.
@@ -40,7 +40,8 @@ class _Slot:
 class GroupCommitter:
     """Applies batches from many threads in as few commits as they allow; one per worker process."""
 
-    def __init__(self, apply_group: Callable[[Sequence[BatchRequest]], list[Outcome]], max_batches: int) -> None:
+    def __init__(self, apply_group: Callable[[Sequence[BatchRequest], Callable[[], Sequence[BatchRequest]]],
+                                             list[Outcome]], max_batches: int) -> None:
         self._apply_group = apply_group
         self._max_batches = max(1, max_batches)
         self._changed = threading.Condition()
@@ -69,9 +70,18 @@ class GroupCommitter:
                     self._changed.notify_all()
 
     def _commit(self, group: list[_Slot]) -> None:
+        def gather() -> list[BatchRequest]:
+            """Once the lock is held: every batch that came while the leader waited for it joins."""
+            with self._changed:
+                room = self._max_batches - len(group)
+                taken, self._waiting = self._waiting[:room], self._waiting[room:]
+            group.extend(taken)
+            return [slot.request for slot in taken]
+
         interrupted: BaseException | None = None
         try:
-            outcomes: Sequence[Outcome | BaseException] = self._apply_group([slot.request for slot in group])
+            outcomes: Sequence[Outcome | BaseException] = self._apply_group(
+                [slot.request for slot in group], gather)
         except BaseException as exc:  # the commit itself failed: nothing of the group was committed
             outcomes = [exc] * len(group)
             interrupted = None if isinstance(exc, Exception) else exc

@@ -161,7 +161,8 @@ class CatalogStore:
             raise outcome
         return outcome
 
-    def apply_group(self, requests: Sequence[BatchRequest]) -> list[Outcome]:
+    def apply_group(self, requests: Sequence[BatchRequest],
+                    gather: Callable[[], Sequence[BatchRequest]] | None = None) -> list[Outcome]:
         """Apply several batches in one commit: one lock, one catalog write, one backup, one state write.
 
         Each batch is still all or nothing and gets its own outcome, in ``requests``' order:
@@ -170,14 +171,21 @@ class CatalogStore:
         nothing; a batch that must be retried (``ProductNotYetCreatedError``) gets that error
         and no trace in the commit. An error of the commit itself (Redis, the disk, the lock)
         is raised for the whole group: nothing of it was committed.
+
+        ``gather``, called once the lock is held, returns more batches to carry (those that came
+        while this writer waited for the lock); their outcomes follow ``requests``' in the list.
         """
-        outcomes: list[Outcome] = self._with_retries(lambda: self._apply_group_once(requests))
+        carried = list(requests)
+        outcomes: list[Outcome] = self._with_retries(lambda: self._apply_group_once(carried, gather))
         return outcomes
 
-    def _apply_group_once(self, requests: Sequence[BatchRequest]) -> list[Outcome]:
+    def _apply_group_once(self, requests: list[BatchRequest],
+                          gather: Callable[[], Sequence[BatchRequest]] | None) -> list[Outcome]:
         started = time.perf_counter()
         with self._locked() as held:
             locked = time.perf_counter()
+            if gather is not None:
+                requests.extend(gather())  # kept if this attempt starts over
             write = self._begin(held)
             # The version every batch of this commit replaces: linked now so the ledger can name it.
             backup = take_backup(self.path, self.backup_dir) if write.image.sha256 is not None else None
