@@ -21,6 +21,7 @@ from schemas.events import ChangeEvent, FieldChange
 from worker.revert import RevertPlan, plan_revert, revert_batch_id
 from worker.state import CatalogState, read_state, state_path
 from worker.store import CatalogStore
+from worker.write_attempt import Planned
 
 VALUE_SHOWN = 60
 
@@ -145,10 +146,14 @@ def _find_event(settings: Settings, batch_id: str) -> ChangeEvent:
 
 
 def _print_plan(plan: RevertPlan) -> None:
+    for product_id in plan.deleted:
+        out.print(f"  {show(product_id)}: created by the batch: removed")
     for record in plan.records:
         product_id = record["product_id"]
         if product_id in plan.deactivated:
             out.print(f"  {show(product_id)}: created by the batch: set active false")
+        elif product_id in plan.recreated:
+            out.print(f"  {show(product_id)}: removed by the batch: put back")
         else:
             restored = ", ".join(show(name) for name in record if name != "product_id")
             out.print(f"  {show(product_id)}: restore {restored}")
@@ -160,10 +165,14 @@ def _print_plan(plan: RevertPlan) -> None:
 def revert(
     batch_id: Annotated[str, typer.Argument(help="The applied batch to undo.")],
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would change; write nothing.")] = False,
+    delete_created: Annotated[bool, typer.Option(
+        "--delete-created", help="Remove the products the batch created instead of setting them inactive "
+        "(not those a later batch wrote to: they are set inactive, and listed).")] = False,
     catalog: CatalogOption = None, redis_url: RedisUrlOption = None, as_json: JsonOption = False,
 ) -> None:
     """Undo one applied batch: each field it wrote goes back to its value from before, unless a
-    later batch wrote it since (listed, left alone); products it created are set `active: false`.
+    later batch wrote it since (listed, left alone); products it created are set `active: false`
+    (or removed, with --delete-created).
 
     The revert is itself a batch, `revert-of-BATCH_ID` (its own sequence, backup, event and ledger
     entry), so it can be reverted too, and running it twice answers `duplicate`. Example:
@@ -173,20 +182,21 @@ def revert(
     event = _find_event(settings, batch_id)
     if dry_run:
         state = read_state(state_path(settings.catalog_path)) or CatalogState()
-        plan = plan_revert(event, state.versions, state.ledger)
+        plan = plan_revert(event, state.versions, state.ledger, delete_created)
         if as_json:
-            print_json_line({"revert_id": plan.revert_id, "records": plan.records,
+            print_json_line({"revert_id": plan.revert_id, "records": plan.records, "deleted": plan.deleted,
                              "kept": [vars(k) for k in plan.kept], "deactivated": plan.deactivated})
         else:
-            out.print(f"reverting batch {show(batch_id)} would apply {len(plan.records)} record(s) as "
+            removal = f" and remove {len(plan.deleted)} product(s)" if plan.deleted else ""
+            out.print(f"reverting batch {show(batch_id)} would apply {len(plan.records)} record(s){removal} as "
                       f"{show(plan.revert_id)}:")
             _print_plan(plan)
         raise SystemExit(EXIT_OK)
     planned: list[RevertPlan] = []
 
-    def planner(state: CatalogState) -> list[dict[str, Any]]:
-        planned[:] = [plan_revert(event, state.versions, state.ledger)]
-        return planned[0].records
+    def planner(state: CatalogState) -> Planned:
+        planned[:] = [plan_revert(event, state.versions, state.ledger, delete_created)]
+        return Planned(planned[0].records, planned[0].deleted)
 
     result = CatalogStore(settings).apply_planned(planner, revert_batch_id(batch_id), f"revert:{batch_id}")
     if as_json:

@@ -32,6 +32,7 @@ class ProductChange(BaseModel):
 
     product_id: str
     created: bool = False
+    deleted: bool = False  # removed (a revert with --delete-created): every field's ``new_absent`` is set
     fields: list[FieldChange]
 
 

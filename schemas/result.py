@@ -46,6 +46,7 @@ class BatchResult(BaseModel):
     created: int = 0
     updated: int = 0
     unchanged: int = 0
+    deleted: int = Field(0, description="Products removed: only `catalog revert --delete-created` removes any.")
     errors: list[RecordError] = Field(default_factory=list)
     backup: str | None = None
     sequence: int | None = Field(None, description="Submission order of the batch (Redis INCR at enqueue).")

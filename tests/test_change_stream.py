@@ -95,3 +95,18 @@ def test_no_change_stream_when_its_length_is_zero(settings: Settings) -> None:
     quiet = settings.model_copy(update={"events_maxlen": 0})
     CatalogStore(quiet).apply([product("A")], "b1")
     assert events(quiet) == []
+
+
+def test_a_removed_product_has_an_event_and_the_replay_removes_it_too(settings: Settings) -> None:
+    from worker.write_attempt import Planned
+
+    store = CatalogStore(settings)
+    store.apply([product("A")], "b1")
+    start = read_catalog(settings.catalog_path)
+    store.apply([product("B"), {"product_id": "A", "category": "x"}], "b2")
+    result = store.apply_planned(lambda _state: Planned([{"product_id": "A", "category": "y"}], ["B"]), "undo", "test")
+    assert (result.status.value, result.deleted) == ("applied", 1)
+    removal = [c for e in events(settings) for c in e.changes if c.deleted]
+    assert [c.product_id for c in removal] == ["B"] and all(f.new_absent for f in removal[0].fields)
+    assert replay(start, [e for e in events(settings) if e.batch_id != "b1"]) == by_id(read_catalog(settings.catalog_path))
+    assert "B" not in by_id(read_catalog(settings.catalog_path))

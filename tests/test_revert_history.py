@@ -140,3 +140,24 @@ def test_a_revert_plan_keeps_fields_a_later_sequence_wrote_and_restores_the_rest
     assert plan.records == [{"product_id": "A", "category": None}, {"product_id": "N", "active": False}]
     assert [(k.product_id, k.field, k.by_batch) for k in plan.kept] == [("A", "pricing", "later")]
     assert orjson.loads(orjson.dumps(plan.records))  # plain JSON
+
+
+def test_reverting_with_delete_created_removes_what_the_batch_created_and_its_revert_puts_it_back(
+    settings: Settings, seeded: dict[str, dict[str, Any]], run_cli: CliRunner, tmp_path: Path
+) -> None:
+    apply(run_cli, tmp_path, "new-tours", [product("Tour_A"), product("Tour_B"),
+                                           {"product_id": FRAME, "category": "Landmark"}])
+    apply(run_cli, tmp_path, "later", [{"product_id": "Tour_B", "category": "kept by a later batch"}])
+    dry = run_cli("revert", "new-tours", "--delete-created", "--dry-run")
+    assert "Tour_A: created by the batch: removed" in dry.stdout and "Tour_B.category: kept" in dry.stdout, dry.stdout
+    done = run_cli("revert", "new-tours", "--delete-created", "--json")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert json_lines(done.stdout)[-1]["deleted"] == 1
+    after = by_id(settings)
+    assert "Tour_A" not in after and after["Tour_B"]["active"] is False  # a later batch wrote to it: kept, inactive
+    assert after[FRAME].get("category") == seeded[FRAME].get("category")
+    back = run_cli("revert", "revert-of-new-tours")
+    assert back.returncode == 0, back.stdout + back.stderr
+    assert by_id(settings)["Tour_A"]["product_name"] == "Product Tour_A"
+    history = json_lines(run_cli("history", "Tour_A", "--json").stdout)
+    assert [line["batch_id"] for line in history] == ["new-tours", "revert-of-new-tours", "revert-of-revert-of-new-tours"]

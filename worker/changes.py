@@ -9,11 +9,12 @@ there" stay distinguishable.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from schemas.events import FieldChange, ProductChange
 
-__all__ = ["FieldChange", "ProductChange", "field_changes", "product_change"]
+__all__ = ["FieldChange", "ProductChange", "change_event", "field_changes", "product_change", "product_removal"]
 
 
 def field_changes(before: Mapping[str, Any] | None, after: Mapping[str, Any]) -> list[FieldChange]:
@@ -40,3 +41,23 @@ def product_change(before: Mapping[str, Any] | None, after: Mapping[str, Any]) -
     if not fields:
         return None
     return ProductChange(product_id=str(after["product_id"]), created=before is None, fields=fields)
+
+
+def product_removal(before: Mapping[str, Any]) -> ProductChange:
+    """A product removed: every field it had, gone."""
+    return ProductChange(product_id=str(before["product_id"]), deleted=True,
+                         fields=[FieldChange(field=name, old=value, new_absent=True) for name, value in before.items()])
+
+
+def change_event(fence: int, batch_id: str, source: str, sequence: int, backup: Path | None,
+                 changed: Mapping[str, Mapping[str, Any]], previous: Mapping[str, Mapping[str, Any]],
+                 removed: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    """The change stream's event of an applied batch (``ChangeEvent``, as JSON values):
+    ``changed`` products (with ``previous``, their values before; absent: created) and ``removed``
+    ones. Its ``committed_at`` is set when the commit is written."""
+    changes = [change.model_dump(mode="json") for product_id, product in changed.items()
+               if product_id not in removed
+               and (change := product_change(previous.get(product_id), product)) is not None]
+    changes += [product_removal(product).model_dump(mode="json") for product in removed.values()]
+    return {"event_id": f"{fence}-{sequence}", "fence": fence, "batch_id": batch_id, "sequence": sequence,
+            "source": source, "committed_at": 0.0, "backup": backup.name if backup else None, "changes": changes}

@@ -37,6 +37,8 @@ class RevertPlan:
     records: list[dict[str, Any]] = field(default_factory=list)
     kept: list[KeptField] = field(default_factory=list)
     deactivated: list[str] = field(default_factory=list)
+    deleted: list[str] = field(default_factory=list)  # created by the batch, removed (--delete-created)
+    recreated: list[str] = field(default_factory=list)  # removed by the batch (a revert), put back
 
     @property
     def revert_id(self) -> str:
@@ -49,8 +51,12 @@ def revert_batch_id(batch_id: str) -> str:
 
 
 def plan_revert(event: ChangeEvent, versions: Mapping[str, Mapping[str, int]],
-                ledger: Mapping[str, Mapping[str, Any]]) -> RevertPlan:
-    """What undoing ``event``'s batch takes, given the current field versions and ledger."""
+                ledger: Mapping[str, Mapping[str, Any]], delete_created: bool = False) -> RevertPlan:
+    """What undoing ``event``'s batch takes, given the current field versions and ledger.
+
+    ``delete_created``: products the batch created are removed instead of deactivated, unless a
+    later batch wrote any of their fields (then they are deactivated, and those fields listed).
+    """
     writers = {entry.get("sequence"): batch_id for batch_id, entry in ledger.items()}
     plan = RevertPlan(event.batch_id)
 
@@ -62,6 +68,16 @@ def plan_revert(event: ChangeEvent, versions: Mapping[str, Mapping[str, int]],
 
     for change in event.changes:
         product_id = change.product_id
+        if change.deleted:  # the batch removed it (a revert): put it back as it was
+            plan.records.append({f.field: f.old for f in change.fields})
+            plan.recreated.append(product_id)
+            continue
+        if change.created and delete_created:
+            later = [kept for f in change.fields if (kept := later_writer(product_id, f.field)) is not None]
+            if not later:
+                plan.deleted.append(product_id)
+                continue
+            plan.kept.extend(kept for kept in later if kept.field != "active")  # "active" is listed below
         if change.created:
             kept = later_writer(product_id, "active")
             if kept is not None:

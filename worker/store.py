@@ -44,12 +44,12 @@ from worker.backups import find_backup, hold_cap, read_backup, take_backup
 from worker.catalog_image import CatalogImage
 from worker.commit import Recovered, recover_for_write
 from worker.lock import HeldLock, catalog_lock
-from worker.changes import product_change
+from worker.changes import change_event
 from worker.merge import MergeOutcome, merge_into
 from worker.outbox import publish_pending
 from worker.state import CatalogState
 from worker.state_journal import LedgerWindow
-from worker.write_attempt import AsWritten, BatchRequest, CommitStats, Outcome, WriteAttempt
+from worker.write_attempt import AsWritten, BatchRequest, CommitStats, Outcome, Planned, WriteAttempt
 
 log = logging.getLogger(__name__)
 
@@ -152,7 +152,7 @@ class CatalogStore:
             raise outcome
         return outcome
 
-    def apply_planned(self, planner: Callable[[CatalogState], Sequence[Any]], batch_id: str,
+    def apply_planned(self, planner: Callable[[CatalogState], Planned], batch_id: str,
                       source: str) -> BatchResult:
         """Apply the records ``planner`` decides under the lock, from the state of that moment
         (a revert: which fields a later batch wrote is only known then). One batch like any other."""
@@ -233,23 +233,34 @@ class CatalogStore:
             state.duplicates += 1
             return BatchResult(batch_id=batch_id, status=BatchStatus.DUPLICATE, sequence=sequence, fence=write.fence,
                                original=original, content_sha256=digest, content_matches=matches), image
+        deletions: list[str] = []
         if request.planner is not None:
-            records = request.planner(state)
+            planned = request.planner(state)
+            records, deletions = planned.records, [p for p in planned.deletions if p in image.position]
             digest = digest_of(self.check_size(records))
         outcome = merge_into(image, records, sequence, state.versions)
         status = self._status(outcome, batch_id, sequence, state, request.final_attempt)
+        if deletions and status == BatchStatus.UNCHANGED:
+            status = BatchStatus.APPLIED
         applied = status == BatchStatus.APPLIED
         result = BatchResult(batch_id=batch_id, status=status, created=outcome.created, updated=outcome.updated,
-                             unchanged=outcome.unchanged, errors=outcome.errors, sequence=sequence,
-                             fence=write.fence, superseded=outcome.superseded, content_sha256=digest,
+                             unchanged=outcome.unchanged, deleted=len(deletions) if applied else 0,
+                             errors=outcome.errors, sequence=sequence, fence=write.fence,
+                             superseded=outcome.superseded, content_sha256=digest,
                              backup=str(backup) if applied and backup else None)
         state.versions.update(outcome.versions)
         state.record(result, dt.datetime.now(dt.UTC))
         if applied:
             state.applied += 1
-            image = image.with_changes(outcome.changed_products, outcome.order)
+            removed = {product_id: image.product(product_id) for product_id in deletions}
+            order = outcome.order
+            if removed:
+                order = [p for p in (order or image.ids) if p not in removed]
+                state.versions.update(dict.fromkeys(removed, {}))  # as if never created
+            image = image.with_changes({p: v for p, v in outcome.changed_products.items() if p not in removed}, order)
             if self.settings.events_maxlen:
-                state.events.append(_change_event(write.fence, request, sequence, outcome, backup))
+                state.events.append(change_event(write.fence, batch_id, request.source, sequence, backup,
+                                                 outcome.changed_products, outcome.previous, removed))
         return result, image
 
     @staticmethod
@@ -286,16 +297,6 @@ class CatalogStore:
 
         restored: Path | None = self._with_retries(attempt)
         return restored
-
-
-def _change_event(fence: int, request: BatchRequest, sequence: int, outcome: MergeOutcome,
-                  backup: Path | None) -> dict[str, Any]:
-    """The change stream's event of an applied batch (schemas/events.py); ``committed_at`` is set at the commit."""
-    changes = [change.model_dump(mode="json") for product_id, product in outcome.changed_products.items()
-               if (change := product_change(outcome.previous.get(product_id), product)) is not None]
-    return {"event_id": f"{fence}-{sequence}", "fence": fence, "batch_id": request.batch_id, "sequence": sequence,
-            "source": request.source, "committed_at": 0.0, "backup": backup.name if backup else None,
-            "changes": changes}
 
 
 def _order_key(request: BatchRequest, index: int) -> tuple[bool, int, int]:

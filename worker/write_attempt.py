@@ -6,7 +6,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from catalog_core.errors import CatalogError, FencedError
 from catalog_core.sequence import forget_abandoned
@@ -34,7 +34,14 @@ class BatchRequest:
     final_attempt: bool = True
     source: str = "api"
     # Records decided under the lock, from the state of that moment (a revert): replaces ``records``.
-    planner: Callable[[CatalogState], Sequence[Any]] | None = None
+    planner: Callable[[CatalogState], Planned] | None = None
+
+
+class Planned(NamedTuple):
+    """A planner's batch: records to merge, and products to remove (a revert's --delete-created)."""
+
+    records: Sequence[Any]
+    deletions: Sequence[str] = ()
 
 
 Outcome = BatchResult | CatalogError

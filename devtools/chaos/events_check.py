@@ -24,6 +24,9 @@ def replay(start: list[dict[str, Any]], events: list[ChangeEvent]) -> Products:
     products = {p["product_id"]: copy.deepcopy(p) for p in start}
     for event in events:
         for change in event.changes:
+            if change.deleted:
+                products.pop(change.product_id, None)
+                continue
             product = products.setdefault(change.product_id, {})
             for field in change.fields:
                 if field.new_absent:
