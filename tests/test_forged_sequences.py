@@ -5,6 +5,7 @@ from __future__ import annotations
 from types import SimpleNamespace
 from typing import Any
 
+import pytest
 import redis
 
 from catalog_core.rejections import find_rejection
@@ -79,3 +80,19 @@ def test_a_message_over_the_byte_limit_is_rejected_by_the_worker_too(settings: S
     big = [product(f"BIG-{n}", description_long="x" * 200) for n in range(20)]
     result = ingest_batch(StubTask("big"), context, message("big", big, sequence))
     assert result["status"] == "rejected" and "CATALOG_MAX_BATCH_BYTES" in result["errors"][0]["msg"]
+
+
+def test_a_sequence_below_a_ceiling_already_seen_is_accepted_without_asking_redis_again(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from worker import store as store_module
+
+    store = CatalogStore(settings)
+    first = next_sequence(store.redis, settings.queue)
+    second = next_sequence(store.redis, settings.queue)
+    asked: list[int] = []
+    real = store_module.issued_ceiling
+    monkeypatch.setattr(store_module, "issued_ceiling", lambda *args: asked.append(1) or real(*args))
+    assert store.sequence_issued(second) == (True, second) and len(asked) == 1
+    assert store.sequence_issued(first) == (True, second) and len(asked) == 1  # the counter only grows
+    assert store.sequence_issued(2**52)[0] is False and len(asked) == 2  # above it: Redis decides

@@ -71,6 +71,7 @@ class CatalogStore:
         self._client_factory = client_factory
         self._client: redis.Redis | None = None
         self._known: Recovered | None = None
+        self._ceiling_seen = 0  # the highest sequence the counter was seen to have issued
         # Called after each durable write of apply_group (the worker records metrics with it);
         # it must not raise: the batches are committed.
         self.on_commit: Callable[[CommitStats], None] | None = None
@@ -80,6 +81,18 @@ class CatalogStore:
         if self._client is None:
             self._client = self._client_factory(self.settings.redis_url)
         return self._client
+
+    def sequence_issued(self, sequence: int) -> tuple[bool, int]:
+        """Whether the counter has handed ``sequence`` out, and the highest it has (so far as known).
+
+        The counter only grows (a lost one starts a higher epoch), so a sequence at or below a
+        ceiling once read was issued: Redis is asked only about higher ones, not for every batch.
+        """
+        if sequence <= self._ceiling_seen:
+            return True, self._ceiling_seen
+        ceiling = issued_ceiling(self.redis, self.settings.queue)
+        self._ceiling_seen = max(self._ceiling_seen, ceiling)
+        return sequence <= ceiling, ceiling
 
     def hold_backup_cap(self) -> None:
         """After a commit that added a backup: the oldest go if the folder passed its byte cap, so a

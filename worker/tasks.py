@@ -129,8 +129,8 @@ def _forged_sequence(context: Context, message: BatchMessage) -> BatchResult | N
     """A rejection for a sequence the counter never issued (anyone with Redis access can push a message)."""
     if message.sequence is None:
         return None
-    ceiling = issued_ceiling(context.store.redis, context.settings.queue)
-    if message.sequence <= ceiling:
+    issued, ceiling = context.store.sequence_issued(message.sequence)
+    if issued:
         return None
     return BatchResult(batch_id=message.batch_id, status=BatchStatus.REJECTED, errors=[RecordError(
         index=None, loc="sequence", msg=f"sequence {message.sequence} was never issued (the counter is at "

@@ -3,10 +3,10 @@ acknowledges early and applies twice nothing; nor does a kill between a commit a
 publication of its change events lose an event.
 
 The worker runs the threads pool with 8 threads. The test holds the catalog lock while the
-worker takes its 8 batches, so that they pile up in its committer and share commits once the
-lock is free; the kill lands, by tests/e2e/dying_worker.py, right after the commit point of the
-worker's second commit (its state renamed, its catalog not yet): a group already durable and
-not one of its batches acknowledged.
+worker takes its 8 batches, so that they pile up in its committer: once the lock is free the
+leader gathers them all into one commit. The kill lands, by tests/e2e/dying_worker.py, right
+after that commit's commit point (its state renamed, its catalog not yet): a group already
+durable and not one of its batches acknowledged.
 """
 
 from __future__ import annotations
@@ -116,10 +116,9 @@ def test_a_worker_killed_inside_a_group_commit_loses_nothing_acknowledges_nothin
     records = batches()
     handles = [stack.producer.submit(batch, batch_id=f"k{n}") for n, batch in enumerate(records)]
     ids = [h.batch_id for h in handles]
-    # The first folder sync of a commit follows its state rename (the commit point); the
-    # worker's first commit makes two, so the third is inside its second commit.
-    dying = hold_lock_while_the_worker_takes_its_batches(stack, handles, "worker.commit:sync_folder_or_warn:after:3")
-    wait_until(lambda: not dying.alive(), "the worker to kill itself inside its second commit", stack,
+    # The first folder sync of a commit follows its state rename: the commit point.
+    dying = hold_lock_while_the_worker_takes_its_batches(stack, handles, "worker.commit:sync_folder_or_warn:after:1")
+    wait_until(lambda: not dying.alive(), "the worker to kill itself inside its group commit", stack,
                WORKER_START_TIMEOUT_S + WAIT_S)
 
     client = stack.redis()

@@ -37,7 +37,7 @@ from worker.state import read_state, state_path
 
 pytestmark = pytest.mark.slow
 
-RESTARTS = 14  # stock kombu 5.7 stopped a worker within 4 to 9 restarts in every run we made
+RESTARTS = 10  # stock kombu 5.7 stopped a worker within 4 to 9 restarts in every run we made
 WORKERS = 3
 UP_S = 2.8  # Redis up between restarts: the workers reconnect (Celery retries every 2 s) and take batches
 DOWN_S = 0.3
