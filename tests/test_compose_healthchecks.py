@@ -64,11 +64,14 @@ def test_the_worker_healthcheck_passes_for_its_own_running_worker_only(services:
 
     healthy = run_check(snippet, stack, HOSTNAME=here)
     assert healthy.returncode == 0, healthy
-    other = run_check(snippet, stack, HOSTNAME=f"not-{here}")
+    # A node that does not answer is waited for the whole ping timeout: shorter here, same check.
+    assert "--ping-timeout 10" in snippet
+    unanswered = snippet.replace("--ping-timeout 10", "--ping-timeout 2")
+    other = run_check(unanswered, stack, HOSTNAME=f"not-{here}")
     assert other.returncode != 0, "the check must ask this container's node, not any node"
 
     worker.stop()
-    stopped = run_check(snippet, stack, HOSTNAME=here)
+    stopped = run_check(unanswered, stack, HOSTNAME=here)
     assert stopped.returncode != 0, stopped
     assert "Traceback" not in stopped.stderr
 

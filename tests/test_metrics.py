@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -16,6 +18,8 @@ from worker import metrics
 from worker.catalog_file import serialize_catalog
 from worker.metrics_export import CatalogCollector
 from tests.helpers import product
+
+NO_RETRY = Retry(NoBackoff(), 0)  # a dead Redis fails at once: redis-py would retry with backoff
 
 
 def scrape(settings: Settings, client: redis.Redis | None = None) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -82,7 +86,7 @@ def test_commit_histograms_are_cumulative_at_export(settings: Settings) -> None:
 
 
 def test_a_recording_that_fails_is_logged_and_never_raised(caplog: pytest.LogCaptureFixture) -> None:
-    dead = redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.5)
+    dead = redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.5, retry=NO_RETRY)
     metrics.record_batch(dead, "q", BatchResult(batch_id="b", status=BatchStatus.APPLIED))
     metrics.record_commit(dead, "q", 1, 0.1, 0.1, time.time())
     assert "could not record" in caplog.text
@@ -92,7 +96,7 @@ def test_with_redis_down_the_scrape_answers_with_redis_up_0_and_the_file_metrics
     catalog_path.parent.mkdir(parents=True)
     catalog_path.write_bytes(serialize_catalog([product("A"), product("B")]))
     settings = load_settings(path=catalog_path, redis_url="redis://127.0.0.1:1/0")
-    dead = redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.5, socket_timeout=0.5)
+    dead = redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.5, socket_timeout=0.5, retry=NO_RETRY)
     samples = scrape(settings, dead)
     assert value(samples, "catalog_redis_up") == 0
     assert value(samples, "catalog_products") == 2

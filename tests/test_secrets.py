@@ -191,12 +191,14 @@ def test_no_failing_command_prints_the_password(protected_server: RedisServer, t
     }
     outputs: dict[str, str] = {}
     codes: dict[str, int] = {}
-    for kind, url in bad_urls.items():
-        for name, args in commands.items():
-            env = {**base_env, "CATALOG_REDIS_URL": url}
-            codes[f"{kind}: {name}"] = record(outputs, f"{kind}: {name}", run_catalog(env, *args))
-        codes[f"{kind}: --redis-url"] = record(
-            outputs, f"{kind}: --redis-url", run_catalog(base_env, "rejected", "--redis-url", url))
+    runs = {f"{kind}: {name}": ({**base_env, "CATALOG_REDIS_URL": url}, args)
+            for kind, url in bad_urls.items() for name, args in commands.items()}
+    runs.update({f"{kind}: --redis-url": (base_env, ["rejected", "--redis-url", url]) for kind, url in bad_urls.items()})
+    # Independent runs (each fails on its own): a few at once keeps this test from taking half a minute.
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        done = {label: pool.submit(run_catalog, env, *args) for label, (env, args) in runs.items()}
+    for label, future in done.items():
+        codes[label] = record(outputs, label, future.result())
     assert leaks(outputs) == []
     assert all(code != 0 for code in codes.values()), codes  # every one of them really failed
 
