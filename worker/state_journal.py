@@ -141,16 +141,19 @@ def collect_bases(catalog: Path, current: CatalogState) -> list[Path]:
     after a commit; best effort (a leftover is only disk space, collected next time)."""
     state_file = state_path(catalog)
     pattern = _base_pattern(state_file)
-    keep = {current.base, _referenced_base(previous_state_path(catalog))}
-    removed = []
+    removed: list[Path] = []
     try:
         entries = list(os.scandir(catalog.parent))
     except OSError as exc:
         log.warning("could not list %s to remove old state segments: %s", catalog.parent, exc)
         return removed
-    for entry in entries:
-        match = pattern.match(entry.name)
-        if match is None or match.group(1) in keep:
+    candidates = [(entry, match.group(1)) for entry in entries
+                  if (match := pattern.match(entry.name)) is not None and match.group(1) != current.base]
+    if not candidates:
+        return removed  # the usual case: .state.prev is read only when there is something to delete
+    previous_base = _referenced_base(previous_state_path(catalog))
+    for entry, sha256 in candidates:
+        if sha256 == previous_base:
             continue
         with suppress(FileNotFoundError):
             os.unlink(entry.path)
