@@ -139,3 +139,76 @@ def test_a_file_another_writer_changed_is_cut_like_the_known_image_into_the_same
     else:
         # Only refused when a known product moved or went (or there was nothing known to go by).
         assert not ids or not order or [i for i in order if i in known.position] != ids
+
+
+@st.composite
+def change_chains(draw: st.DrawFn) -> tuple[list[dict[str, Any]], list[tuple[dict[str, dict[str, Any]], list[str] | None, bool]]]:
+    """A catalog of up to 40 products and 1-4 changes after it: (changed products, order or None, sealed after)."""
+    ids = draw(st.lists(IDS, unique=True, max_size=40))
+    catalog = [{"product_id": product_id, "v": draw(st.integers(0, 3))} for product_id in ids]
+    chain, current = [], list(ids)
+    for _ in range(draw(st.integers(1, 4))):
+        replaced = draw(st.lists(st.sampled_from(current), unique=True, max_size=5)) if current else []
+        new_ids = draw(st.lists(IDS.filter(lambda i, known=tuple(current): i not in known), unique=True, max_size=3))
+        shape = draw(st.sampled_from(["same", "appended", "shuffled"]))
+        order = None if shape == "same" and not new_ids else [*current, *new_ids]
+        if shape == "shuffled" and order is not None:
+            order = draw(st.permutations(order))
+        changed = {pid: {"product_id": pid, "v": draw(VALUES)} for pid in [*replaced, *new_ids]}
+        chain.append((changed, order, draw(st.booleans())))
+        current = list(order) if order is not None else current
+    return catalog, chain
+
+
+@settings(max_examples=150, deadline=None)
+@given(case=change_chains())
+def test_any_chain_of_changes_and_writes_serializes_exactly_as_the_full_dump_of_a_plain_model(
+    case: tuple[list[dict[str, Any]], list[tuple[dict[str, dict[str, Any]], list[str] | None, bool]]],
+) -> None:
+    catalog, chain = case
+    model = {p["product_id"]: p for p in catalog}  # the reference: a dict and an order, dumped whole
+    order = [p["product_id"] for p in catalog]
+    image = CatalogImage.from_own_bytes(serialize_catalog(catalog), "sha") or CatalogImage.from_products(catalog)
+    for changed, new_order, sealed in chain:
+        image = image.with_changes(changed, new_order)
+        model.update(changed)
+        order = list(new_order) if new_order is not None else order
+        expected = serialize_catalog([model[p] for p in order])
+        assert image.to_bytes() == expected
+        assert [image.product(p) for p in order] == [model[p] for p in order]
+        if sealed:
+            image = image.sealed_as("sha", image.to_bytes())
+            assert image.to_bytes() == expected and image.ids == order
+
+
+@settings(max_examples=150, deadline=None)
+@given(case=change_chains(), known_is_written=st.booleans())
+def test_a_long_file_another_writer_changed_is_cut_like_the_known_file_exactly_as_cut_whole(
+    case: tuple[list[dict[str, Any]], list[tuple[dict[str, dict[str, Any]], list[str] | None, bool]]],
+    known_is_written: bool,
+) -> None:
+    catalog, chain = case
+    known = CatalogImage.from_products(catalog)
+    if known_is_written:  # the known image may be one this process wrote after a change of its own
+        known = known.with_changes(*chain[0][:2])
+        known.sealed_as("sha", known.to_bytes())
+    other = known
+    for changed, order, _ in chain[1:] if known_is_written else chain:
+        other = other.with_changes(changed, order)
+    written = other.to_bytes()
+    cut = CatalogImage.from_own_bytes_like(written, "sha", known)
+    whole = CatalogImage.from_own_bytes(written, "sha")
+    assert whole is not None
+    if cut is None:  # refused only when a known product moved or went, or nothing was known
+        assert not known.ids or [i for i in whole.ids if i in known.position] != known.ids
+    else:
+        assert cut.ids == whole.ids and cut.entries == whole.entries and cut.to_bytes() == written
+
+
+def test_a_file_with_more_bytes_after_a_known_entry_is_not_cut_like_the_known_file() -> None:
+    known = CatalogImage.from_products([{"product_id": "A"}, {"product_id": "B"}])
+    a, b = (bytes(known.entry(0)), bytes(known.entry(1)))
+    # A's bytes, then a second top-level id inside the same product: no entry of ours looks like this.
+    forged = b"[\n" + a + b'xx\n    "product_id": "C"\n  },\n' + b + b"\n]\n"
+    assert CatalogImage.from_own_bytes(forged, None) is None
+    assert CatalogImage.from_own_bytes_like(forged, None, known) is None

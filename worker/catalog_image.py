@@ -7,13 +7,21 @@ file is the join of every product's bytes (``to_bytes``), byte for byte what
 ``worker.catalog_file.serialize_catalog`` writes for the same products (a property test checks
 it over random catalogs and patches).
 
-An image is never changed in place: ``with_changes`` returns a new one sharing the untouched
-bytes, so a write that starts over still has the image it started from.
+Why a file and an overlay, not a list of entries: an image read, cut or written is that file's
+bytes and where each entry starts in them (``worker/catalog_layout.py``); a change lays its new
+entries over it (``with_changes``). Writing the next file joins a few long runs of the old one
+and the new entries, and comparing with another worker's file compares runs: nothing walks the
+products one Python object at a time. The list form is for images built from products or reordered.
+
+An image is never changed in place, except that writing it (``sealed_as``) makes it the image
+of the file written: ``with_changes`` returns a new one sharing the untouched bytes, so a write
+that starts over still has the image it started from.
 """
 
 from __future__ import annotations
 
 import hashlib
+import itertools
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -21,39 +29,28 @@ from typing import Any
 import orjson
 
 from worker.catalog_file import parse_catalog
+from worker.catalog_layout import Cut, cut, cut_like, entry_bytes, entry_end, join_entries
 
-_INDENT = b"  "
-_TOP_LEVEL_ID = b'\n    "product_id": "'
-_BETWEEN_PRODUCTS = b"\n  },\n  {\n"
-
-
-def entry_bytes(product: Mapping[str, Any]) -> bytes:
-    """One product as it appears inside the catalog's array: indented one level, no separator."""
-    return _INDENT + orjson.dumps(product, option=orjson.OPT_INDENT_2).replace(b"\n", b"\n" + _INDENT)
-
-
-def join_entries(entries: Sequence[bytes]) -> bytes:
-    """The catalog file from its products' entries (orjson's layout for a list: ``[]`` when empty)."""
-    if not entries:
-        return b"[]\n"
-    if len(entries) == 1:
-        return b"[\n" + entries[0] + b"\n]\n"
-    # One copy of the whole file: the brackets ride on the first and last entries (which may be
-    # views of the file they were cut from: bytes() makes them bytes to add to).
-    return b",\n".join([b"[\n" + entries[0], *entries[1:-1], bytes(entries[-1]) + b"\n]\n"])
+Entry = bytes | memoryview
 
 
 class CatalogImage:
-    """An immutable catalog: ``ids`` in file order, ``entries`` their serialized bytes, and their sha256.
+    """An immutable catalog: ``ids`` in file order, each one's serialized entry, and their sha256.
 
-    An image read from a file is parsed on first use: recovery and ``restore`` need only its
-    sha256, and must work even when the file is not a catalog at all.
+    The entries are either a list (``_entries``), or a file in our layout (``_base``: its bytes
+    and how it is cut) with new entries by index laid over it (``_fresh``; indices past the
+    file's entries are products appended after them). An image read from a file is parsed on
+    first use: recovery and ``restore`` need only its sha256, and must work even when the file
+    is not a catalog at all.
     """
 
-    __slots__ = ("_ids", "_entries", "_position", "sha256", "_unparsed")
+    __slots__ = ("_ids", "_entries", "_base", "_fresh", "_position", "sha256", "_unparsed")
 
-    def __init__(self, ids: list[str], entries: list[bytes], sha256: str | None) -> None:
-        self._ids, self._entries = ids, entries
+    def __init__(self, ids: list[str], entries: list[Entry], sha256: str | None) -> None:
+        self._ids: list[str] = ids
+        self._entries: list[Entry] | None = entries
+        self._base: tuple[bytes, Cut] | None = None
+        self._fresh: dict[int, bytes] = {}
         self._position: dict[str, int] | None = None
         self._unparsed: tuple[bytes, Path | str] | None = None
         self.sha256 = sha256  # of to_bytes(); None for "no catalog file yet"
@@ -61,6 +58,13 @@ class CatalogImage:
     @classmethod
     def empty(cls) -> CatalogImage:
         return cls([], [], None)
+
+    @classmethod
+    def _of_file(cls, data: bytes, layout: Cut, sha256: str | None, fresh: dict[int, bytes] | None = None,
+                 ids: list[str] | None = None) -> CatalogImage:
+        image = cls(layout.ids if ids is None else ids, [], sha256)
+        image._entries, image._base, image._fresh = None, (data, layout), fresh or {}
+        return image
 
     @classmethod
     def from_file_bytes(cls, data: bytes | None, source: Path | str) -> CatalogImage:
@@ -74,92 +78,33 @@ class CatalogImage:
 
     @classmethod
     def from_own_bytes(cls, data: bytes, sha256: str | None, verify: bool = False) -> CatalogImage | None:
-        """The image of a file in the layout our writers write (``join_entries`` of ``entry_bytes``),
-        cut into its entries without parsing the file; None when ``data`` does not have that layout.
-
-        Why the cut is exact: in that layout a product opens with ``  {`` and closes with ``  }``
-        on lines of their own, deeper levels are indented further, and a string holds no raw
-        newline, so ``\n  },\n  {\n`` occurs only between two products, and ``\n    "product_id": "``
-        only at a product's top level. The entries are views of ``data`` (no copy). It spares the
-        parse of the whole file when another writer committed (a tenth of the time, and no
-        Python object per field).
+        """The image of a file in the layout our writers write, cut into its entries without parsing
+        it (a tenth of the time, and no Python object per field); None when ``data`` does not have
+        that layout.
 
         ``verify``: also check, one product at a time (bounded memory), that each entry is exactly
         what ``entry_bytes`` writes for it, for a file no writer of ours is known to have written.
         """
-        if data == b"[]\n":
-            return cls([], [], sha256)
-        if not (data.startswith(b"[\n  {\n") and data.endswith(b"\n  }\n]\n")):
+        layout = cut(data)
+        if layout is None:
             return None
-        view = memoryview(data)
-        starts, ends = [2], []
-        at = data.find(_BETWEEN_PRODUCTS)  # bytes.find, not a regex: a fast scan for a long literal
-        while at != -1:
-            ends.append(at + 4)  # keeps "\n  }"
-            starts.append(at + len(_BETWEEN_PRODUCTS) - 4)  # from "  {\n"
-            at = data.find(_BETWEEN_PRODUCTS, at + 1)
-        ends.append(len(data) - 3)
-        if data.count(_TOP_LEVEL_ID) != len(starts):
-            return None  # then some product has none, or two, at its top level
-        quoted = []
-        for start, end in zip(starts, ends, strict=True):
-            at = data.find(_TOP_LEVEL_ID, start, end)
-            if at == -1:
-                return None
-            value_start = at + len(_TOP_LEVEL_ID) - 1  # the opening quote
-            quoted.append(data[value_start:data.find(b"\n", value_start, end)].rstrip(b","))
-        try:
-            ids = orjson.loads(b"[" + b",".join(quoted) + b"]")  # one parse for every id
-        except orjson.JSONDecodeError:
+        image = cls._of_file(data, layout, sha256)
+        if verify and any(entry_bytes(orjson.loads(image.entry(i))) != image.entry(i) for i in range(len(image))):
             return None
-        if not all(isinstance(product_id, str) for product_id in ids):
-            return None
-        entries: list[bytes] = [view[start:end] for start, end in zip(starts, ends, strict=True)]  # type: ignore[misc]
-        if verify and any(entry_bytes(orjson.loads(entry)) != entry for entry in entries):
-            return None
-        image = cls(ids, entries, sha256)
-        return image if len(image.position) == len(ids) else None  # ids unique, as in every catalog
+        return image if len(image.position) == len(image.ids) else None  # ids unique, as in every catalog
 
     @classmethod
     def from_own_bytes_like(cls, data: bytes, sha256: str | None, known: CatalogImage) -> CatalogImage | None:
-        """``from_own_bytes``, faster when ``data`` is ``known`` with a few products changed or added
-        (another worker's commit): each known entry found unchanged at its place is taken as it is
-        (a memcmp), and only the others are cut and read. None where the file departs from
-        ``known`` otherwise (products moved or gone): then cut it whole.
-        """
-        if not (data.startswith(b"[\n  {\n") and data.endswith(b"\n  }\n]\n")) or not known.ids:
+        """``from_own_bytes``, faster when ``data`` is ``known``'s file with a few products changed or
+        added (another worker's commit): see ``worker.catalog_layout.cut_like``."""
+        if not known.ids:
             return None
-        view, known_ids, known_entries = memoryview(data), known.ids, known.entries
-        ids: list[str] = []
-        entries: list[bytes] = []
-        position, at, last = 0, 2, len(data) - 3
-        while at < last:
-            if position < len(known_ids):
-                entry = known_entries[position]
-                end = at + len(entry)
-                if data.startswith(entry, at) and data.startswith(b",\n" if end < last else b"\n]", end):
-                    ids.append(known_ids[position])
-                    entries.append(view[at:end])  # type: ignore[arg-type]
-                    position, at = position + 1, end + 2
-                    continue
-            boundary = data.find(_BETWEEN_PRODUCTS, at)
-            end = last if boundary == -1 else boundary + 4
-            found = data.find(_TOP_LEVEL_ID, at, end)
-            if found == -1:
-                return None
-            value_start = found + len(_TOP_LEVEL_ID) - 1
-            product_id = orjson.loads(data[value_start:data.find(b"\n", value_start, end)].rstrip(b","))
-            if position < len(known_ids) and product_id == known_ids[position]:
-                position += 1  # changed in place
-            elif product_id in known.position:
-                return None  # moved: not the shape this is for
-            ids.append(product_id)
-            entries.append(view[at:end])  # type: ignore[arg-type]
-            at = end + 2
-        if position != len(known_ids) or data.count(_TOP_LEVEL_ID) != len(ids):
-            return None  # a known product is gone; or an entry holds a second top-level id
-        image = cls(ids, entries, sha256)
-        return image if len(image.position) == len(ids) else None
+        old, old_layout = known._file()
+        layout = cut_like(data, old, old_layout, known.position)
+        if layout is None:
+            return None
+        image = cls._of_file(data, layout, sha256)
+        return image if len(image.position) == len(image.ids) else None
 
     @classmethod
     def from_products(cls, products: Iterable[Mapping[str, Any]]) -> CatalogImage:
@@ -167,9 +112,9 @@ class CatalogImage:
         for product in products:
             ids.append(product["product_id"])
             entries.append(entry_bytes(product))
-        image = cls(ids, entries, None)
-        image.sha256 = hashlib.sha256(image.to_bytes()).hexdigest()
-        return image
+        image = cls(ids, list(entries), None)
+        data = image.to_bytes()
+        return image.sealed_as(hashlib.sha256(data).hexdigest(), data)
 
     def _parse(self) -> None:
         if self._unparsed is not None:
@@ -179,7 +124,8 @@ class CatalogImage:
             parsed = CatalogImage.from_own_bytes(data, self.sha256, verify=True)
             if parsed is None:
                 parsed = CatalogImage.from_products(parse_catalog(data, source))
-            self._ids, self._entries, self._unparsed = parsed._ids, parsed._entries, None
+            self._ids, self._entries, self._base, self._fresh = parsed._ids, parsed._entries, parsed._base, {}
+            self._unparsed = None
 
     @property
     def ids(self) -> list[str]:
@@ -187,9 +133,23 @@ class CatalogImage:
         return self._ids
 
     @property
-    def entries(self) -> list[bytes]:
+    def entries(self) -> list[Entry]:
+        """Every entry, in order (a new list for an image of a file: prefer ``entry``)."""
         self._parse()
-        return self._entries
+        if self._entries is not None:
+            return self._entries
+        return [self.entry(index) for index in range(len(self._ids))]
+
+    def entry(self, index: int) -> Entry:
+        self._parse()
+        if self._entries is not None:
+            return self._entries[index]
+        fresh = self._fresh.get(index)
+        if fresh is not None:
+            return fresh
+        assert self._base is not None
+        data, layout = self._base
+        return memoryview(data)[layout.starts[index]:entry_end(data, layout.starts, index)]
 
     @property
     def position(self) -> dict[str, int]:
@@ -202,14 +162,64 @@ class CatalogImage:
 
     def product(self, product_id: str) -> dict[str, Any]:
         """The stored product, decoded now: only products a batch touches are ever decoded."""
-        decoded: dict[str, Any] = orjson.loads(self.entries[self.position[product_id]])
+        decoded: dict[str, Any] = orjson.loads(self.entry(self.position[product_id]))
         return decoded
 
     def products(self) -> list[dict[str, Any]]:
-        return [orjson.loads(entry) for entry in self.entries]
+        return [orjson.loads(self.entry(index)) for index in range(len(self))]
+
+    def _segments(self) -> list[tuple[int, int, bytes | None]]:
+        """An image of a file in file order: ``(first, stop, None)`` for a run of the file's entries,
+        ``(index, index + 1, entry)`` for a new one."""
+        assert self._base is not None
+        count, segments, at = len(self._base[1].starts), [], 0
+        for index in sorted(self._fresh):
+            if at < min(index, count):
+                segments.append((at, min(index, count), None))
+            segments.append((index, index + 1, self._fresh[index]))
+            at = index + 1
+        if at < count:
+            segments.append((at, count, None))
+        return segments
 
     def to_bytes(self) -> bytes:
-        return join_entries(self.entries)
+        self._parse()
+        if self._base is None:
+            return join_entries(self.entries)
+        data, layout = self._base
+        if not self._fresh:
+            return data  # the file itself
+        view = memoryview(data)
+        return join_entries([entry if entry is not None else view[layout.starts[first]:entry_end(data, layout.starts,
+                                                                                                   stop - 1)]
+                             for first, stop, entry in self._segments()])
+
+    def _file(self) -> tuple[bytes, Cut]:
+        """This image as one file in our layout and its cut (the file written for it, once ``sealed_as``)."""
+        self._parse()
+        if self._base is None or self._fresh:
+            self._rebase(self.to_bytes())
+        assert self._base is not None
+        return self._base
+
+    def _rebase(self, data: bytes) -> None:
+        """Make this image the image of ``data``, its ``to_bytes``: the entries become views of it,
+        one buffer instead of the buffers they came from."""
+        if self._base is None:
+            entries = self.entries
+            starts = list(itertools.accumulate((len(entry) + 2 for entry in entries[:-1]), initial=2)) if entries else []
+        else:
+            old, layout = self._base
+            starts, at = [], 2
+            for first, stop, entry in self._segments():
+                if entry is None:  # a run of the old file: every start moves by the same amount
+                    shift = at - layout.starts[first]
+                    starts.extend([start + shift for start in layout.starts[first:stop]])
+                    at = entry_end(old, layout.starts, stop - 1) + shift + 2
+                else:
+                    starts.append(at)
+                    at += len(entry) + 2
+        self._entries, self._base, self._fresh = None, (data, Cut(self._ids, starts)), {}
 
     def with_changes(self, changed: Mapping[str, Mapping[str, Any]], order: Sequence[str] | None) -> CatalogImage:
         """A new image: ``changed`` products re-serialized, in ``order`` when given (every id, once).
@@ -217,19 +227,30 @@ class CatalogImage:
         Its ``sha256`` is left None until the image is written (``sealed_as``).
         """
         fresh = {product_id: entry_bytes(product) for product_id, product in changed.items()}
-        if order is None:
-            entries = list(self.entries)
-            position = self.position
-            for product_id, entry in fresh.items():
-                entries[position[product_id]] = entry
-            image = CatalogImage(self.ids, entries, None)
-            image._position = position  # same ids, same places
-            return image
-        position = self.position
-        entries = [fresh[p] if p in fresh else self.entries[position[p]] for p in order]
-        return CatalogImage(list(order), entries, None)
+        ids, position = self.ids, self.position
+        if order is not None and not (len(order) >= len(ids) and order[:len(ids)] == ids):
+            entries = self.entries
+            return CatalogImage(list(order), [fresh[p] if p in fresh else entries[position[p]] for p in order], None)
+        # The same products in the same places, perhaps new ones after them (the usual change):
+        # the index is extended, not rebuilt, and the entries stay where they are.
+        appended = [] if order is None else list(order[len(ids):])
+        if appended:
+            position = {**position, **{product_id: len(ids) + index for index, product_id in enumerate(appended)}}
+        new_entries = {position[product_id]: entry for product_id, entry in fresh.items()}
+        new_ids = [*ids, *appended] if appended else ids
+        if self._base is not None:
+            image = CatalogImage._of_file(*self._base, None, {**self._fresh, **new_entries}, new_ids)
+        else:
+            entries = [*self.entries, *(fresh[product_id] for product_id in appended)]
+            for index, entry in new_entries.items():
+                entries[index] = entry
+            image = CatalogImage(new_ids, entries, None)
+        image._position = position
+        return image
 
-    def sealed_as(self, sha256: str | None) -> CatalogImage:
-        """This image, once written: the sha256 of its bytes, as the commit computed it."""
+    def sealed_as(self, sha256: str | None, data: bytes) -> CatalogImage:
+        """This image, once written as ``data`` (its ``to_bytes``): the sha256 of its bytes, as the
+        commit computed it; its entries become views of ``data``, kept instead of theirs."""
         self.sha256 = sha256
+        self._rebase(data)
         return self

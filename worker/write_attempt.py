@@ -99,7 +99,7 @@ class WriteAttempt:
         except BaseException:
             discard(backup)  # the commit did not happen: nor did its backup
             raise
-        kept = self.image if image is None else image.sealed_as(committed.catalog_sha256)
+        kept = self.image if image is None else image.sealed_as(committed.catalog_sha256, new_catalog)
         self.store.remember(Recovered(self.state.settled(), kept, None, committed.state_identity))
         # Past the commit point nothing may fail the batch: this is best effort.
         forget_abandoned(self.store.redis, self.store.settings.queue, self.abandoned)
@@ -117,3 +117,7 @@ class AsWritten(CatalogImage):
 
     def to_bytes(self) -> bytes:
         return self._data
+
+    def sealed_as(self, sha256: str | None, data: bytes) -> CatalogImage:
+        self.sha256 = sha256  # its entries stay apart: ``data`` is not in our layout
+        return self
