@@ -59,7 +59,12 @@ def mask_urls(text: str) -> str:
         user, has_password, _ = match["userinfo"].partition(":")
         return f"{match['scheme']}{user}:{MASK}@" if has_password else f"{match['scheme']}{MASK}@"
 
-    return _QUERY_PASSWORD.sub(lambda m: f"{m['key']}{MASK}", _URL_USERINFO.sub(userinfo, text))
+    # Most lines hold neither a URL nor a password parameter: two substring tests spare them both regexes.
+    if "://" in text:
+        text = _URL_USERINFO.sub(userinfo, text)
+    if "password" in text.lower():
+        text = _QUERY_PASSWORD.sub(lambda m: f"{m['key']}{MASK}", text)
+    return text
 
 
 def url_secrets(urls: Iterable[str | None]) -> set[str]:

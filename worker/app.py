@@ -53,7 +53,7 @@ class WorkerContext:
         store = self._store
         if store is not None:
             metrics.record_commit(store.redis, self.settings.queue, stats.batches, stats.commit_seconds,
-                                  stats.lock_wait_seconds, stats.committed_at)
+                                  stats.lock_wait_seconds, stats.committed_at, stats.results)
 
     @property
     def committer(self) -> GroupCommitter:

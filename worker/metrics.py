@@ -95,25 +95,24 @@ def _send(client: redis.Redis, what: str, fill: Callable[[Any], Any]) -> None:
         log.warning("metrics: could not record %s (%s); the batch is not affected", what, exc)
 
 
+def _count_outcome(pipe: redis.client.Pipeline, queue: str, result: BatchResult) -> None:
+    key = counters_key(queue)
+    pipe.hincrby(key, f"batches:{result.status.value}", 1)
+    if result.status in (BatchStatus.APPLIED, BatchStatus.UNCHANGED):
+        for change in RECORD_CHANGES:
+            count = getattr(result, change)
+            if count:
+                pipe.hincrby(key, f"records:{change}", count)
+        if result.superseded:
+            pipe.hincrby(key, "superseded_fields", len(result.superseded))
+
+
 def record_batch(client: redis.Redis, queue: str, result: BatchResult) -> None:
     """Count one batch's final outcome; for applied and unchanged batches also its records and superseded fields.
 
     A duplicate counts as a duplicate only: its records were counted when it was first applied.
     """
-    outcome = result.status.value
-
-    def fill(pipe: redis.client.Pipeline) -> None:
-        key = counters_key(queue)
-        pipe.hincrby(key, f"batches:{outcome}", 1)
-        if result.status in (BatchStatus.APPLIED, BatchStatus.UNCHANGED):
-            for change in RECORD_CHANGES:
-                count = getattr(result, change)
-                if count:
-                    pipe.hincrby(key, f"records:{change}", count)
-            if result.superseded:
-                pipe.hincrby(key, "superseded_fields", len(result.superseded))
-
-    _send(client, f"the outcome of batch {result.batch_id}", fill)
+    _send(client, f"the outcome of batch {result.batch_id}", lambda pipe: _count_outcome(pipe, queue, result))
 
 
 def record_failure(client: redis.Redis, queue: str, batch_id: str) -> None:
@@ -131,15 +130,18 @@ def record_lost(client: redis.Redis, queue: str, batch_id: str) -> None:
 
 
 def record_commit(client: redis.Redis, queue: str, batches: int, commit_seconds: float,
-                  lock_wait_seconds: float, committed_at: float) -> None:
+                  lock_wait_seconds: float, committed_at: float, results: Sequence[BatchResult] = ()) -> None:
     """Observe one commit: its duration, the wait for the lock before it, how many batches it
-    carried (group commit), and its time (Unix seconds) as the last commit."""
+    carried (group commit), and its time (Unix seconds) as the last commit; and count the
+    outcomes of the batches it decided (``record_batch``), in the same round trip."""
 
     def fill(pipe: redis.client.Pipeline) -> None:
         _observe(pipe, queue, "commit_seconds", commit_seconds)
         _observe(pipe, queue, "lock_wait_seconds", lock_wait_seconds)
         _observe(pipe, queue, "batches_per_commit", float(batches))
         pipe.hset(times_key(queue), "last_commit", repr(float(committed_at)))
+        for result in results:
+            _count_outcome(pipe, queue, result)
 
     _send(client, "a commit", fill)
 

@@ -220,7 +220,8 @@ class CatalogStore:
             write.commit(image if changed else None, backup)
         results = [outcomes[i] for i in range(len(requests))]
         if self.on_commit is not None:
-            self.on_commit(CommitStats(len(requests), locked - started, time.perf_counter() - locked, time.time()))
+            self.on_commit(CommitStats(len(requests), locked - started, time.perf_counter() - locked, time.time(),
+                                       tuple(outcome for outcome in results if isinstance(outcome, BatchResult))))
         for outcome in results:
             if isinstance(outcome, BatchResult) and outcome.status != BatchStatus.DUPLICATE:
                 log.info("batch %s (sequence %s) %s: %d created, %d updated, %d unchanged, %d superseded field(s)",

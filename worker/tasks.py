@@ -137,12 +137,13 @@ def _forged_sequence(context: Context, message: BatchMessage) -> BatchResult | N
         f"{ceiling}); take sequences from the queue's counter (docs/message-format.md)")])
 
 
-def _apply(task: Task, context: Context, message: BatchMessage, final_attempt: bool) -> dict[str, Any]:
+def _apply(task: Task, context: Context, message: BatchMessage, final_attempt: bool) -> tuple[dict[str, Any], bool]:
+    """The batch's outcome, and whether a commit decided it (then the commit counted it in the metrics)."""
     log.info("batch %s from %s: %d record(s), attempt %d",
              message.batch_id, message.source, len(message.items), task.request.retries + 1)
     forged = _forged_sequence(context, message)
     if forged is not None:
-        return _reject(context, forged, message, final_attempt)
+        return _reject(context, forged, message, final_attempt), False
     try:
         request = context.store.request(message.items, message.batch_id, message.sequence, final_attempt,
                                         message.source)
@@ -151,9 +152,9 @@ def _apply(task: Task, context: Context, message: BatchMessage, final_attempt: b
         abandon(context, message)
         too_large = BatchResult(batch_id=message.batch_id, status=BatchStatus.REJECTED,
                                 errors=[RecordError(index=None, msg=str(exc))])
-        return _reject(context, too_large, message, final_attempt)
+        return _reject(context, too_large, message, final_attempt), False
     if result.status == BatchStatus.REJECTED:
-        return _reject(context, result, message, final_attempt)
+        return _reject(context, result, message, final_attempt), True
     original = result.original
     if original is not None and original.status == BatchStatus.REJECTED and result.content_matches is not False:
         # Rejected before, perhaps by this very delivery whose record of it then failed: record
@@ -162,7 +163,7 @@ def _apply(task: Task, context: Context, message: BatchMessage, final_attempt: b
     log.info("batch %s from %s %s (sequence %s): %d created, %d updated, %d unchanged, %d superseded field(s)",
              message.batch_id, message.source, result.status.value, result.sequence, result.created, result.updated,
              result.unchanged, len(result.superseded), extra={"fence": result.fence})
-    return result.model_dump(mode="json")
+    return result.model_dump(mode="json"), True
 
 
 def _retry_or_fail(task: Task, context: Context, message: BatchMessage | None, exc: BaseException) -> NoReturn:
@@ -196,10 +197,11 @@ def ingest_batch(task: Task, context: Context, payload: Any) -> dict[str, Any]:
     try:
         if isinstance(parsed, BatchResult):
             abandon(context, payload if isinstance(payload, dict) else None)
-            outcome = _reject(context, parsed, None, final_attempt)
+            outcome, counted = _reject(context, parsed, None, final_attempt), False
         else:
-            outcome = _apply(task, context, parsed, final_attempt)
-        _count(context, lambda client, queue: metrics.record_batch(client, queue, BatchResult.model_validate(outcome)))
+            outcome, counted = _apply(task, context, parsed, final_attempt)
+        if not counted:  # outcomes a commit decided are counted with it, in one round trip for the group
+            _count(context, lambda client, queue: metrics.record_batch(client, queue, BatchResult.model_validate(outcome)))
         return outcome
     except TRANSIENT as exc:
         # The soft limit is longer than the lock timeout, so hitting it means a slow disk or a

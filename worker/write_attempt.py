@@ -55,6 +55,7 @@ class CommitStats:
     lock_wait_seconds: float
     commit_seconds: float
     committed_at: float  # Unix time
+    results: tuple[BatchResult, ...] = ()  # the outcomes it decided (not those left to a retry)
 
 
 class WriteAttempt:
