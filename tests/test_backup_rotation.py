@@ -22,7 +22,7 @@ from catalog_core.settings import Settings
 from tests.conftest import CliRunner
 from tests.helpers import product
 from worker.backup_policy import BackupPolicy
-from worker.backups import (backup_name, backup_usage, find_backup, hold_cap, list_backups, read_backup,
+from worker.backups import (CapWatch, backup_name, backup_usage, find_backup, hold_cap, list_backups, read_backup,
                             rotate_backups)
 from worker.store import CatalogStore
 
@@ -251,6 +251,21 @@ def test_holding_the_cap_between_rotations_deletes_only_the_oldest_and_compresse
     assert [backup.path for backup in doomed] == paths[:3]
     assert [p.exists() for p in paths] == [False, False, False, True, True]
     assert hold_cap(catalog, backup_dir, BackupPolicy(max_bytes=0)) == []
+
+
+def test_the_cap_held_after_each_commit_also_counts_backups_another_writer_added_since_its_last_look(
+    catalog: Path, backup_dir: Path
+) -> None:
+    policy, watch = BackupPolicy(max_bytes=2500), CapWatch()
+    backup_dir.mkdir(parents=True, exist_ok=True)
+    first = plant(backup_dir, catalog, dt.timedelta(minutes=50), b"x" * 1000)
+    assert watch.hold(catalog, backup_dir, policy, first) == []  # its first look: the whole folder
+    ours = plant(backup_dir, catalog, dt.timedelta(minutes=40), b"x" * 1000)
+    assert watch.hold(catalog, backup_dir, policy, ours) == []  # 2,000 bytes: under the cap
+    plant(backup_dir, catalog, dt.timedelta(minutes=30), b"x" * 1000)  # another worker's commit
+    newest = plant(backup_dir, catalog, dt.timedelta(minutes=20), b"x" * 10)
+    assert [backup.path for backup in watch.hold(catalog, backup_dir, policy, newest)] == [first]
+    assert not first.exists() and ours.exists()
 
 
 def test_backup_usage_reports_count_bytes_ages_and_nearness_to_the_cap(settings: Settings) -> None:

@@ -182,15 +182,47 @@ def hold_cap(catalog: Path, backup_dir: Path, policy: BackupPolicy) -> list[Back
     Cheap (one listing of the folder): meant to run right after a commit, past its commit point
     and best effort, so that a burst of commits cannot fill the disk between two rotations.
     """
-    if policy.max_bytes <= 0:
-        return []
-    doomed = plan_cap(list_backups(catalog, backup_dir), policy)
-    for backup in doomed:
-        _remove(backup)
-    if doomed:
-        log.info("backups over the %s-byte cap: deleted %d (%s)", f"{policy.max_bytes:,}", len(doomed),
-                 ", ".join(backup.name for backup in doomed))
-    return doomed
+    return CapWatch().hold(catalog, backup_dir, policy, None)
+
+
+class CapWatch:
+    """``hold_cap`` for a writer that calls it after each backup it adds: the folder is examined
+    only when it changed otherwise since the last pass.
+
+    Why: a full pass stats and parses every backup's name, a few milliseconds for the hundred
+    or more backups a cap of gigabytes holds, after every commit. The names alone (one
+    ``listdir``) tell whether anyone else added, removed or compressed a backup since the last
+    pass; if not, the total is the last one plus the backup just added.
+    """
+
+    def __init__(self) -> None:
+        self._names: frozenset[str] | None = None
+        self._total = 0
+
+    def hold(self, catalog: Path, backup_dir: Path, policy: BackupPolicy, added: Path | None) -> list[Backup]:
+        if policy.max_bytes <= 0:
+            return []
+        if added is not None and self._names is not None:
+            try:
+                names, size = frozenset(os.listdir(backup_dir)), os.stat(added).st_size
+            except OSError:
+                names, size = frozenset(), 0
+            if names == self._names | {added.name} and self._total + size <= policy.max_bytes:
+                self._names, self._total = names, self._total + size
+                return []
+        backups = list_backups(catalog, backup_dir)
+        doomed = plan_cap(backups, policy)
+        for backup in doomed:
+            _remove(backup)
+        if doomed:
+            log.info("backups over the %s-byte cap: deleted %d (%s)", f"{policy.max_bytes:,}", len(doomed),
+                     ", ".join(backup.name for backup in doomed))
+        try:
+            self._names = frozenset(os.listdir(backup_dir))
+        except OSError:
+            self._names = None
+        self._total = sum(backup.size_bytes for backup in backups if backup not in doomed)
+        return doomed
 
 
 def read_backup(backup: Backup, max_bytes: int | None = None) -> bytes:

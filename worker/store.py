@@ -40,7 +40,7 @@ from schemas import BatchResult, BatchStatus
 from schemas.batch import digest_of, records_json
 from worker.atomic import discard
 from worker.backup_policy import BackupPolicy
-from worker.backups import find_backup, hold_cap, read_backup, take_backup
+from worker.backups import CapWatch, find_backup, read_backup, take_backup
 from worker.catalog_image import CatalogImage
 from worker.commit import Recovered, recover_for_write
 from worker.lock import HeldLock, catalog_lock
@@ -72,6 +72,7 @@ class CatalogStore:
         self._client: redis.Redis | None = None
         self._known: Recovered | None = None
         self._ceiling_seen = 0  # the highest sequence the counter was seen to have issued
+        self._cap = CapWatch()
         # Called after each durable write of apply_group (the worker records metrics with it);
         # it must not raise: the batches are committed.
         self.on_commit: Callable[[CommitStats], None] | None = None
@@ -94,11 +95,11 @@ class CatalogStore:
         self._ceiling_seen = max(self._ceiling_seen, ceiling)
         return sequence <= ceiling, ceiling
 
-    def hold_backup_cap(self) -> None:
-        """After a commit that added a backup: the oldest go if the folder passed its byte cap, so a
-        burst of commits cannot fill the disk between two rotations. Never fails the commit."""
+    def hold_backup_cap(self, added: Path) -> None:
+        """After a commit that added backup ``added``: the oldest go if the folder passed its byte cap,
+        so a burst of commits cannot fill the disk between two rotations. Never fails the commit."""
         try:
-            hold_cap(self.path, self.backup_dir, BackupPolicy.from_settings(self.settings))
+            self._cap.hold(self.path, self.backup_dir, BackupPolicy.from_settings(self.settings), added)
         except (CatalogError, OSError) as exc:
             log.warning("could not hold the backups under their byte cap: %s", exc)
 

@@ -106,7 +106,7 @@ class WriteAttempt:
         forget_abandoned(self.store.redis, self.store.settings.queue, self.abandoned)
         publish_committed(self.store.redis, self.store.settings.queue, self.store.settings.events_maxlen, self.state)
         if backup is not None:
-            self.store.hold_backup_cap()
+            self.store.hold_backup_cap(backup)
 
 
 class AsWritten(CatalogImage):
