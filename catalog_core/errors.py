@@ -103,6 +103,11 @@ class LockTimeoutError(CatalogError):
     retryable = True
 
 
+class LockBusyError(LockTimeoutError):
+    """Raised by a writer that asked for the catalog lock without waiting while another writer held it
+    (a worker then hands its batches to that writer: worker/group_commit.py)."""
+
+
 class LockLostError(CatalogError):
     """Raised when the catalog lock stopped being ours before the commit, so the write was abandoned."""
 

@@ -61,6 +61,9 @@ class Settings(BaseSettings):
     worker_threads: int = Field(16, ge=1, le=256, description="Batches one worker process holds at once (Celery "
                                 "threads pool). Those that arrive while a commit runs share the next commit.")
     group_commit_max_batches: int = Field(64, ge=1, le=10_000, description="Most batches one commit carries.")
+    staging: bool = Field(True, description="A worker that finds the lock held hands its batches to the holder "
+                          "(through <lock>:staging in Redis) instead of queuing for the lock: the holder keeps "
+                          "committing with its catalog cached, and more workers add throughput.")
     events_maxlen: int = Field(10_000, ge=0, description="Events the change stream (<queue>:events) keeps, about: "
                                "how far back `catalog history` and `catalog revert` reach. 0: no change stream.")
     rejected_keep: int = Field(10_000, ge=1, description="How many rejected batches are remembered.")

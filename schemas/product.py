@@ -20,6 +20,8 @@ INVISIBLE_CATEGORIES = frozenset({"Cc", "Cf", "Zl", "Zp"})
 
 def _a_clean_id(value: str) -> str:
     """One product, one spelling: no surrounding space, NFC, nothing invisible."""
+    if value.isascii() and value.isprintable() and value[0] != " " and value[-1] != " ":
+        return value  # the usual id, at once: printable ASCII is NFC and holds nothing invisible
     if value != value.strip():
         raise ValueError("must not start or end with white space")
     if not unicodedata.is_normalized("NFC", value):

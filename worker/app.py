@@ -17,9 +17,12 @@ from catalog_core.settings import Settings, check_timing_rules, load_settings, u
 from catalog_core.settings_rules import one_line, unknown_variable_warning
 from worker import bad_messages, metrics, ops_hooks
 from worker.broker_transport import TRANSPORT
+from schemas.staging import StagedBatch
 from worker.group_commit import GroupCommitter
+from worker.lock import lock_name
+from worker.staging import StagingArea, staging_key
 from worker.store import CatalogStore
-from worker.write_attempt import CommitStats
+from worker.write_attempt import BatchRequest, CommitStats
 from worker.tasks import register_tasks
 
 logger = logging.getLogger(__name__)
@@ -60,8 +63,20 @@ class WorkerContext:
         store = self.store
         with self._creating:
             if self._committer is None:
-                self._committer = GroupCommitter(store.apply_group, self.settings.group_commit_max_batches)
+                settings = self.settings
+                staging = StagingArea(lambda: store.redis, lambda: staging_key(lock_name(store.path)),
+                                      settings.max_batch_bytes, lambda staged: staged_request(store, staged))
+                self._committer = GroupCommitter(store.apply_group, settings.group_commit_max_batches,
+                                                 staging if settings.staging else None, settings.lock_timeout)
             return self._committer
+
+
+def staged_request(store: CatalogStore, staged: StagedBatch) -> BatchRequest:
+    """A batch another worker staged, checked as this worker checks its own: the sequence issued
+    (anyone can write to Redis), and the size limits."""
+    if staged.sequence is not None and not store.sequence_issued(staged.sequence)[0]:
+        raise ValueError(f"staged batch {staged.batch_id}: sequence {staged.sequence} was never issued")
+    return store.request(staged.records, staged.batch_id, staged.sequence, staged.final_attempt, staged.source)
 
 
 def settings_from_environment() -> Settings:

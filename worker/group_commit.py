@@ -1,14 +1,24 @@
-"""Group commit: the batches a worker's threads bring while a commit runs go together in the next.
+"""Group commit: the batches a worker's threads bring while a commit runs go together in the next,
+and with staging, so do the batches of the other workers.
 
 Why: a commit costs one catalog write (temp file, fsync, renames), whatever the number of
 batches it carries, so at one batch per commit the disk caps throughput at a few batches per
 second, however many workers run. Here the threads of one worker process (Celery's ``threads``
 pool) hand their batch to a ``GroupCommitter``. The first thread to find nobody committing
 becomes the leader: it takes every batch waiting, and once it holds the catalog lock every
-batch that came meanwhile (up to ``max_batches`` in all), and applies them in one locked write (``CatalogStore.apply_group``: one lock, one catalog write, one backup, one state
-write) and hands each thread its own outcome. Threads that arrived meanwhile wait; when the
-leader is done, one of them leads the next group. No thread runs for another's sake once its
-own batch is done, and nothing runs in the background.
+batch that came meanwhile (up to ``max_batches`` in all), and applies them in one locked write
+(``CatalogStore.apply_group``: one lock, one catalog write, one backup, one state write) and
+hands each thread its own outcome. Threads that arrived meanwhile wait; when the leader is
+done, one of them leads the next group. Nothing runs in the background.
+
+Staging (worker/staging.py; docs/commit-protocol.md, "Staging"): a leader that finds the lock
+held by another worker does not queue for it. It stages its group in Redis and waits for the
+answers; the holder takes staged batches into its next commit beside its own and answers each
+once that commit is durable. Every ``POLL_S`` without all its answers, the leader tries the
+lock again: once it has it, it takes back its entries no holder took, and commits them, with
+those no holder answered (their holder died or lost the lock: the ledger answers any it did
+commit as duplicates). So the worker that holds the lock keeps it while others feed it, and its
+cached catalog stays warm, instead of every commit first reading the one before.
 
 Every batch's outcome is given only after the commit that carries it is durable, so a thread
 returns (and Celery acknowledges the message, ``acks_late``) only then. A process killed in the
@@ -20,13 +30,29 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+import redis
+
+from catalog_core.errors import (
+    CatalogError, LockBusyError, LockTimeoutError, ProductNotYetCreatedError, RedisUnavailableError,
+)
 from schemas import BatchResult
-from worker.store import BatchRequest, Outcome
+from schemas.staging import StagedOutcome
+from worker.staging import Round, StagingArea, Taken
+from worker.write_attempt import BatchRequest, Outcome
 
 log = logging.getLogger(__name__)
+
+POLL_S = 0.05  # how often a leader whose batches are staged tries the lock itself
+# A leader whose last staged batches a holder answered less than this ago stages straight away:
+# that holder is busy and will take them, where taking the lock in the instant it is free
+# between two of its commits would make each worker's commit first read the other's.
+STAY_WITH_HOLDER_S = 1.0
+
+ApplyGroup = Callable[..., list[Outcome]]  # CatalogStore.apply_group
 
 
 @dataclass(eq=False)
@@ -37,16 +63,27 @@ class _Slot:
     group_size: int = field(default=0)
 
 
+@dataclass
+class _Handover:
+    """A leader's batches while they wait in the staging list: the round, and its slots in its order."""
+
+    round: Round | None = None
+    slots: list[_Slot] = field(default_factory=list)
+
+
 class GroupCommitter:
     """Applies batches from many threads in as few commits as they allow; one per worker process."""
 
-    def __init__(self, apply_group: Callable[[Sequence[BatchRequest], Callable[[], Sequence[BatchRequest]]],
-                                             list[Outcome]], max_batches: int) -> None:
+    def __init__(self, apply_group: ApplyGroup, max_batches: int, staging: StagingArea | None = None,
+                 stage_timeout: float = 60.0) -> None:
         self._apply_group = apply_group
         self._max_batches = max(1, max_batches)
+        self._staging = staging
+        self._stage_timeout = stage_timeout
         self._changed = threading.Condition()
         self._waiting: list[_Slot] = []
         self._leading = False
+        self._answered_at = float("-inf")  # when a holder last answered all of our staged batches
 
     def apply(self, request: BatchRequest) -> BatchResult:
         """The batch's own outcome, once a durable commit carries it; its own error otherwise."""
@@ -70,28 +107,129 @@ class GroupCommitter:
                     self._changed.notify_all()
 
     def _commit(self, group: list[_Slot]) -> None:
-        def gather() -> list[BatchRequest]:
-            """Once the lock is held: every batch that came while the leader waited for it joins."""
-            with self._changed:
-                room = self._max_batches - len(group)
-                taken, self._waiting = self._waiting[:room], self._waiting[room:]
-            group.extend(taken)
-            return [slot.request for slot in taken]
-
+        """Give every slot of ``group`` (which grows by the batches gathered) its outcome."""
         interrupted: BaseException | None = None
         try:
-            outcomes: Sequence[Outcome | BaseException] = self._apply_group(
-                [slot.request for slot in group], gather)
-        except BaseException as exc:  # the commit itself failed: nothing of the group was committed
-            outcomes = [exc] * len(group)
+            if self._staging is None:
+                self._lead(group, wait=True, handover=_Handover())
+            else:
+                self._lead_or_stage(group)
+        except BaseException as exc:  # nothing of what is left was committed
+            for slot in group:
+                if slot.outcome is None:
+                    slot.outcome = exc
             interrupted = None if isinstance(exc, Exception) else exc
-        if len(group) > 1:
-            log.info("group commit: %d batches in one commit", len(group))
         with self._changed:
-            for slot, outcome in zip(group, outcomes, strict=True):
-                slot.outcome, slot.done, slot.group_size = outcome, True, len(group)
+            for slot in group:
+                slot.done, slot.group_size = True, len(group)
         if interrupted is not None:
             raise interrupted  # a thread told to stop (the pool shutting down) still stops
+
+    def _lead_or_stage(self, group: list[_Slot]) -> None:
+        assert self._staging is not None
+        handover = _Handover()
+        deadline = time.monotonic() + self._stage_timeout
+        holder_busy = time.monotonic() - self._answered_at < STAY_WITH_HOLDER_S
+        while any(slot.outcome is None for slot in group):
+            if not holder_busy:
+                try:
+                    self._lead(group, wait=False, handover=handover)
+                    return
+                except LockBusyError:
+                    pass
+            holder_busy = False  # from the next poll on, the lock is tried as well
+            try:
+                if handover.round is None:
+                    handover.slots = [slot for slot in group if slot.outcome is None]
+                    handover.round = self._staging.stage([slot.request for slot in handover.slots])
+                answers = self._staging.wait(handover.round, POLL_S)
+            except redis.RedisError as exc:
+                if handover.round is None:  # nothing staged: queue for the lock as without staging
+                    log.warning("could not stage %d batches (%s); waiting for the lock", len(group), exc)
+                    self._lead(group, wait=True, handover=handover)
+                    return
+                raise RedisUnavailableError(f"Redis failed while waiting for staged batches: {exc}") from None
+            self._settle(handover.slots, answers)
+            if all(slot.outcome is not None for slot in handover.slots):
+                self._answered_at = time.monotonic()
+            if time.monotonic() > deadline and any(slot.outcome is None for slot in group):
+                self._withdraw_quietly(handover)  # the retry of each comes back through the queue
+                raise LockTimeoutError(f"another writer held the lock for over {self._stage_timeout:g}s "
+                                       "(CATALOG_LOCK_TIMEOUT), and committed none of the batches staged for it")
+
+    def _lead(self, group: list[_Slot], wait: bool, handover: _Handover) -> None:
+        """Commit ``group``'s open batches, those waiting here and staged ones, holding the lock
+        (waiting for it only if ``wait``, else ``LockBusyError`` when it is held)."""
+        carried: list[_Slot | Taken] = [] if handover.round is not None else [s for s in group if s.outcome is None]
+
+        def gather() -> list[BatchRequest]:
+            """Once the lock is held: our staged batches no holder answered, batches that came
+            while the leader waited here, and other workers' staged batches join."""
+            joining: list[_Slot | Taken] = self._take_back(handover)
+            with self._changed:
+                room = self._max_batches - len(carried) - len(joining)
+                local, self._waiting = self._waiting[:max(room, 0)], self._waiting[max(room, 0):]
+            group.extend(local)
+            joining.extend(local)
+            if self._staging is not None:
+                joining.extend(self._staging.take(self._max_batches - len(carried) - len(joining)))
+            carried.extend(joining)
+            return [item.request for item in joining]
+
+        def deliver(outcomes: list[Outcome]) -> None:
+            """Under the lock, the commit durable: answer the staged batches."""
+            if self._staging is not None:
+                self._staging.answer([(item, _answer(item, outcome))
+                                      for item, outcome in zip(carried, outcomes, strict=True) if isinstance(item, Taken)])
+
+        try:
+            outcomes = self._apply_group([item.request for item in carried], gather, deliver, wait_for_lock=wait)
+        except BaseException:
+            if self._staging is not None:
+                self._staging.give_back([item for item in carried if isinstance(item, Taken)])
+            raise
+        for item, outcome in zip(carried, outcomes, strict=True):
+            if isinstance(item, _Slot):
+                item.outcome = outcome
+        if len(carried) > 1:
+            staged = sum(isinstance(item, Taken) for item in carried)
+            log.info("group commit: %d batches in one commit%s", len(carried),
+                     f" ({staged} staged by other workers)" if staged else "")
+
+    def _take_back(self, handover: _Handover) -> list[_Slot | Taken]:
+        """Under the lock: our staged entries no holder took come back; those taken are answered by
+        now (a holder answers before it releases the lock), or their holder is gone: both kinds
+        left unanswered are ours to commit (the ledger tells a duplicate)."""
+        staged, handover.round = handover.round, None
+        if staged is None or self._staging is None:
+            return []
+        open_slots = [index for index, slot in enumerate(handover.slots) if slot.outcome is None]
+        try:
+            withdrawn = self._staging.withdraw(staged, open_slots)
+            self._settle([handover.slots[i] for i in open_slots if i not in withdrawn],
+                         self._staging.answers_now(staged))
+        except redis.RedisError as exc:
+            log.warning("could not take back staged batches (%s); committing them here", exc)
+        return [handover.slots[i] for i in open_slots if handover.slots[i].outcome is None]
+
+    def _withdraw_quietly(self, handover: _Handover) -> None:
+        if handover.round is not None and self._staging is not None:
+            try:
+                self._staging.withdraw(handover.round, [i for i, s in enumerate(handover.slots) if s.outcome is None])
+            except redis.RedisError as exc:
+                log.warning("could not take back staged batches (%s); a holder may commit them first", exc)
+
+    @staticmethod
+    def _settle(slots: Sequence[_Slot], answers: Sequence[StagedOutcome]) -> None:
+        """Each answer to the first open slot of its batch id (a batch may be there twice)."""
+        for answer in answers:
+            slot = next((s for s in slots if s.outcome is None and s.request.batch_id == answer.batch_id), None)
+            if slot is None:
+                continue  # stale (an earlier round's) or not ours
+            if answer.result is not None:
+                slot.outcome = answer.result
+            else:
+                slot.outcome = ProductNotYetCreatedError(answer.retry or "retry")
 
     @staticmethod
     def _outcome(slot: _Slot) -> BatchResult:
@@ -99,3 +237,10 @@ class GroupCommitter:
             raise slot.outcome
         assert slot.outcome is not None
         return slot.outcome
+
+
+def _answer(item: Taken, outcome: Outcome) -> StagedOutcome:
+    if isinstance(outcome, BatchResult):
+        return StagedOutcome(batch_id=item.request.batch_id, result=outcome)
+    assert isinstance(outcome, CatalogError)
+    return StagedOutcome(batch_id=item.request.batch_id, retry=str(outcome))

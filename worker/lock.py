@@ -29,11 +29,15 @@ import orjson
 import redis
 import redis_lock
 
-from catalog_core.errors import LockLostError, LockTimeoutError, RedisUnavailableError
+from catalog_core.errors import LockBusyError, LockLostError, LockTimeoutError, RedisUnavailableError
 from catalog_core.redis_client import LOCK_WAIT_STEP
 from worker.catalog_id import ensure_catalog_id, read_catalog_id
 
 log = logging.getLogger(__name__)
+# python-redis-lock logs every acquisition at INFO and every lock found held by a non-blocking
+# attempt at WARNING: both routine here (a commit each; staging asks without waiting). Our own
+# lines say what matters (worker/group_commit.py, `catalog lock`).
+logging.getLogger("redis_lock.acquire").setLevel(logging.ERROR)
 
 # Who this process is, for the holder record (`catalog lock`): the Celery node name in workers
 # (set by worker/app.py when the worker starts, inherited by its prefork children), else the program.
@@ -132,21 +136,25 @@ class HeldLock:
 
 
 @contextmanager
-def catalog_lock(client: redis.Redis, catalog: Path, expire: int, timeout: float) -> Iterator[HeldLock]:
-    """Hold the catalog's write lock, auto-renewed, waiting at most ``timeout`` seconds for it."""
+def catalog_lock(client: redis.Redis, catalog: Path, expire: int, timeout: float,
+                 wait: bool = True) -> Iterator[HeldLock]:
+    """Hold the catalog's write lock, auto-renewed, waiting at most ``timeout`` seconds for it;
+    ``wait=False``: only if it is free now, else ``LockBusyError``."""
     name = lock_name(catalog)
     lock = _Lock(client, name, expire=expire, auto_renewal=True)
     deadline = time.monotonic() + timeout
     try:
-        while True:
+        acquired = not wait and lock.acquire(blocking=False)
+        if not wait and not acquired:
+            raise LockBusyError(f"another writer holds the lock on {catalog}")
+        while not acquired:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise LockTimeoutError(
                     f"another writer held the lock on {catalog} for over {timeout:g}s (CATALOG_LOCK_TIMEOUT)"
                 )
             step = max(1, min(LOCK_WAIT_STEP, int(remaining)))
-            if lock.acquire(blocking=True, timeout=step):
-                break
+            acquired = lock.acquire(blocking=True, timeout=step)
         _record_holder(lock, name, expire)
     except redis.RedisError as exc:
         raise RedisUnavailableError(f"Redis failed while taking the catalog lock: {exc}") from None

@@ -20,8 +20,10 @@ not depend on processing order either.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections import ChainMap
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any, Protocol
 
 from pydantic import ValidationError
@@ -125,6 +127,7 @@ def merge_into(
     """The merge itself, reading only the products the batch touches: what changes, not a new catalog."""
     position = catalog.position
     known_versions: Versions = versions or {}
+    versions_of = _reader(known_versions)
     merged: dict[str, dict[str, Any]] = {}
     stored: dict[str, dict[str, Any]] = {}  # the catalog's products this batch touched, decoded once
     outcome = MergeOutcome()
@@ -142,7 +145,7 @@ def merge_into(
                 stored[product_id] = catalog.product(product_id)
             base = stored[product_id]
         if (sequence is not None and base is not None and product_id not in merged
-                and known_versions.get(product_id, {}).get(CREATED, 0) > sequence and not _complete(record)):
+                and versions_of(product_id).get(CREATED, 0) > sequence and not _complete(record)):
             # In sequence order this product did not exist yet: a later batch created it. A
             # patch of it is what sequence order would reject (or, while a lower batch that may
             # create it is pending, retry), never a write of the fields its creator left out.
@@ -153,7 +156,7 @@ def merge_into(
             continue
         fields = dict(record)
         if sequence is not None and base is not None:
-            written = outcome.versions.get(product_id) or known_versions.get(product_id, {})
+            written = outcome.versions.get(product_id) or versions_of(product_id)
             fields = _newer_fields(record, index, sequence, written, outcome.superseded)
         candidate = fields if base is None else {**base, **fields}
         try:
@@ -165,7 +168,7 @@ def merge_into(
             continue
         merged[product_id] = product.to_record()
         if sequence is not None:
-            written = outcome.versions.get(product_id) or dict(known_versions.get(product_id, {}))
+            written = outcome.versions.get(product_id) or dict(versions_of(product_id))
             updated = {**written, **{name: sequence for name in fields if name != CREATED}}
             if base is None or _creates_earlier(record, sequence, written):
                 updated[CREATED] = sequence
@@ -193,11 +196,31 @@ def merge_into(
     if appended:
         outcome.order = [*catalog.ids, *appended]
     if sequence is not None and placed:
-        order = _place(catalog.ids, placed, sequence, known_versions)
+        order = _place(catalog.ids, placed, sequence, known_versions, position)
         outcome.moved = catalog.ids != order[: len(catalog.ids)]
         if order != catalog.ids:
             outcome.order = order
     return outcome
+
+
+def _reader(versions: Versions) -> Callable[[str], Mapping[str, int]]:
+    """``versions.get(product_id, {})``, fast for the state's layered versions (a ChainMap, whose
+    ``get`` is generic Python: a batch asks it a few times per record)."""
+    if not isinstance(versions, ChainMap):
+        return lambda product_id: versions.get(product_id, _NONE)
+    maps = versions.maps
+
+    def versions_of(product_id: str) -> Mapping[str, int]:
+        for layer in maps:
+            found = layer.get(product_id)
+            if found is not None:
+                return found
+        return _NONE
+
+    return versions_of
+
+
+_NONE: Mapping[str, int] = MappingProxyType({})
 
 
 def _complete(record: dict[str, Any]) -> bool:
@@ -214,8 +237,12 @@ def _creates_earlier(record: dict[str, Any], sequence: int, written: Mapping[str
     return written.get(CREATED, 0) > sequence and _complete(record)
 
 
-def _place(ids: list[str], placed: list[str], sequence: int, versions: Versions) -> list[str]:
+def _place(ids: list[str], placed: list[str], sequence: int, versions: Versions,
+           position: Mapping[str, int]) -> list[str]:
     """Insert ``placed`` as a block before the first product created by a higher sequence."""
+    if not any(product_id in position for product_id in placed) and (
+            not ids or versions.get(ids[-1], {}).get(CREATED, 0) <= sequence):
+        return [*ids, *placed]  # new products, and none created later sits last: they go at the end
     chosen = set(placed)
     rest = [p for p in ids if p not in chosen]
     at = len(rest)
@@ -228,6 +255,9 @@ def _same_product(merged: dict[str, Any], stored: dict[str, Any]) -> bool:
     """Equal data, even when the stored product lacks fields that only hold their defaults."""
     if merged == stored:
         return True
+    if merged.keys() == stored.keys() and not any(
+            isinstance(stored[name], dict | list) for name in merged if merged[name] != stored[name]):
+        return False  # every field there, and a plain value differs: no default can make up for it
     try:
         return Product.model_validate(stored).to_record() == merged
     except ValidationError:

@@ -106,8 +106,8 @@ class CatalogStore:
     def remember(self, recovered: Recovered | None) -> None:
         self._known = recovered if recovered is not None and recovered.state_identity is not None else None
 
-    def _locked(self) -> AbstractContextManager[HeldLock]:
-        return catalog_lock(self.redis, self.path, self.settings.lock_expire, self.settings.lock_timeout)
+    def _locked(self, wait: bool = True) -> AbstractContextManager[HeldLock]:
+        return catalog_lock(self.redis, self.path, self.settings.lock_expire, self.settings.lock_timeout, wait)
 
     def _begin(self, held: HeldLock) -> WriteAttempt:
         recovered = recover_for_write(self.path, self._known)
@@ -176,7 +176,9 @@ class CatalogStore:
         return outcome
 
     def apply_group(self, requests: Sequence[BatchRequest],
-                    gather: Callable[[], Sequence[BatchRequest]] | None = None) -> list[Outcome]:
+                    gather: Callable[[], Sequence[BatchRequest]] | None = None,
+                    deliver: Callable[[list[Outcome]], None] | None = None,
+                    wait_for_lock: bool = True) -> list[Outcome]:
         """Apply several batches in one commit: one lock, one catalog write, one backup, one state write.
 
         Each batch is still all or nothing and gets its own outcome, in ``requests``' order:
@@ -188,15 +190,19 @@ class CatalogStore:
 
         ``gather``, called once the lock is held, returns more batches to carry (those that came
         while this writer waited for the lock); their outcomes follow ``requests``' in the list.
+        ``deliver`` gets the outcomes once the commit is durable, before the lock is released
+        (a staged batch's answer: worker/group_commit.py). ``wait_for_lock=False``: only if the
+        lock is free now, else ``LockBusyError``.
         """
         carried = list(requests)
-        outcomes: list[Outcome] = self._with_retries(lambda: self._apply_group_once(carried, gather))
+        outcomes: list[Outcome] = self._with_retries(
+            lambda: self._apply_group_once(carried, gather, deliver, wait_for_lock))
         return outcomes
 
-    def _apply_group_once(self, requests: list[BatchRequest],
-                          gather: Callable[[], Sequence[BatchRequest]] | None) -> list[Outcome]:
+    def _apply_group_once(self, requests: list[BatchRequest], gather: Callable[[], Sequence[BatchRequest]] | None,
+                          deliver: Callable[[list[Outcome]], None] | None, wait_for_lock: bool) -> list[Outcome]:
         started = time.perf_counter()
-        with self._locked() as held:
+        with self._locked(wait_for_lock) as held:
             locked = time.perf_counter()
             if gather is not None:
                 requests.extend(gather())  # kept if this attempt starts over
@@ -219,7 +225,9 @@ class CatalogStore:
                 discard(backup)
                 raise
             write.commit(image if changed else None, backup)
-        results = [outcomes[i] for i in range(len(requests))]
+            results = [outcomes[i] for i in range(len(requests))]
+            if deliver is not None:
+                deliver(results)
         if self.on_commit is not None:
             self.on_commit(CommitStats(len(requests), locked - started, time.perf_counter() - locked, time.time(),
                                        tuple(outcome for outcome in results if isinstance(outcome, BatchResult))))

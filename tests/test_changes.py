@@ -1,0 +1,48 @@
+"""worker.changes: the change stream's events are exactly what the event schema makes of them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from schemas.events import ChangeEvent, FieldChange
+from worker.changes import change_event, field_changes
+
+VALUES = st.none() | st.booleans() | st.integers(-10, 10) | st.text(max_size=4) | st.lists(st.integers(0, 3), max_size=2)
+PRODUCTS = st.dictionaries(st.sampled_from(["a", "b", "c", "d"]), VALUES, max_size=4)
+
+
+@settings(max_examples=200, deadline=None)
+@given(before=st.none() | PRODUCTS, after=PRODUCTS)
+def test_field_changes_name_every_field_that_differs_once_with_its_old_and_new_value(
+    before: dict[str, Any] | None, after: dict[str, Any]
+) -> None:
+    changes = {change.field: change for change in field_changes(before, after)}
+    old = before or {}
+    for name in set(old) | set(after):  # the reference: a field changed iff absent on one side or unequal
+        differs = (name in old) != (name in after) or old.get(name) != after.get(name)
+        assert (name in changes) == differs
+        if differs:
+            assert changes[name] == FieldChange(field=name, old=old.get(name), new=after.get(name),
+                                                old_absent=name not in old, new_absent=name not in after)
+
+
+@settings(max_examples=200, deadline=None)
+@given(previous=st.dictionaries(st.sampled_from(["P1", "P2"]), PRODUCTS), after=st.lists(PRODUCTS, max_size=3),
+       removed=st.dictionaries(st.sampled_from(["P3"]), PRODUCTS), backup=st.booleans())
+def test_an_event_built_as_json_values_is_exactly_the_dump_of_its_schema(
+    previous: dict[str, dict[str, Any]], after: list[dict[str, Any]], removed: dict[str, dict[str, Any]],
+    backup: bool,
+) -> None:
+    changed = {f"P{i + 1}": {**product, "product_id": f"P{i + 1}"} for i, product in enumerate(after)}
+    removed = {product_id: {**product, "product_id": product_id} for product_id, product in removed.items()}
+    event = change_event(7, "b1", "feed", 3, Path("products.json.bak") if backup else None, changed, previous, removed)
+    assert ChangeEvent.model_validate(event).model_dump(mode="json") == event
+    for change in event["changes"]:
+        if not change["deleted"]:
+            before = previous.get(change["product_id"])
+            assert change["created"] == (before is None)
+            assert [FieldChange(**f) for f in change["fields"]] == field_changes(before, changed[change["product_id"]])

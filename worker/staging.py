@@ -1,0 +1,175 @@
+"""The staging area: batches a worker hands to the holder of the catalog lock, and the answers.
+
+Why: a commit right after another worker's must first read that worker's state and catalog
+(milliseconds per megabyte), so workers taking turns at the lock pay that at every commit and
+do not add throughput. Instead, a worker that finds the lock held stages its batches here; the
+holder takes them into its next commit (worker/group_commit.py) with its own, and answers each
+once that commit is durable. The worker that stays the holder keeps its cached catalog warm.
+
+Keys (protocol in docs/commit-protocol.md, "Staging"):
+- ``<lock name>:staging``: a list of ``schemas.staging.StagedBatch`` JSON, one per batch;
+- ``catalog-ingest:staging:reply:<32 hex>``: one per staging round, the answers
+  (``StagedOutcome`` JSON), expiring after ``REPLY_TTL_S``.
+
+Everything read here comes from Redis, where anyone with access can write: an entry too large,
+malformed, with a sequence the counter never issued or over the batch limits is dropped with a
+warning (a worker that staged it would take it back itself); an answer that does not parse is
+ignored. No call here fails a commit.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import orjson
+import redis
+from pydantic import ValidationError
+
+from catalog_core.errors import CatalogError
+from schemas.staging import REPLY_KEY_PREFIX, StagedBatch, StagedOutcome
+from worker.write_attempt import BatchRequest
+
+log = logging.getLogger(__name__)
+
+REPLY_TTL_S = 600  # an answer nobody reads (its worker gave up or died) is gone after this
+ENVELOPE_BYTES = 64 * 1024  # what a staged entry may hold beyond its records
+
+# Pops up to ARGV[1] entries; an entry over ARGV[2] bytes is dropped unread (string.len is O(1)).
+_TAKE = """
+local taken, dropped = {}, 0
+while #taken < tonumber(ARGV[1]) do
+  local entry = redis.call('LPOP', KEYS[1])
+  if not entry then break end
+  if string.len(entry) <= tonumber(ARGV[2]) then taken[#taken + 1] = entry else dropped = dropped + 1 end
+end
+return {dropped, taken}
+"""
+
+
+def staging_key(lock_name: str) -> str:
+    return f"{lock_name}:staging"
+
+
+@dataclass
+class Round:
+    """One worker's batches, staged together: where their answers come, and each entry as pushed
+    (in the order of the requests staged)."""
+
+    reply_to: str
+    entries: list[bytes] = field(default_factory=list)
+
+
+@dataclass
+class Taken:
+    """A staged batch a holder carries: the entry as it came, and the request checked again from it."""
+
+    staged: StagedBatch
+    request: BatchRequest
+    entry: bytes
+
+
+class StagingArea:
+    """The staging list of one catalog, through the store's Redis client.
+
+    ``check`` turns a staged batch into a request again as the holder sees it (sizes, sequence
+    issued); it raises ``CatalogError`` or ``ValueError`` for one to drop.
+    """
+
+    def __init__(self, client: Callable[[], redis.Redis], key: Callable[[], str], max_batch_bytes: int,
+                 check: Callable[[StagedBatch], BatchRequest]) -> None:
+        self._client, self._key, self._check = client, key, check
+        self._max_entry_bytes = max_batch_bytes + ENVELOPE_BYTES
+
+    def stage(self, requests: Sequence[BatchRequest]) -> Round:
+        """Push ``requests`` for the holder (in one command); ``RedisError`` if Redis refuses."""
+        staged = Round(REPLY_KEY_PREFIX + uuid.uuid4().hex)
+        for request in requests:
+            assert request.planner is None, "a planned batch is decided under the lock, never staged"
+            staged.entries.append(orjson.dumps({
+                "batch_id": request.batch_id, "sequence": request.sequence, "source": request.source,
+                "final_attempt": request.final_attempt, "records": list(request.records),
+                "reply_to": staged.reply_to}))
+        self._client().rpush(self._key(), *staged.entries)
+        return staged
+
+    def wait(self, staged: Round, timeout: float) -> list[StagedOutcome]:
+        """The answers that came for ``staged`` within ``timeout`` seconds (maybe none)."""
+        first = self._client().blpop([staged.reply_to], timeout=timeout)
+        if first is None:
+            return []
+        return self._outcomes([first[1], *self._drain_answers(staged)])
+
+    def answers_now(self, staged: Round) -> list[StagedOutcome]:
+        return self._outcomes(self._drain_answers(staged))
+
+    def withdraw(self, staged: Round, indices: Sequence[int]) -> set[int]:
+        """Take back from the list the entries ``indices`` of ``staged`` no holder took yet; their indices."""
+        with self._client().pipeline(transaction=False) as pipe:
+            for index in indices:
+                pipe.lrem(self._key(), 1, staged.entries[index])
+            removed = pipe.execute()
+        return {index for index, count in zip(indices, removed, strict=True) if count}
+
+    def take(self, limit: int) -> list[Taken]:
+        """Up to ``limit`` staged batches for the holder's commit; never raises."""
+        if limit <= 0:
+            return []
+        try:
+            dropped, entries = self._client().eval(_TAKE, 1, self._key(), limit, self._max_entry_bytes)
+        except redis.RedisError as exc:
+            log.warning("could not take staged batches (%s); their workers will commit them", exc)
+            return []
+        if dropped:
+            log.warning("dropped %d staged entries over %d bytes", dropped, self._max_entry_bytes)
+        taken = []
+        for entry in entries:
+            try:
+                staged = StagedBatch.model_validate_json(entry)
+                taken.append(Taken(staged, self._check(staged), entry))
+            except (ValidationError, CatalogError, ValueError) as exc:
+                log.warning("dropped a staged entry: %s", str(exc).splitlines()[0][:300])
+        return taken
+
+    def give_back(self, taken: Sequence[Taken]) -> None:
+        """Stage again what a commit that failed had taken (another holder, or its worker, takes it)."""
+        if taken:
+            try:
+                self._client().lpush(self._key(), *(item.entry for item in reversed(taken)))
+            except redis.RedisError as exc:
+                log.warning("could not give back %d staged batches (%s); their workers will commit them",
+                            len(taken), exc)
+
+    def answer(self, answers: Sequence[tuple[Taken, StagedOutcome]]) -> None:
+        """Tell each staged batch's worker its outcome; never raises (a worker with no answer takes its
+        batch back and finds it in the ledger)."""
+        if not answers:
+            return
+        try:
+            with self._client().pipeline(transaction=False) as pipe:
+                for taken, outcome in answers:
+                    pipe.rpush(taken.staged.reply_to, outcome.model_dump_json())
+                    pipe.expire(taken.staged.reply_to, REPLY_TTL_S)
+                pipe.execute()
+        except redis.RedisError as exc:
+            log.warning("could not answer %d staged batches (%s); their workers will find them applied",
+                        len(answers), exc)
+
+    def _drain_answers(self, staged: Round) -> list[bytes]:
+        with self._client().pipeline(transaction=True) as pipe:
+            pipe.lrange(staged.reply_to, 0, 4 * len(staged.entries) + 16)  # bounded, whatever was pushed there
+            pipe.delete(staged.reply_to)
+            rest: list[bytes] = pipe.execute()[0]
+        return rest
+
+    @staticmethod
+    def _outcomes(raw: Sequence[bytes]) -> list[StagedOutcome]:
+        outcomes = []
+        for answer in raw:
+            try:
+                outcomes.append(StagedOutcome.model_validate_json(answer))
+            except ValidationError:
+                log.warning("ignored an answer to staged batches that does not parse")
+        return outcomes
