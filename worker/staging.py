@@ -53,6 +53,21 @@ def staging_key(lock_name: str) -> str:
     return f"{lock_name}:staging"
 
 
+def pop_entries(client: redis.Redis, key: str, limit: int, max_entry_bytes: int) -> tuple[int, list[bytes]]:
+    """Up to ``limit`` entries off the staging list, and how many were dropped for their size."""
+    dropped, entries = client.eval(_TAKE, 1, key, limit, max_entry_bytes)
+    return int(dropped), list(entries)
+
+
+def push_answers(client: redis.Redis, answers: Sequence[tuple[str, bytes]]) -> None:
+    """Each ``(reply list, answer)``, in one round trip; every reply list expires."""
+    with client.pipeline(transaction=False) as pipe:
+        for reply_to, answer in answers:
+            pipe.rpush(reply_to, answer)
+            pipe.expire(reply_to, REPLY_TTL_S)
+        pipe.execute()
+
+
 @dataclass
 class Round:
     """One worker's batches, staged together: where their answers come, and each entry as pushed
@@ -118,7 +133,7 @@ class StagingArea:
         if limit <= 0:
             return []
         try:
-            dropped, entries = self._client().eval(_TAKE, 1, self._key(), limit, self._max_entry_bytes)
+            dropped, entries = pop_entries(self._client(), self._key(), limit, self._max_entry_bytes)
         except redis.RedisError as exc:
             log.warning("could not take staged batches (%s); their workers will commit them", exc)
             return []
@@ -148,11 +163,8 @@ class StagingArea:
         if not answers:
             return
         try:
-            with self._client().pipeline(transaction=False) as pipe:
-                for taken, outcome in answers:
-                    pipe.rpush(taken.staged.reply_to, outcome.model_dump_json())
-                    pipe.expire(taken.staged.reply_to, REPLY_TTL_S)
-                pipe.execute()
+            push_answers(self._client(), [(taken.staged.reply_to, outcome.model_dump_json().encode())
+                                          for taken, outcome in answers])
         except redis.RedisError as exc:
             log.warning("could not answer %d staged batches (%s); their workers will find them applied",
                         len(answers), exc)

@@ -1,0 +1,132 @@
+"""worker.staging and the group committer's use of it, with two workers' committers in one process
+(each its own store and cache), real threads and a real Redis."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any
+
+import orjson
+import pytest
+
+from catalog_core.errors import LockTimeoutError
+from catalog_core.sequence import next_sequence
+from catalog_core.settings import Settings
+from schemas import BatchResult
+from tests.helpers import product
+from worker.app import WorkerContext
+from worker.lock import catalog_lock, lock_name
+from worker.staging import staging_key
+from worker.state import read_state, state_path
+
+WAIT_S = 20.0
+
+
+def worker(settings: Settings) -> WorkerContext:
+    context = WorkerContext(settings)
+    context.store.apply([product("SEED")], f"seed-{id(context)}") if not settings.catalog_path.exists() else None
+    return context
+
+
+def key(settings: Settings) -> str:
+    return staging_key(lock_name(settings.catalog_path))
+
+
+def request(context: WorkerContext, batch_id: str, records: list[Any]) -> Any:
+    return context.store.request(records, batch_id, next_sequence(context.store.redis, context.settings.queue))
+
+
+def in_thread(context: WorkerContext, batch_id: str, records: list[Any]) -> tuple[threading.Thread, dict[str, Any]]:
+    outcome: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            outcome["result"] = context.committer.apply(request(context, batch_id, records))
+        except Exception as exc:  # noqa: BLE001 - the test looks at it
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread, outcome
+
+
+def wait_for(condition: Any) -> None:
+    deadline = time.monotonic() + WAIT_S
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)
+
+
+def test_the_holder_commits_batches_staged_for_it_with_its_own_and_answers_each(settings: Settings) -> None:
+    holder, feeder = worker(settings), worker(settings)
+    staged = feeder.committer._staging.stage([request(feeder, "f1", [product("F1")]),  # type: ignore[union-attr]
+                                              request(feeder, "f2", [{"product_id": "GHOST", "category": "x"}])])
+    own = holder.committer.apply(request(holder, "h1", [product("H1")]))
+    answers = {a.batch_id: a for a in feeder.committer._staging.wait(staged, 1.0)}  # type: ignore[union-attr]
+    assert own.status.value == "applied"
+    assert answers["f1"].result is not None and answers["f1"].result.status.value == "applied"
+    assert answers["f2"].result is not None and answers["f2"].result.status.value == "rejected"
+    state = read_state(state_path(settings.catalog_path))
+    assert state is not None and {"h1", "f1", "f2"} <= set(state.ledger)
+    assert state.commits == 2  # the seed's, then one carrying all three
+
+
+def test_a_worker_that_finds_the_lock_held_stages_its_batch_and_commits_it_itself_once_the_lock_is_free(
+    settings: Settings,
+) -> None:
+    feeder = worker(settings)
+    client = feeder.store.redis
+    with catalog_lock(client, settings.catalog_path, 10, 10):  # a writer that takes no staged batches (the CLI)
+        thread, outcome = in_thread(feeder, "f1", [product("F1")])
+        wait_for(lambda: client.llen(key(settings)) == 1)
+    thread.join(WAIT_S)
+    assert isinstance(outcome.get("result"), BatchResult) and outcome["result"].status.value == "applied", outcome
+    assert client.llen(key(settings)) == 0  # taken back, not left for another holder
+
+
+def test_staged_batches_no_holder_takes_within_the_lock_timeout_fail_for_a_retry_and_are_taken_back(
+    settings: Settings,
+) -> None:
+    feeder = worker(settings.model_copy(update={"lock_timeout": 0.5}))
+    client = feeder.store.redis
+    with catalog_lock(client, settings.catalog_path, 10, 10):
+        thread, outcome = in_thread(feeder, "f1", [product("F1")])
+        thread.join(WAIT_S)
+        assert client.llen(key(settings)) == 0
+    assert isinstance(outcome.get("error"), LockTimeoutError), outcome
+
+
+@pytest.mark.parametrize("entry", [
+    b"not json",
+    b'{"batch_id": "x"}',
+    orjson.dumps({"batch_id": "forged", "sequence": 2**53 - 2, "source": "s", "final_attempt": True,
+                  "records": [{"product_id": "FORGED"}], "reply_to": "catalog-ingest:staging:reply:" + "0" * 32}),
+    orjson.dumps({"batch_id": "elsewhere", "sequence": None, "source": "s", "final_attempt": True,
+                  "records": [{"product_id": "FORGED"}], "reply_to": "some:other:key"}),
+    b"x" * (2048 + 64 * 1024 + 1),  # over the batch limit (max_batch_bytes 2048 here) and its envelope
+], ids=["garbage", "wrong-shape", "sequence-never-issued", "answer-anywhere", "too-large"])
+def test_a_hostile_staged_entry_is_dropped_with_a_warning_and_the_holders_commit_goes_on(
+    settings: Settings, entry: bytes, caplog: pytest.LogCaptureFixture,
+) -> None:
+    holder = worker(settings.model_copy(update={"max_batch_bytes": 2048}))
+    client = holder.store.redis
+    client.rpush(key(settings), entry)
+    with caplog.at_level(logging.WARNING, logger="worker.staging"):
+        assert holder.committer.apply(request(holder, "h1", [product("H1")])).status.value == "applied"
+    assert "dropped" in caplog.text
+    state = read_state(state_path(settings.catalog_path))
+    assert state is not None and set(state.ledger) == {f"seed-{id(holder)}", "h1"}
+    assert client.llen(key(settings)) == 0 and not client.keys("some:other:key")
+
+
+def test_a_staging_key_of_another_type_makes_a_worker_wait_for_the_lock_instead(settings: Settings) -> None:
+    feeder = worker(settings)
+    client = feeder.store.redis
+    client.set(key(settings), "not a list")  # anyone with Redis access can do this
+    with catalog_lock(client, settings.catalog_path, 10, 10):
+        thread, outcome = in_thread(feeder, "f1", [product("F1")])
+        time.sleep(0.3)
+    thread.join(WAIT_S)
+    assert isinstance(outcome.get("result"), BatchResult) and outcome["result"].status.value == "applied", outcome
