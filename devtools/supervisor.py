@@ -133,8 +133,9 @@ class Supervisor:
     def start(self, name: str, command: Sequence[str], env: Mapping[str, str] | None = None) -> Child:
         """Start ``name`` (replacing a dead child of that name); its output goes to ``<log_dir>/<name>.log``."""
         log_path = self.log_dir / f"{name}.log"
-        # As the production image sets it (Dockerfile): one malloc arena per pool thread keeps freed memory.
-        child_env = {"MALLOC_ARENA_MAX": "2", **dict(env or self.env)}
+        # As the production image sets them (Dockerfile): one malloc arena per pool thread, and a
+        # threshold glibc raises after each large free, both keep freed memory.
+        child_env = {"MALLOC_ARENA_MAX": "2", "MALLOC_MMAP_THRESHOLD_": "1048576", **dict(env or self.env)}
         with log_path.open("ab") as log:
             process = subprocess.Popen(
                 list(command), env=child_env, cwd=self.cwd, stdin=subprocess.DEVNULL, stdout=log,

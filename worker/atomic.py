@@ -65,15 +65,26 @@ def remove_stale_temp_files(path: Path) -> list[Path]:
     return removed
 
 
-def write_temp(path: Path, data: bytes) -> Path:
-    """Write ``data`` to a new fsynced temp sibling of ``path``, with ``path``'s mode if it exists."""
+def fsync_file(path: Path) -> None:
+    """Make a file's data durable (for a temp file written with ``sync=False``)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_temp(path: Path, data: bytes, sync: bool = True) -> Path:
+    """Write ``data`` to a new temp sibling of ``path``, fsynced unless ``sync=False`` (then the
+    caller calls ``fsync_file`` before relying on it), with ``path``'s mode if it exists."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, temp = _create_temp(path)
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
-            os.fsync(handle.fileno())
+            if sync:
+                os.fsync(handle.fileno())
         with suppress(FileNotFoundError):
             # Readers such as a website build rely on the catalog's mode staying what it was.
             os.chmod(temp, path.stat().st_mode & 0o7777)

@@ -2,8 +2,8 @@
 
 The protocol, numbered as steps 5-10 of "One write" in docs/commit-protocol.md (which has the
 crash-point table):
-5. write the new catalog to a temp file and fsync it (when the catalog changes), hashing it
-   meanwhile;
+5. write the new catalog to a temp file (when the catalog changes), hashing it meanwhile, and
+   start its fsync, which runs beside step 6 and ends before step 7;
 6. write the new state to a temp file and fsync it; it carries the catalog's sha256, identity
    and the token of the catalog temp file (its name is ``.<catalog>.<token>.tmp``; the state
    names no file, so a hand-edited state cannot point recovery at any other file). When its
@@ -11,7 +11,8 @@ crash-point table):
 7. check the lock and the fence; any failure aborts here, temps removed;
 8. hard-link the current state as ``.state.prev``;
 9. rename the state temp over the state file and fsync the folder: the commit point;
-10. rename the catalog temp over the catalog and fsync the folder.
+10. rename the catalog temp over the catalog (no folder fsync: a power loss that undoes this
+    rename is the crash after step 9, rolled forward; the next commit's folder fsync covers it).
 Recovery (step 1) compares the catalog's sha256 with the state's and rolls forward (the
 catalog temp file with the state's token) or back (``.state.prev``) until they agree.
 """
@@ -22,7 +23,7 @@ import logging
 import os
 import stat
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import suppress
 from pathlib import Path
 from typing import NamedTuple
@@ -32,6 +33,7 @@ from worker.atomic import (
     TEMP_SUFFIX,
     atomic_write,
     discard,
+    fsync_file,
     remove_stale_temp_files,
     sync_folder_or_warn,
     temp_prefix,
@@ -73,15 +75,15 @@ class Committed(NamedTuple):
     catalog_sha256: str | None
 
 
-def _hashed_temp(catalog: Path, data: bytes) -> tuple[Path, str, list[int]]:
-    """Step 5: the catalog temp file, its sha256 (computed while the write and fsync run: both
-    release the GIL) and its identity (inode, size, mtime), which a rename keeps."""
-    with ThreadPoolExecutor(max_workers=1) as hasher:
-        digest = hasher.submit(sha256_of, data)
-        temp = write_temp(catalog, data)
-        sha256 = digest.result()
+def _hashed_temp(catalog: Path, data: bytes, helper: ThreadPoolExecutor) -> tuple[Path, str, list[int], Future[None]]:
+    """Step 5: the catalog temp file, its sha256 (computed while the write runs: both release the
+    GIL), its identity (inode, size, mtime), which a rename keeps, and its fsync, left running
+    beside the state's write and fsync (step 6): the two fsyncs overlap."""
+    digest = helper.submit(sha256_of, data)
+    temp = write_temp(catalog, data, sync=False)
+    sha256 = digest.result()
     status = _stat_own_temp(temp)
-    return temp, str(sha256), [status.st_ino, status.st_size, status.st_mtime_ns]
+    return temp, str(sha256), [status.st_ino, status.st_size, status.st_mtime_ns], helper.submit(fsync_file, temp)
 
 
 def _stat_own_temp(temp: Path) -> os.stat_result:
@@ -99,10 +101,15 @@ def commit(catalog: Path, new_catalog: bytes | None, state: CatalogState,
     state_file, previous = state_path(catalog), previous_state_path(catalog)
     catalog_temp = state_temp = None
     try:
-        if new_catalog is not None:
-            catalog_temp, state.catalog_sha256, state.catalog_file = _hashed_temp(catalog, new_catalog)
-        state.pending_token = _temp_token(catalog, catalog_temp)
-        state_temp = write_temp(state_file, encode_record(catalog, state, window or LedgerWindow()))
+        with ThreadPoolExecutor(max_workers=1) as helper:
+            synced = None
+            if new_catalog is not None:
+                catalog_temp, state.catalog_sha256, state.catalog_file, synced = _hashed_temp(catalog, new_catalog,
+                                                                                              helper)
+            state.pending_token = _temp_token(catalog, catalog_temp)
+            state_temp = write_temp(state_file, encode_record(catalog, state, window or LedgerWindow()))
+            if synced is not None:
+                synced.result()  # both temp files durable before anything is renamed
         state_inode = _stat_own_temp(state_temp).st_ino
         before_commit()
         _link_previous(state_file, previous)
@@ -126,7 +133,10 @@ def commit(catalog: Path, new_catalog: bytes | None, state: CatalogState,
             # catalog forward (or already did, and took the temp file). Never a failure.
             log.warning("%s: committed; the catalog rename is left to the next writer's recovery (%s)", catalog, exc)
             return committed._replace(state_identity=None)
-        sync_folder_or_warn(catalog.parent)
+        # No folder fsync here: the state's rename is durable (above), and a power loss that
+        # undoes this rename leaves "new state, old catalog" with the temp file in place, which
+        # recovery rolls forward (crash table, "power loss after 10"). The next commit's folder
+        # fsync makes this rename durable too.
     for removed in collect_bases(catalog, state):
         log.debug("removed %s, a state segment no longer named", removed.name)
     return committed
