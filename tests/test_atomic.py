@@ -67,22 +67,10 @@ def test_a_failing_commit_step_keeps_the_old_file_and_removes_the_temp(
 def test_a_failing_write_keeps_the_old_file_and_removes_the_temp(
     target: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real_fdopen = os.fdopen
+    def full_disk(fd: int, buffers: object) -> int:
+        raise OSError(28, "No space left on device")
 
-    class FullDisk:
-        def __init__(self, fd: int, mode: str) -> None:
-            self.handle = real_fdopen(fd, mode)
-
-        def __enter__(self) -> FullDisk:
-            return self
-
-        def __exit__(self, *exc: object) -> None:
-            self.handle.close()
-
-        def write(self, _data: bytes) -> int:
-            raise OSError(28, "No space left on device")
-
-    monkeypatch.setattr(atomic.os, "fdopen", FullDisk)
+    monkeypatch.setattr(atomic.os, "writev", full_disk)
     with pytest.raises(CommitError):
         atomic_write(target, b"NEW")
     monkeypatch.undo()
@@ -129,3 +117,20 @@ def test_a_new_catalog_gets_the_usual_mode_for_new_files(tmp_path: Path) -> None
     finally:
         os.umask(previous)
     assert stat.S_IMODE((tmp_path / "products.json").stat().st_mode) == 0o640
+
+
+def test_parts_are_written_whole_and_in_order_even_when_the_kernel_writes_them_in_pieces(
+    target: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_writev = os.writev
+
+    def short_writev(fd: int, buffers: list[memoryview]) -> int:  # at most 3 bytes a call, as a kernel may
+        return real_writev(fd, [bytes(b"".join(bytes(b) for b in buffers)[:3])])
+
+    parts = [b"[\n", memoryview(b"abcdefgh")[2:7], b"", b",\n", b"x" * 10, b"\n]\n"]
+    monkeypatch.setattr(atomic.os, "writev", short_writev)
+    atomic_write(target, b"".join(bytes(p) for p in parts))
+    temp = atomic.write_temp(target, parts)
+    monkeypatch.undo()
+    assert temp.read_bytes() == target.read_bytes() == b"[\ncdefg,\nxxxxxxxxxx\n]\n"
+    temp.unlink()

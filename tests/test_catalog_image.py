@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -10,6 +12,7 @@ from hypothesis import strategies as st
 
 from catalog_core.errors import CatalogCorruptError
 from worker.catalog_file import serialize_catalog
+from worker import catalog_image
 from worker.catalog_image import CatalogImage
 
 # JSON values as a catalog may hold them: any text (non-ASCII, control characters, newlines,
@@ -141,6 +144,15 @@ def test_a_file_another_writer_changed_is_cut_like_the_known_image_into_the_same
         assert not ids or not order or [i for i in order if i in known.position] != ids
 
 
+@contextmanager
+def rebase_at(count: int) -> Iterator[None]:
+    saved, catalog_image.REBASE_AT = catalog_image.REBASE_AT, count
+    try:
+        yield
+    finally:
+        catalog_image.REBASE_AT = saved
+
+
 @st.composite
 def change_chains(draw: st.DrawFn) -> tuple[list[dict[str, Any]], list[tuple[dict[str, dict[str, Any]], list[str] | None, bool]]]:
     """A catalog of up to 40 products and 1-4 changes after it: (changed products, order or None, sealed after)."""
@@ -169,15 +181,19 @@ def test_any_chain_of_changes_and_writes_serializes_exactly_as_the_full_dump_of_
     model = {p["product_id"]: p for p in catalog}  # the reference: a dict and an order, dumped whole
     order = [p["product_id"] for p in catalog]
     image = CatalogImage.from_own_bytes(serialize_catalog(catalog), "sha") or CatalogImage.from_products(catalog)
-    for changed, new_order, sealed in chain:
+    for step, (changed, new_order, sealed) in enumerate(chain):
         image = image.with_changes(changed, new_order)
         model.update(changed)
         order = list(new_order) if new_order is not None else order
         expected = serialize_catalog([model[p] for p in order])
         assert image.to_bytes() == expected
         assert [image.product(p) for p in order] == [model[p] for p in order]
-        if sealed:
-            image = image.sealed_as("sha", image.to_bytes())
+        if sealed:  # written: as the joined file, as its parts (the overlay stays), or past REBASE_AT
+            if step % 3 == 0:
+                image = image.sealed_as("sha", image.to_bytes())
+            else:
+                with rebase_at(0 if step % 3 == 2 else catalog_image.REBASE_AT):
+                    image = image.sealed_as("sha")
             assert image.to_bytes() == expected and image.ids == order
 
 

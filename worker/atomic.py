@@ -8,7 +8,7 @@ import os
 import re
 import secrets
 import stat
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import suppress
 from pathlib import Path
 
@@ -17,6 +17,7 @@ from catalog_core.errors import CommitError
 log = logging.getLogger(__name__)
 
 TEMP_SUFFIX = ".tmp"
+IOV_MAX = 1024  # buffers one writev takes (Linux's limit)
 # Backups beside the catalog are what usually fills its disk: say where to look.
 FULL_DISK_HINT = (". The disk is full: `catalog backups list` shows what the backups take, "
                   "`catalog backups rotate` thins and compresses them")
@@ -74,15 +75,28 @@ def fsync_file(path: Path) -> None:
         os.close(fd)
 
 
-def write_temp(path: Path, data: bytes, sync: bool = True) -> Path:
-    """Write ``data`` to a new temp sibling of ``path``, fsynced unless ``sync=False`` (then the
-    caller calls ``fsync_file`` before relying on it), with ``path``'s mode if it exists."""
+def write_all(fd: int, parts: Sequence[bytes | memoryview]) -> None:
+    """Write ``parts`` one after the other: gathered writes (``writev``), no copy into one buffer."""
+    views = [memoryview(part) for part in parts if len(part)]
+    at = 0
+    while at < len(views):
+        written = os.writev(fd, views[at:at + IOV_MAX])
+        while at < len(views) and written >= len(views[at]):  # skip what was written whole
+            written -= len(views[at])
+            at += 1
+        if written:  # a short write: the rest of that part next
+            views[at] = views[at][written:]
+
+
+def write_temp(path: Path, data: bytes | Sequence[bytes | memoryview], sync: bool = True) -> Path:
+    """Write ``data`` (bytes, or parts written one after the other) to a new temp sibling of
+    ``path``, fsynced unless ``sync=False`` (then the caller calls ``fsync_file`` before relying
+    on it), with ``path``'s mode if it exists."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, temp = _create_temp(path)
     try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
+        with os.fdopen(fd, "wb", buffering=0) as handle:
+            write_all(handle.fileno(), [data] if isinstance(data, bytes) else data)
             if sync:
                 os.fsync(handle.fileno())
         with suppress(FileNotFoundError):

@@ -29,9 +29,13 @@ from typing import Any
 import orjson
 
 from worker.catalog_file import parse_catalog
-from worker.catalog_layout import Cut, cut, cut_like, entry_bytes, entry_end, join_entries
+from worker.catalog_layout import Cut, cut, cut_like, entry_bytes, entry_end, file_parts
 
-Entry = bytes | memoryview
+# New entries laid over the file an image was read or written as, beyond which the next write
+# joins them into one buffer: each change copies the overlay's index, each write sorts it.
+REBASE_AT = 2048
+
+Entry = bytes | memoryview  # an entry, or a buffer of a file's parts
 
 
 class CatalogImage:
@@ -183,16 +187,21 @@ class CatalogImage:
         return segments
 
     def to_bytes(self) -> bytes:
+        return b"".join(self.parts())
+
+    def parts(self) -> list[Entry]:
+        """The file, as buffers to write one after the other: long runs of the file this image was
+        read or written as, with the new entries between them (``to_bytes`` joins them)."""
         self._parse()
         if self._base is None:
-            return join_entries(self.entries)
+            return file_parts(self.entries)
         data, layout = self._base
         if not self._fresh:
-            return data  # the file itself
+            return [data]  # the file itself
         view = memoryview(data)
-        return join_entries([entry if entry is not None else view[layout.starts[first]:entry_end(data, layout.starts,
-                                                                                                   stop - 1)]
-                             for first, stop, entry in self._segments()])
+        return file_parts([entry if entry is not None else view[layout.starts[first]:entry_end(data, layout.starts,
+                                                                                                 stop - 1)]
+                           for first, stop, entry in self._segments()])
 
     def _file(self) -> tuple[bytes, Cut]:
         """This image as one file in our layout and its cut (the file written for it, once ``sealed_as``)."""
@@ -248,9 +257,17 @@ class CatalogImage:
         image._position = position
         return image
 
-    def sealed_as(self, sha256: str | None, data: bytes) -> CatalogImage:
-        """This image, once written as ``data`` (its ``to_bytes``): the sha256 of its bytes, as the
-        commit computed it; its entries become views of ``data``, kept instead of theirs."""
+    def sealed_as(self, sha256: str | None, data: bytes | None = None) -> CatalogImage:
+        """This image, once written: the sha256 of its bytes, as the commit computed it.
+
+        With ``data`` (its ``to_bytes``), its entries become views of ``data``, kept instead of
+        theirs. Without, the new entries stay laid over the file they replace, as written (no
+        copy of the whole file per commit), until they are many (``REBASE_AT``): then the file
+        is joined once and kept instead.
+        """
         self.sha256 = sha256
-        self._rebase(data)
+        if data is not None:
+            self._rebase(data)
+        elif len(self._fresh) > REBASE_AT:
+            self._rebase(self.to_bytes())
         return self

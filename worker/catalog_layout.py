@@ -37,13 +37,19 @@ def entry_bytes(product: Mapping[str, Any]) -> bytes:
     return _INDENT + orjson.dumps(product, option=orjson.OPT_INDENT_2).replace(b"\n", b"\n" + _INDENT)
 
 
-def join_entries(entries: Sequence[bytes | memoryview]) -> bytes:
-    """The catalog file from its entries, or from runs of entries already joined (one copy of each byte)."""
+def file_parts(entries: Sequence[bytes | memoryview]) -> list[bytes | memoryview]:
+    """The catalog file from its entries, or from runs of entries already joined, as the buffers
+    to write one after the other (no copy)."""
     if not entries:
-        return EMPTY
+        return [EMPTY]
     parts: list[bytes | memoryview] = [b",\n"] * (2 * len(entries) + 1)
     parts[0], parts[1::2], parts[-1] = b"[\n", entries, b"\n]\n"
-    return b"".join(parts)
+    return parts
+
+
+def join_entries(entries: Sequence[bytes | memoryview]) -> bytes:
+    """The catalog file from its entries, or from runs of entries already joined (one copy of each byte)."""
+    return b"".join(file_parts(entries))
 
 
 def entry_end(data: bytes, starts: Sequence[int], index: int) -> int:

@@ -19,10 +19,11 @@ catalog temp file with the state's token) or back (``.state.prev``) until they a
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import stat
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import suppress
 from pathlib import Path
@@ -75,11 +76,12 @@ class Committed(NamedTuple):
     catalog_sha256: str | None
 
 
-def _hashed_temp(catalog: Path, data: bytes, helper: ThreadPoolExecutor) -> tuple[Path, str, list[int], Future[None]]:
+def _hashed_temp(catalog: Path, data: Sequence[bytes | memoryview], helper: ThreadPoolExecutor
+                 ) -> tuple[Path, str, list[int], Future[None]]:
     """Step 5: the catalog temp file, its sha256 (computed while the write runs: both release the
     GIL), its identity (inode, size, mtime), which a rename keeps, and its fsync, left running
     beside the state's write and fsync (step 6): the two fsyncs overlap."""
-    digest = helper.submit(sha256_of, data)
+    digest = helper.submit(sha256_of_parts, data)
     temp = write_temp(catalog, data, sync=False)
     sha256 = digest.result()
     status = _stat_own_temp(temp)
@@ -95,9 +97,19 @@ def _stat_own_temp(temp: Path) -> os.stat_result:
                           "starting over") from None
 
 
-def commit(catalog: Path, new_catalog: bytes | None, state: CatalogState,
+def sha256_of_parts(parts: Sequence[bytes | memoryview]) -> str:
+    """The sha256 of the file ``parts`` make, joined (``worker.state.sha256_of`` of their join)."""
+    digest = hashlib.sha256()
+    for part in parts:
+        digest.update(part)
+    return digest.hexdigest()
+
+
+def commit(catalog: Path, new_catalog: bytes | Sequence[bytes | memoryview] | None, state: CatalogState,
            before_commit: Callable[[], None], window: LedgerWindow | None = None) -> Committed:
-    """Write ``state`` (and ``new_catalog``, when given) as one atomic change."""
+    """Write ``state`` (and ``new_catalog``, the new file's parts, when given) as one atomic change."""
+    if isinstance(new_catalog, bytes):
+        new_catalog = [new_catalog]
     state_file, previous = state_path(catalog), previous_state_path(catalog)
     catalog_temp = state_temp = None
     try:

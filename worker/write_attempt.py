@@ -87,7 +87,7 @@ class WriteAttempt:
 
     def commit(self, image: CatalogImage | None, backup: Path | None) -> None:
         """Commit the draft, and ``image`` when the catalog changed; then keep both for the next write."""
-        new_catalog = None if image is None else image.to_bytes()
+        new_catalog = None if image is None else image.parts()
         self.state.fence = self.fence
         committed_at = time.time()
         for event in self.state.events:
@@ -100,7 +100,7 @@ class WriteAttempt:
         except BaseException:
             discard(backup)  # the commit did not happen: nor did its backup
             raise
-        kept = self.image if image is None else image.sealed_as(committed.catalog_sha256, new_catalog)
+        kept = self.image if image is None else image.sealed_as(committed.catalog_sha256)
         self.store.remember(Recovered(self.state.settled(), kept, None, committed.state_identity))
         # Past the commit point nothing may fail the batch: this is best effort.
         forget_abandoned(self.store.redis, self.store.settings.queue, self.abandoned)
@@ -116,9 +116,9 @@ class AsWritten(CatalogImage):
         super().__init__(image.ids, image.entries, image.sha256)
         self._data = data
 
-    def to_bytes(self) -> bytes:
-        return self._data
+    def parts(self) -> list[bytes | memoryview]:
+        return [self._data]
 
-    def sealed_as(self, sha256: str | None, data: bytes) -> CatalogImage:
-        self.sha256 = sha256  # its entries stay apart: ``data`` is not in our layout
+    def sealed_as(self, sha256: str | None, data: bytes | None = None) -> CatalogImage:
+        self.sha256 = sha256  # its entries stay apart: the file is not in our layout
         return self
