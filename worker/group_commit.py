@@ -47,10 +47,11 @@ from worker.write_attempt import BatchRequest, Outcome
 log = logging.getLogger(__name__)
 
 POLL_S = 0.05  # how often a leader whose batches are staged tries the lock itself
-# A leader whose last staged batches a holder answered less than this ago stages straight away:
-# that holder is busy and will take them, where taking the lock in the instant it is free
-# between two of its commits would make each worker's commit first read the other's.
-STAY_WITH_HOLDER_S = 1.0
+# A leader whose staged batches a holder answered less than this ago does not try the lock (it
+# stages, and waits): that holder is busy and will take them, where taking the lock in the
+# instant it is free between two of its commits would make each worker's next commit first
+# read the other's. Past this without an answer, the holder may be idle or gone: try.
+STAY_WITH_HOLDER_S = 0.25
 
 ApplyGroup = Callable[..., list[Outcome]]  # CatalogStore.apply_group
 
@@ -83,7 +84,7 @@ class GroupCommitter:
         self._changed = threading.Condition()
         self._waiting: list[_Slot] = []
         self._leading = False
-        self._answered_at = float("-inf")  # when a holder last answered all of our staged batches
+        self._answered_at = float("-inf")  # when a holder last answered any of our staged batches
 
     def apply(self, request: BatchRequest) -> BatchResult:
         """The batch's own outcome, once a durable commit carries it; its own error otherwise."""
@@ -129,15 +130,13 @@ class GroupCommitter:
         assert self._staging is not None
         handover = _Handover()
         deadline = time.monotonic() + self._stage_timeout
-        holder_busy = time.monotonic() - self._answered_at < STAY_WITH_HOLDER_S
         while any(slot.outcome is None for slot in group):
-            if not holder_busy:
+            if time.monotonic() - self._answered_at >= STAY_WITH_HOLDER_S:
                 try:
                     self._lead(group, wait=False, handover=handover)
                     return
                 except LockBusyError:
                     pass
-            holder_busy = False  # from the next poll on, the lock is tried as well
             try:
                 if handover.round is None:
                     handover.slots = [slot for slot in group if slot.outcome is None]
@@ -149,9 +148,9 @@ class GroupCommitter:
                     self._lead(group, wait=True, handover=handover)
                     return
                 raise RedisUnavailableError(f"Redis failed while waiting for staged batches: {exc}") from None
-            self._settle(handover.slots, answers)
-            if all(slot.outcome is not None for slot in handover.slots):
+            if answers:
                 self._answered_at = time.monotonic()
+            self._settle(handover.slots, answers)
             if time.monotonic() > deadline and any(slot.outcome is None for slot in group):
                 self._withdraw_quietly(handover)  # the retry of each comes back through the queue
                 raise LockTimeoutError(f"another writer held the lock for over {self._stage_timeout:g}s "
