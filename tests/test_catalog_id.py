@@ -50,7 +50,8 @@ def _race(catalog: str, start: multiprocessing.synchronize.Barrier, results: mul
 
 def test_writers_that_create_the_id_at_once_all_end_with_the_same_one(tmp_path: Path) -> None:
     catalog = tmp_path / "products.json"
-    context = multiprocessing.get_context("fork")
+    # spawn, not fork: a fork of the test process (threads, open clients) was slow to start, 30 s in CI
+    context = multiprocessing.get_context("spawn")
     start, results = context.Barrier(RACERS), context.Queue()
     racers = [context.Process(target=_race, args=(str(catalog), start, results)) for _ in range(RACERS)]
     for racer in racers:
