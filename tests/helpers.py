@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -30,3 +32,11 @@ def write_jsonl(path: Path, records: list[Any]) -> Path:
 def cli_env(settings: Settings, **extra: str) -> dict[str, str]:
     """The environment that points a `catalog` subprocess at the test's catalog and Redis."""
     return {**os.environ, **settings.to_env(), "COLUMNS": "200", **extra}
+
+
+def wait_for(condition: Callable[[], Any], timeout: float = 20.0) -> None:
+    """Poll ``condition`` until it holds; fail the test after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import threading
-import time
 from typing import Any
 
 import pytest
 
 from catalog_core.errors import ProductNotYetCreatedError
 from catalog_core.settings import Settings
-from tests.helpers import product
+from tests.helpers import product, wait_for
 from worker.group_commit import GroupCommitter
 from worker.lock import catalog_lock
 from worker.state import read_state, state_path
@@ -33,13 +32,6 @@ def run_in_threads(committer: GroupCommitter, store: CatalogStore, batches: dict
     for thread in threads:
         thread.start()
     return threads, outcomes
-
-
-def wait_for(condition: Any) -> None:
-    deadline = time.monotonic() + WAIT_S
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.01)
 
 
 def test_batches_that_come_while_the_leader_waits_for_the_lock_join_its_commit(settings: Settings) -> None:

@@ -15,7 +15,7 @@ from catalog_core.errors import LockTimeoutError
 from catalog_core.sequence import next_sequence
 from catalog_core.settings import Settings
 from schemas import BatchResult
-from tests.helpers import product
+from tests.helpers import product, wait_for
 from worker.app import WorkerContext
 from worker.lock import catalog_lock, lock_name
 from worker.staging import staging_key
@@ -50,13 +50,6 @@ def in_thread(context: WorkerContext, batch_id: str, records: list[Any]) -> tupl
     thread = threading.Thread(target=run)
     thread.start()
     return thread, outcome
-
-
-def wait_for(condition: Any) -> None:
-    deadline = time.monotonic() + WAIT_S
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.01)
 
 
 def test_the_holder_commits_batches_staged_for_it_with_its_own_and_answers_each(settings: Settings) -> None:

@@ -112,13 +112,21 @@ class CatalogImage:
 
     @classmethod
     def from_products(cls, products: Iterable[Mapping[str, Any]]) -> CatalogImage:
-        ids, entries = [], []
+        image = cls._written(products)
+        image.sha256 = hashlib.sha256(image.to_bytes()).hexdigest()
+        return image
+
+    @classmethod
+    def _written(cls, products: Iterable[Mapping[str, Any]]) -> CatalogImage:
+        """The image of ``products`` as our writers write them, its sha256 not computed."""
+        ids: list[str] = []
+        entries: list[Entry] = []
         for product in products:
             ids.append(product["product_id"])
             entries.append(entry_bytes(product))
-        image = cls(ids, list(entries), None)
-        data = image.to_bytes()
-        return image.sealed_as(hashlib.sha256(data).hexdigest(), data)
+        image = cls(ids, entries, None)
+        image._rebase(image.to_bytes())
+        return image
 
     def _parse(self) -> None:
         if self._unparsed is not None:
@@ -126,8 +134,8 @@ class CatalogImage:
             # Our layout is cut and checked one product at a time: a catalog of 100,000 products
             # never becomes a Python object per field all at once. Any other layout is parsed whole.
             parsed = CatalogImage.from_own_bytes(data, self.sha256, verify=True)
-            if parsed is None:
-                parsed = CatalogImage.from_products(parse_catalog(data, source))
+            if parsed is None:  # (its sha256 stays the file's as it is, not our layout's)
+                parsed = CatalogImage._written(parse_catalog(data, source))
             self._ids, self._entries, self._base, self._fresh = parsed._ids, parsed._entries, parsed._base, {}
             self._unparsed = None
 

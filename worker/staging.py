@@ -122,9 +122,10 @@ class StagingArea:
 
     def withdraw(self, staged: Round, indices: Sequence[int]) -> set[int]:
         """Take back from the list the entries ``indices`` of ``staged`` no holder took yet; their indices."""
+        key = self._key()
         with self._client().pipeline(transaction=False) as pipe:
             for index in indices:
-                pipe.lrem(self._key(), 1, staged.entries[index])
+                pipe.lrem(key, 1, staged.entries[index])
             removed = pipe.execute()
         return {index for index, count in zip(indices, removed, strict=True) if count}
 
