@@ -75,3 +75,22 @@ def test_workers_use_the_transport_and_consumer_that_survive_redis_restarts_and_
 def test_producers_need_neither() -> None:
     config = celery_config(load_settings())
     assert "broker_transport" not in config and "worker_consumer" not in config
+
+
+def test_each_app_in_one_process_runs_its_own_tasks_with_its_own_settings(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    # Celery shares a decorated task with every app created later in the process unless told
+    # not to: the second app would then rotate the first app's backups.
+    import datetime as dt
+
+    from worker.backups import backup_name
+
+    apps, old_backups = [], []
+    for name in ("first", "second"):
+        settings = load_settings(path=tmp_path / name / "products.json")
+        settings.backup_path.mkdir(parents=True)
+        month_ago = dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=30)
+        old_backups.append(settings.backup_path / backup_name(settings.catalog_path, month_ago))
+        old_backups[-1].write_bytes(b"[]")
+        apps.append(create_app(settings))
+    apps[1].tasks["catalog.rotate_backups"].run()
+    assert old_backups[0].exists() and not old_backups[1].exists()

@@ -219,12 +219,16 @@ def rotate(context: Context) -> dict[str, Any]:
 
 
 def register_tasks(app: Celery, context: Context) -> None:
-    """Bind the tasks to ``app``; they reach settings and store through ``context``."""
+    """Bind the tasks to ``app``; they reach settings and store through ``context``.
 
-    @app.task(name=TASK_INGEST, bind=True, acks_late=True, reject_on_worker_lost=True)
+    ``shared=False``: by default Celery also gives a decorated task to every app created later
+    in the process, and a second app would run the first one's closure (its settings, its store).
+    """
+
+    @app.task(name=TASK_INGEST, bind=True, acks_late=True, reject_on_worker_lost=True, shared=False)
     def ingest_batch_task(self: Task, payload: Any) -> dict[str, Any]:
         return ingest_batch(self, context, payload)
 
-    @app.task(name=TASK_ROTATE, ignore_result=True)
+    @app.task(name=TASK_ROTATE, ignore_result=True, shared=False)
     def rotate_backups_task() -> dict[str, Any]:
         return rotate(context)
