@@ -146,11 +146,13 @@ def test_a_file_another_writer_changed_is_cut_like_the_known_image_into_the_same
 
 @contextmanager
 def rebase_at(count: int) -> Iterator[None]:
-    saved, catalog_image.REBASE_AT = catalog_image.REBASE_AT, count
+    """Images keep up to ``count`` new entries over their file, whatever its size (these are small)."""
+    saved = catalog_image.REBASE_AT, catalog_image.PART_BYTES
+    catalog_image.REBASE_AT, catalog_image.PART_BYTES = count, 1
     try:
         yield
     finally:
-        catalog_image.REBASE_AT = saved
+        catalog_image.REBASE_AT, catalog_image.PART_BYTES = saved
 
 
 @st.composite
@@ -173,28 +175,26 @@ def change_chains(draw: st.DrawFn) -> tuple[list[dict[str, Any]], list[tuple[dic
 
 
 @settings(max_examples=150, deadline=None)
-@given(case=change_chains())
+@given(case=change_chains(), overlay=st.sampled_from([0, 1, 3, catalog_image.REBASE_AT]))
 def test_any_chain_of_changes_and_writes_serializes_exactly_as_the_full_dump_of_a_plain_model(
-    case: tuple[list[dict[str, Any]], list[tuple[dict[str, dict[str, Any]], list[str] | None, bool]]],
+    case: tuple[list[dict[str, Any]], list[tuple[dict[str, dict[str, Any]], list[str] | None, bool]]], overlay: int,
 ) -> None:
     catalog, chain = case
     model = {p["product_id"]: p for p in catalog}  # the reference: a dict and an order, dumped whole
     order = [p["product_id"] for p in catalog]
-    image = CatalogImage.from_own_bytes(serialize_catalog(catalog), "sha") or CatalogImage.from_products(catalog)
-    for step, (changed, new_order, sealed) in enumerate(chain):
-        image = image.with_changes(changed, new_order)
-        model.update(changed)
-        order = list(new_order) if new_order is not None else order
-        expected = serialize_catalog([model[p] for p in order])
-        assert image.to_bytes() == expected
-        assert [image.product(p) for p in order] == [model[p] for p in order]
-        if sealed:  # written: as the joined file, as its parts (the overlay stays), or past REBASE_AT
-            if step % 3 == 0:
-                image = image.sealed_as("sha", image.to_bytes())
-            else:
-                with rebase_at(0 if step % 3 == 2 else catalog_image.REBASE_AT):
-                    image = image.sealed_as("sha")
-            assert image.to_bytes() == expected and image.ids == order
+    with rebase_at(overlay):  # how many new entries an image keeps over its file before joining them
+        image = CatalogImage.from_own_bytes(serialize_catalog(catalog), "sha") or CatalogImage.from_products(catalog)
+        for step, (changed, new_order, sealed) in enumerate(chain):
+            image = image.with_changes(changed, new_order)
+            model.update(changed)
+            order = list(new_order) if new_order is not None else order
+            expected = serialize_catalog([model[p] for p in order])
+            assert b"".join(image.parts()) == expected
+            assert image.to_bytes() == expected
+            assert [image.product(p) for p in order] == [model[p] for p in order]
+            if sealed:  # written: as the joined file, or as its parts (the overlay stays, up to its limit)
+                image = image.sealed_as("sha", image.to_bytes() if step % 2 else None)
+                assert image.to_bytes() == expected and image.ids == order
 
 
 @settings(max_examples=150, deadline=None)

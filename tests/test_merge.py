@@ -315,3 +315,31 @@ def test_a_patch_that_repairs_an_invalid_stored_product_is_an_update() -> None:
     outcome = merge_batch([broken], [{"product_id": "A", "pricing": [{"tier_name": "Adult", "price_aed": 10}]}])
     assert (outcome.updated, outcome.unchanged) == (1, 0)
     assert outcome.products[0]["pricing"][0]["price_aed"] == 10
+
+
+def test_an_invalid_value_in_a_superseded_field_still_rejects_the_record() -> None:
+    # The superseded field never reaches the product that is validated; the record is checked whole.
+    stored = Product.model_validate(product("A")).to_record()
+    versions = {"A": {"category": 7, CREATED: 1}}
+    outcome = merge_batch([stored], [{"product_id": "A", "category": 42, "duration_hours": 2}], 5, versions)
+    assert [(e.index, e.loc) for e in outcome.errors] == [(0, "category")]
+    assert not outcome.changed and outcome.products == [stored]
+
+
+def test_a_record_invalid_on_its_own_is_reported_with_its_own_errors_whatever_it_lands_on() -> None:
+    broken = {**product("A"), "pricing": [{"tier_name": "Adult", "price_aed": -1}]}  # edited by hand
+    outcome = merge_batch([broken], [{"product_id": "A", "duration_hours": "two"}])
+    assert [(e.index, e.loc) for e in outcome.errors] == [(0, "duration_hours")]
+
+
+def test_a_record_without_a_string_product_id_is_an_error_not_skipped() -> None:
+    outcome = merge_batch([], [{"product_id": 7, **{k: v for k, v in product("X").items() if k != "product_id"}},
+                               {"product_name": "no id"}])
+    assert [(e.index, e.loc) for e in outcome.errors] == [(0, "product_id"), (1, "product_id")]
+
+
+def test_a_changed_plain_field_beside_a_changed_list_is_an_update() -> None:
+    stored = product("A", category="Tour")  # as the replaced system stored it: defaults left out
+    outcome = merge_batch([stored], [{"product_id": "A", "category": "Cruise",
+                                      "pricing": [{"tier_name": "Adult", "price_aed": 99}]}])
+    assert (outcome.updated, outcome.unchanged) == (1, 0)

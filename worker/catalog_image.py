@@ -34,6 +34,10 @@ from worker.catalog_layout import Cut, cut, cut_like, entry_bytes, entry_end, fi
 # New entries laid over the file an image was read or written as, beyond which the next write
 # joins them into one buffer: each change copies the overlay's index, each write sorts it.
 REBASE_AT = 2048
+# Each part of a write is Python work (a view, a writev slot, a hash update) that costs about
+# as much as copying PART_BYTES of the file: a small file with many new entries is written
+# (and kept) joined, a large one as its parts.
+PART_BYTES = 16 * 1024
 
 Entry = bytes | memoryview  # an entry, or a buffer of a file's parts
 
@@ -125,7 +129,7 @@ class CatalogImage:
             ids.append(product["product_id"])
             entries.append(entry_bytes(product))
         image = cls(ids, entries, None)
-        image._rebase(image.to_bytes())
+        image.parts()  # joined: the image keeps one buffer, not an object per entry
         return image
 
     def _parse(self) -> None:
@@ -199,13 +203,26 @@ class CatalogImage:
 
     def parts(self) -> list[Entry]:
         """The file, as buffers to write one after the other: long runs of the file this image was
-        read or written as, with the new entries between them (``to_bytes`` joins them)."""
+        read or written as, with the new entries between them (``to_bytes`` joins them). When
+        the new entries are many for the file's size, they are joined once, and the image keeps
+        the joined file instead."""
         self._parse()
+        if self._base is not None and not self._fresh:
+            return [self._base[0]]  # the file itself
+        if self._base is None or len(self._fresh) > self._overlay_limit():
+            self._rebase(b"".join(self._scattered_parts()))
+            assert self._base is not None
+            return [self._base[0]]
+        return self._scattered_parts()
+
+    def _overlay_limit(self) -> int:
+        assert self._base is not None
+        return min(REBASE_AT, len(self._base[0]) // PART_BYTES)
+
+    def _scattered_parts(self) -> list[Entry]:
         if self._base is None:
             return file_parts(self.entries)
         data, layout = self._base
-        if not self._fresh:
-            return [data]  # the file itself
         view = memoryview(data)
         return file_parts([entry if entry is not None else view[layout.starts[first]:entry_end(data, layout.starts,
                                                                                                  stop - 1)]
@@ -215,7 +232,7 @@ class CatalogImage:
         """This image as one file in our layout and its cut (the file written for it, once ``sealed_as``)."""
         self._parse()
         if self._base is None or self._fresh:
-            self._rebase(self.to_bytes())
+            self._rebase(b"".join(self._scattered_parts()))
         assert self._base is not None
         return self._base
 
@@ -270,12 +287,10 @@ class CatalogImage:
 
         With ``data`` (its ``to_bytes``), its entries become views of ``data``, kept instead of
         theirs. Without, the new entries stay laid over the file they replace, as written (no
-        copy of the whole file per commit), until they are many (``REBASE_AT``): then the file
-        is joined once and kept instead.
+        copy of the whole file per commit), until they are many (``parts``): then the file is
+        joined once and kept instead.
         """
         self.sha256 = sha256
         if data is not None:
             self._rebase(data)
-        elif len(self._fresh) > REBASE_AT:
-            self._rebase(self.to_bytes())
         return self

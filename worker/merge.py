@@ -134,11 +134,12 @@ def merge_into(
 
     placed: list[str] = []  # created, or created earlier than we knew, by this batch: in record order
     for index, record in enumerate(records):
-        shape_errors = check_record(record, index)
-        if shape_errors:
-            outcome.errors.extend(shape_errors)
+        product_id = record.get("product_id") if isinstance(record, dict) else None
+        if not isinstance(product_id, str):
+            # Always errors (product_id is required, a string); the fallback never drops a record.
+            outcome.errors.extend(check_record(record, index) or [
+                RecordError(index=index, loc="product_id", msg="product_id must be a string")])
             continue
-        product_id = record["product_id"]
         base = merged.get(product_id)
         if base is None and product_id in position:
             if product_id not in stored:
@@ -149,12 +150,16 @@ def merge_into(
             # In sequence order this product did not exist yet: a later batch created it. A
             # patch of it is what sequence order would reject (or, while a lower batch that may
             # create it is pending, retry), never a write of the fields its creator left out.
+            shape_errors = check_record(record, index)
+            if shape_errors:
+                outcome.errors.extend(shape_errors)
+                continue
             outcome.missing_products.add(product_id)
             outcome.errors.append(RecordError(index=index, product_id=product_id, loc="", msg=(
                 f"no product with this product_id existed at this batch's sequence (sequence "
                 f"{known_versions[product_id][CREATED]} created it later); {NEW_PRODUCT_HINT}")))
             continue
-        fields = dict(record)
+        fields = record
         if sequence is not None and base is not None:
             written = outcome.versions.get(product_id) or versions_of(product_id)
             fields = _newer_fields(record, index, sequence, written, outcome.superseded)
@@ -162,10 +167,19 @@ def merge_into(
         try:
             product = Product.model_validate(candidate)
         except ValidationError as exc:
-            if base is None:
+            # The record's own errors first, whatever product it lands on (``check_record``).
+            shape_errors = check_record(record, index)
+            if base is None and not shape_errors:
                 outcome.missing_products.add(product_id)
-            outcome.errors.extend(record_errors(exc, index, product_id, is_new=base is None))
+            outcome.errors.extend(shape_errors or record_errors(exc, index, product_id, is_new=base is None))
             continue
+        if len(fields) < len(record):
+            # A superseded field is not in the product that validated: the record must still be
+            # valid as a whole (otherwise a valid product only proves the fields it kept).
+            shape_errors = check_record(record, index)
+            if shape_errors:
+                outcome.errors.extend(shape_errors)
+                continue
         merged[product_id] = product.to_record()
         if sequence is not None:
             written = outcome.versions.get(product_id) or dict(versions_of(product_id))
@@ -255,9 +269,9 @@ def _same_product(merged: dict[str, Any], stored: dict[str, Any]) -> bool:
     """Equal data, even when the stored product lacks fields that only hold their defaults."""
     if merged == stored:
         return True
-    if merged.keys() == stored.keys() and not any(
-            isinstance(stored[name], dict | list) for name in merged if merged[name] != stored[name]):
-        return False  # every field there, and a plain value differs: no default can make up for it
+    if any(name in stored and merged[name] != stored[name] and not isinstance(stored[name], dict | list)
+           for name in merged):
+        return False  # a plain value there differs: no default can make up for it
     try:
         return Product.model_validate(stored).to_record() == merged
     except ValidationError:
