@@ -141,11 +141,14 @@ def summarize(kind: str, workers: RunningWorkers, batches: list[list[dict[str, A
                  round(max(finished - resumed, 1e-6), 3), dict(statuses))
 
 
-def idle_latency(producer: Producer, batches: list[list[dict[str, Any]]], tag: str,
-                 timeout: float) -> tuple[list[float], dict[str, int]]:
-    """Submit-to-result milliseconds of each batch but the first (a warm-up), one at a time."""
-    latencies, statuses = [], Counter()
+def idle_latency(producer: Producer, batches: list[list[dict[str, Any]]], tag: str, timeout: float,
+                 floor: Callable[[], float]) -> tuple[list[float], list[float], dict[str, int]]:
+    """Submit-to-result milliseconds of each batch but the first (a warm-up), one at a time, and a
+    sample of the floor (``floor()``, milliseconds) before each: G1's reference, taken beside it."""
+    latencies, floors, statuses = [], [], Counter()
     for number, batch in enumerate(batches):
+        if number:
+            floors.append(floor())
         started = time.time()
         handle = producer.submit(batch, batch_id=f"{tag}-{number:05d}", source="bench")
         seen = wait_in_order([handle.batch_id], project_outcome({handle.batch_id: handle}),
@@ -154,7 +157,7 @@ def idle_latency(producer: Producer, batches: list[list[dict[str, Any]]], tag: s
         if number:
             latencies.append((completion_time(producer.results_app, handle.batch_id, seen_at) - started) * 1000)
             statuses[status] += 1
-    return latencies, dict(statuses)
+    return latencies, floors, dict(statuses)
 
 
 def median_ms(samples: list[float]) -> float:

@@ -23,13 +23,16 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from bench.commit_cost import measure_commit_cost
+import orjson
+
+from bench.commit_cost import floor_commit, measure_commit_cost, timed_ms
 from bench.queue_runs import idle_latency, median_ms, project_burst, raw_burst
 from bench.report import write_report
 from bench.synthetic import catalog_bytes, make_batch, make_catalog
@@ -41,9 +44,9 @@ from devtools.supervisor import worker_command
 from producers.api import Producer
 
 QUEUE_PRODUCTS = 10_000  # G1 and G2 are stated on 10k products
-RAW_BURSTS = 3
-PROJECT_BURSTS = 3
+BURSTS = 3  # of raw Celery and of the project, taken in turn: the median of each
 RAW_REPEAT = 5
+RAW_QUEUE = "bench-raw"  # the no-op workers run beside the project's, on a queue of their own
 
 
 @dataclass(frozen=True)
@@ -121,10 +124,10 @@ def log(message: str) -> None:
     print(f"[{dt.datetime.now():%H:%M:%S}] {message}", file=sys.stderr, flush=True)
 
 
-def fresh_catalog(folder: Path, data: bytes, redis_url: str) -> Settings:
+def fresh_catalog(folder: Path, data: bytes, redis_url: str, **overrides: Any) -> Settings:
     """Settings of a new catalog in ``folder`` holding ``data``: every run starts from the same file."""
     folder.mkdir(parents=True)
-    settings = load_settings(path=folder / "products.json", redis_url=redis_url)
+    settings = load_settings(path=folder / "products.json", redis_url=redis_url, **overrides)
     settings.catalog_path.write_bytes(data)
     return settings
 
@@ -137,52 +140,62 @@ def memory_figure(products: int, settings: Settings, workers: int, peak: int, sa
 
 def run_queue(options: Options, workdir: Path, redis_url: str, rng: random.Random,
               figures: dict[str, Any]) -> None:
-    """G1 (idle latency, 1 worker), G2 (bursts at each worker count, raw rate beside) and G3 at the queue size."""
+    """G1 (idle latency, 1 worker), G2 (bursts at each worker count, raw rate beside) and G3 at the queue size.
+
+    The no-op workers and the project's run at the same time, each on a queue of its own, and
+    their bursts are taken in turn (raw, project, raw, project, ...): on a shared machine, a
+    reference measured minutes away from its figure drifts with whatever else the machine does.
+    """
     size = options.queue_products
     template = catalog_bytes(make_catalog(size, rng))
+    floor = floor_sampler(orjson.loads(template), workdir / "latency-floor")
     logs = workdir / "logs"
     figures["queue_products"] = size
     for workers in options.workers:
         single = [make_batch(f"w{workers}s{n}", 1, size, rng) for n in range(options.single_batches)]
         large = [make_batch(f"w{workers}l{n}", options.records, size, rng) for n in range(options.large_batches)]
-
-        log(f"raw Celery rate, {workers} worker(s)")
-        settings = fresh_catalog(workdir / f"raw-{workers}", b"[]\n", redis_url)
-        producer = Producer(settings)
-        with running_workers(settings, workers, f"raw{workers}", logs, app=NOOP_APP) as running:
-            for batches, kind in ((single, "s"), (large, "l")):
-                # No-op tasks go fast: the same messages RAW_REPEAT times make a burst of seconds, and the
-                # median of three bursts keeps one hiccup of the shared machine out of the figure.
-                bursts = sorted((raw_burst(producer, batches * RAW_REPEAT, running, f"raw{workers}{kind}{n}",
-                                           options.timeout) for n in range(RAW_BURSTS)), key=lambda burst: burst.rate)
-                figures["bursts"].append({**bursts[len(bursts) // 2].as_dict(),
-                                          "rates_of_bursts": [round(burst.rate, 1) for burst in bursts]})
-        figures["noop_memory"].append({"workers": workers, "peak_pss_bytes": running.memory.peak_per_worker})
-
-        log(f"project, {workers} worker(s), {size} products")
+        raw_settings = fresh_catalog(workdir / f"raw-{workers}", b"[]\n", redis_url, queue=RAW_QUEUE)
         settings = fresh_catalog(workdir / f"project-{workers}", template, redis_url)
-        producer = Producer(settings)
-        with running_workers(settings, workers, f"project{workers}", logs) as running:
+        raw_producer, producer = Producer(raw_settings), Producer(settings)
+        log(f"{workers} worker(s) of the project ({size} products) and {workers} no-op worker(s), bursts in turn")
+        with running_workers(raw_settings, workers, f"raw{workers}", logs, app=NOOP_APP) as raw_running, \
+                running_workers(settings, workers, f"project{workers}", logs) as running:
             if workers == options.workers[0]:
                 batches = [make_batch(f"lat{n}", options.records, size, rng) for n in range(options.repeats + 1)]
-                samples, statuses = idle_latency(producer, batches, "latency", options.timeout)
+                samples, floors, statuses = idle_latency(producer, batches, "latency", options.timeout, floor)
                 figures["latency"] = {"products": size, "workers": workers, "records": options.records,
                                       "median_ms": median_ms(samples), "samples_ms": [round(s, 1) for s in samples],
-                                      "statuses": statuses}
-                log(f"  idle latency: {figures['latency']['median_ms']} ms")
-            for records, count, kind in ((1, options.single_batches, "s"), (options.records, options.large_batches, "l")):
-                # The median of PROJECT_BURSTS bursts, as for raw Celery; each its own batches (the
-                # same records again would change nothing, a cheaper commit).
-                bursts = sorted((project_burst(producer, [make_batch(f"w{workers}{kind}{n}x{b}", records, size, rng)
-                                                          for b in range(count)],
-                                               running, f"project{workers}{kind}{n}", options.timeout)
-                                 for n in range(PROJECT_BURSTS)), key=lambda burst: burst.rate)
-                burst = bursts[len(bursts) // 2]
-                figures["bursts"].append({**burst.as_dict(), "rates_of_bursts": [round(b.rate, 1) for b in bursts]})
-                log(f"  {burst.records}-record batches: {burst.rate:.2f}/s (of {[round(b.rate, 1) for b in bursts]}) "
-                    f"{burst.statuses}")
+                                      "floor_median_ms": median_ms(floors),
+                                      "floor_samples_ms": [round(s, 1) for s in floors], "statuses": statuses}
+                log(f"  idle latency: {figures['latency']['median_ms']} ms "
+                    f"(floor between the samples {figures['latency']['floor_median_ms']} ms)")
+            for records, batches, kind in ((1, single, "s"), (options.records, large, "l")):
+                raw, project = [], []
+                for n in range(BURSTS):
+                    # No-op tasks go fast: the same messages RAW_REPEAT times make a burst of seconds.
+                    raw.append(raw_burst(raw_producer, batches * RAW_REPEAT, raw_running, f"raw{workers}{kind}{n}",
+                                         options.timeout))
+                    # Each project burst its own batches (the same records again would change
+                    # nothing, a cheaper commit).
+                    project.append(project_burst(producer, [make_batch(f"w{workers}{kind}{n}x{b}", records, size, rng)
+                                                            for b in range(len(batches))],
+                                                 running, f"project{workers}{kind}{n}", options.timeout))
+                for bursts in (raw, project):
+                    median = sorted(bursts, key=lambda burst: burst.rate)[len(bursts) // 2]
+                    figures["bursts"].append({**median.as_dict(), "rates_of_bursts": [round(b.rate, 1) for b in bursts]})
+                log(f"  {records}-record batches/s: project {[round(b.rate, 1) for b in project]}, "
+                    f"raw Celery {[round(b.rate, 1) for b in raw]}")
+        figures["noop_memory"].append({"workers": workers, "peak_pss_bytes": raw_running.memory.peak_per_worker})
         figures["memory"].append(memory_figure(size, settings, workers, running.memory.peak_per_worker,
                                                running.memory.samples))
+
+
+def floor_sampler(products: list[dict[str, Any]], folder: Path) -> Callable[[], float]:
+    """One floor commit of ``products`` (bench.commit_cost), in milliseconds, each time it is called."""
+    folder.mkdir(parents=True)
+    target = folder / "products.json"
+    floor_commit(products, target)  # the file's first write: not a sample
+    return lambda: timed_ms(lambda: floor_commit(products, target))[0]
 
 
 def run_memory(options: Options, size: int, workdir: Path, redis_url: str, rng: random.Random) -> dict[str, Any]:
