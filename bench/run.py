@@ -162,7 +162,8 @@ def run_queue(options: Options, workdir: Path, redis_url: str, rng: random.Rando
                 running_workers(settings, workers, f"project{workers}", logs) as running:
             if workers == options.workers[0]:
                 batches = [make_batch(f"lat{n}", options.records, size, rng) for n in range(options.repeats + 1)]
-                samples, floors, statuses = idle_latency(producer, batches, "latency", options.timeout, floor)
+                with raw_running.memory.suspended():
+                    samples, floors, statuses = idle_latency(producer, batches, "latency", options.timeout, floor)
                 figures["latency"] = {"products": size, "workers": workers, "records": options.records,
                                       "median_ms": median_ms(samples), "samples_ms": [round(s, 1) for s in samples],
                                       "floor_median_ms": median_ms(floors),
@@ -173,13 +174,15 @@ def run_queue(options: Options, workdir: Path, redis_url: str, rng: random.Rando
                 raw, project = [], []
                 for n in range(BURSTS):
                     # No-op tasks go fast: the same messages RAW_REPEAT times make a burst of seconds.
-                    raw.append(raw_burst(raw_producer, batches * RAW_REPEAT, raw_running, f"raw{workers}{kind}{n}",
-                                         options.timeout))
+                    with running.memory.suspended():
+                        raw.append(raw_burst(raw_producer, batches * RAW_REPEAT, raw_running,
+                                             f"raw{workers}{kind}{n}", options.timeout))
                     # Each project burst its own batches (the same records again would change
                     # nothing, a cheaper commit).
-                    project.append(project_burst(producer, [make_batch(f"w{workers}{kind}{n}x{b}", records, size, rng)
-                                                            for b in range(len(batches))],
-                                                 running, f"project{workers}{kind}{n}", options.timeout))
+                    fresh = [make_batch(f"w{workers}{kind}{n}x{b}", records, size, rng) for b in range(len(batches))]
+                    with raw_running.memory.suspended():
+                        project.append(project_burst(producer, fresh, running, f"project{workers}{kind}{n}",
+                                                     options.timeout))
                 for bursts in (raw, project):
                     median = sorted(bursts, key=lambda burst: burst.rate)[len(bursts) // 2]
                     figures["bursts"].append({**median.as_dict(), "rates_of_bursts": [round(b.rate, 1) for b in bursts]})
