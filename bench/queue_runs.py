@@ -141,6 +141,9 @@ def summarize(kind: str, workers: RunningWorkers, batches: list[list[dict[str, A
                  round(max(finished - resumed, 1e-6), 3), dict(statuses))
 
 
+SETTLE_S = 0.5
+
+
 def idle_latency(producer: Producer, batches: list[list[dict[str, Any]]], tag: str, timeout: float,
                  floor: Callable[[], float]) -> tuple[list[float], list[float], dict[str, int]]:
     """Submit-to-result milliseconds of each batch but the first (a warm-up), one at a time, and a
@@ -148,6 +151,9 @@ def idle_latency(producer: Producer, batches: list[list[dict[str, Any]]], tag: s
     latencies, floors, statuses = [], [], Counter()
     for number, batch in enumerate(batches):
         if number:
+            # After the previous batch's result its worker still publishes, counts and logs: the
+            # floor is measured once that is over, alone, as it is for G4.
+            time.sleep(SETTLE_S)
             floors.append(floor())
         started = time.time()
         handle = producer.submit(batch, batch_id=f"{tag}-{number:05d}", source="bench")
