@@ -61,6 +61,8 @@ class Settings(BaseSettings):
     worker_threads: int = Field(32, ge=1, le=256, description="Batches one worker process holds at once (Celery "
                                 "threads pool). Those that arrive while a commit runs share the next commit.")
     group_commit_max_batches: int = Field(64, ge=1, le=10_000, description="Most batches one commit carries.")
+    group_commit_max_bytes: int = Field(16 * 1024 * 1024, ge=1024, description="Most bytes of other workers' "
+                                        "staged batches one commit takes (at least one): bounds a holder's memory.")
     staging: bool = Field(True, description="A worker that finds the lock held hands its batches to the holder "
                           "(through <lock>:staging in Redis) instead of queuing for the lock: the holder keeps "
                           "committing with its catalog cached, and more workers add throughput.")

@@ -71,7 +71,7 @@ def test_to_env_rebuilds_every_setting_in_a_child_process(monkeypatch: pytest.Mo
         "max_batch_bytes": 2048, "max_file_bytes": 4096, "ledger_days": 2.5, "ledger_max_ids": 11, "result_url": "redis://:pw@h:1/3",
         "queue": "q-test", "visibility_timeout": 99, "task_time_limit": 50, "restore_interval": 3,
         "max_retries": 2, "retry_backoff_max": 9, "result_expires": 61, "rejected_keep": 5, "rotate_every": 7.5,
-        "worker_threads": 3, "group_commit_max_batches": 7, "staging": False, "events_maxlen": 13,
+        "worker_threads": 3, "group_commit_max_batches": 7, "group_commit_max_bytes": 4096, "staging": False, "events_maxlen": 13,
         "backup_keep_all_hours": 2.5, "backup_hourly_days": 3.5, "backup_compress_after_hours": 4.5,
         "backup_max_bytes": 12345, "backup_warn_ratio": 0.5,
         "log_format": "json",

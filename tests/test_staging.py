@@ -123,3 +123,40 @@ def test_a_staging_key_of_another_type_makes_a_worker_wait_for_the_lock_instead(
         time.sleep(0.3)
     thread.join(WAIT_S)
     assert isinstance(outcome.get("result"), BatchResult) and outcome["result"].status.value == "applied", outcome
+
+
+def test_a_holder_takes_staged_entries_in_order_only_while_they_fit_its_byte_budget(redis_url: str) -> None:
+    import redis
+
+    from worker.staging import pop_entries
+
+    client = redis.Redis.from_url(redis_url)
+    entries = [bytes([65 + n]) * 100 for n in range(5)]  # 100 bytes each
+    client.rpush("staging-test", *entries)
+    # Under 250 bytes taken: a third entry still starts (200 < 250), a fourth does not.
+    assert pop_entries(client, "staging-test", 10, 1000, 250) == (0, entries[:3])
+    assert pop_entries(client, "staging-test", 10, 1000, 1) == (0, entries[3:4])  # at least one
+    assert client.lrange("staging-test", 0, -1) == entries[4:]
+
+
+def test_staged_batches_over_the_holders_byte_budget_wait_for_its_next_commit(settings: Settings) -> None:
+    small = settings.model_copy(update={"group_commit_max_bytes": 1024})
+    holder, feeders = worker(small), [worker(small) for _ in range(3)]  # one staged batch each
+    with catalog_lock(holder.store.redis, small.catalog_path, 5, 5):
+        threads = [in_thread(feeder, f"staged-{n}", [product(f"S{n}", product_name="x" * 1100)])
+                   for n, feeder in enumerate(feeders)]
+        wait_for(lambda: holder.store.redis.llen(key(small)) == 3, WAIT_S)
+    group_sizes = []
+    real_take = holder.committer._staging.take  # type: ignore[union-attr]
+
+    def counting_take(limit: int) -> Any:
+        taken = real_take(limit)
+        group_sizes.append(len(taken))
+        return taken
+
+    holder.committer._staging.take = counting_take  # type: ignore[union-attr, method-assign]
+    holder.committer.apply(request(holder, "holders-own", [product("H")]))
+    for thread, outcome in threads:
+        thread.join(WAIT_S)
+        assert outcome["result"].status.value == "applied", outcome
+    assert group_sizes[0] == 1  # each entry is over 1 KiB, the budget: one at a time

@@ -65,7 +65,8 @@ class WorkerContext:
             if self._committer is None:
                 settings = self.settings
                 staging = StagingArea(lambda: store.redis, lambda: staging_key(lock_name(store.path)),
-                                      settings.max_batch_bytes, lambda staged: staged_request(store, staged))
+                                      settings.max_batch_bytes, lambda staged: staged_request(store, staged),
+                                      settings.group_commit_max_bytes)
                 self._committer = GroupCommitter(store.apply_group, settings.group_commit_max_batches,
                                                  staging if settings.staging else None, settings.lock_timeout)
             return self._committer

@@ -37,13 +37,19 @@ log = logging.getLogger(__name__)
 REPLY_TTL_S = 600  # an answer nobody reads (its worker gave up or died) is gone after this
 ENVELOPE_BYTES = 64 * 1024  # what a staged entry may hold beyond its records
 
-# Pops up to ARGV[1] entries; an entry over ARGV[2] bytes is dropped unread (string.len is O(1)).
+# Pops up to ARGV[1] entries while those taken hold under ARGV[3] bytes (so at least one is
+# taken); an entry over ARGV[2] bytes is dropped unread (string.len is O(1)).
 _TAKE = """
-local taken, dropped = {}, 0
-while #taken < tonumber(ARGV[1]) do
+local taken, dropped, total = {}, 0, 0
+while #taken < tonumber(ARGV[1]) and total < tonumber(ARGV[3]) do
   local entry = redis.call('LPOP', KEYS[1])
   if not entry then break end
-  if string.len(entry) <= tonumber(ARGV[2]) then taken[#taken + 1] = entry else dropped = dropped + 1 end
+  if string.len(entry) <= tonumber(ARGV[2]) then
+    taken[#taken + 1] = entry
+    total = total + string.len(entry)
+  else
+    dropped = dropped + 1
+  end
 end
 return {dropped, taken}
 """
@@ -53,9 +59,11 @@ def staging_key(lock_name: str) -> str:
     return f"{lock_name}:staging"
 
 
-def pop_entries(client: redis.Redis, key: str, limit: int, max_entry_bytes: int) -> tuple[int, list[bytes]]:
-    """Up to ``limit`` entries off the staging list, and how many were dropped for their size."""
-    dropped, entries = client.eval(_TAKE, 1, key, limit, max_entry_bytes)
+def pop_entries(client: redis.Redis, key: str, limit: int, max_entry_bytes: int,
+                budget_bytes: int) -> tuple[int, list[bytes]]:
+    """Up to ``limit`` entries off the staging list, in order, and how many were dropped for their
+    size: the next one is taken while those taken hold under ``budget_bytes``."""
+    dropped, entries = client.eval(_TAKE, 1, key, limit, max_entry_bytes, budget_bytes)
     return int(dropped), list(entries)
 
 
@@ -94,9 +102,12 @@ class StagingArea:
     """
 
     def __init__(self, client: Callable[[], redis.Redis], key: Callable[[], str], max_batch_bytes: int,
-                 check: Callable[[StagedBatch], BatchRequest]) -> None:
+                 check: Callable[[StagedBatch], BatchRequest], group_bytes: int) -> None:
         self._client, self._key, self._check = client, key, check
         self._max_entry_bytes = max_batch_bytes + ENVELOPE_BYTES
+        # A holder decodes and merges everything it takes in one commit: this bounds its memory
+        # (CATALOG_GROUP_COMMIT_MAX_BYTES), whatever the number and size of the staged batches.
+        self._group_bytes = group_bytes
 
     def stage(self, requests: Sequence[BatchRequest]) -> Round:
         """Push ``requests`` for the holder (in one command); ``RedisError`` if Redis refuses."""
@@ -134,7 +145,8 @@ class StagingArea:
         if limit <= 0:
             return []
         try:
-            dropped, entries = pop_entries(self._client(), self._key(), limit, self._max_entry_bytes)
+            dropped, entries = pop_entries(self._client(), self._key(), limit, self._max_entry_bytes,
+                                           self._group_bytes)
         except redis.RedisError as exc:
             log.warning("could not take staged batches (%s); their workers will commit them", exc)
             return []
