@@ -283,15 +283,9 @@ class CatalogImage:
         image._position = position
         return image
 
-    def sealed_as(self, sha256: str | None, data: bytes | None = None) -> CatalogImage:
-        """This image, once written: the sha256 of its bytes, as the commit computed it.
-
-        With ``data`` (its ``to_bytes``), its entries become views of ``data``, kept instead of
-        theirs. Without, the new entries stay laid over the file they replace, as written (no
-        copy of the whole file per commit), until they are many (``parts``): then the file is
-        joined once and kept instead.
-        """
+    def sealed_as(self, sha256: str | None) -> CatalogImage:
+        """This image, once written: the sha256 of its bytes, as the commit computed it. Its new
+        entries stay laid over the file they replace, as written (no copy of the whole file per
+        commit), until they are many (``parts`` joins them then)."""
         self.sha256 = sha256
-        if data is not None:
-            self._rebase(data)
         return self

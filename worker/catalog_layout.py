@@ -47,11 +47,6 @@ def file_parts(entries: Sequence[bytes | memoryview]) -> list[bytes | memoryview
     return parts
 
 
-def join_entries(entries: Sequence[bytes | memoryview]) -> bytes:
-    """The catalog file from its entries, or from runs of entries already joined (one copy of each byte)."""
-    return b"".join(file_parts(entries))
-
-
 def entry_end(data: bytes, starts: Sequence[int], index: int) -> int:
     """Where entry ``index`` of a file cut at ``starts`` ends (its closing ``  }`` included)."""
     return starts[index + 1] - 2 if index + 1 < len(starts) else len(data) - 3

@@ -86,7 +86,7 @@ class CatalogState:
     base: str | None = None  # sha256 of the base segment file the journal applies to
     journal: list[dict[str, Any]] = field(default_factory=list)  # the changes of each commit since the base
     catalog_file: list[int] | None = None  # [inode, size, mtime_ns] of the catalog this state committed
-    catalog_own_layout: bool = False  # that catalog is join_entries output (CatalogImage.from_own_bytes applies)
+    catalog_own_layout: bool = False  # that catalog is in our layout (worker/catalog_layout.py: CatalogImage.from_own_bytes applies)
     events: list[dict[str, Any]] = field(default_factory=list)  # a draft's change events: its journal entry's outbox
 
     # --- a write's copy ----------------------------------------------------------------------

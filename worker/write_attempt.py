@@ -119,6 +119,6 @@ class AsWritten(CatalogImage):
     def parts(self) -> list[bytes | memoryview]:
         return [self._data]
 
-    def sealed_as(self, sha256: str | None, data: bytes | None = None) -> CatalogImage:
+    def sealed_as(self, sha256: str | None) -> CatalogImage:
         self.sha256 = sha256  # its entries stay apart: the file is not in our layout
         return self
