@@ -118,3 +118,23 @@ def state_journal_cache_cleared() -> None:
     from worker import state_base
 
     state_base._BASES.clear()
+
+
+def test_a_commit_whose_change_events_alone_pass_the_journal_limit_does_not_compact(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Events leave the journal at the next write; a compaction keeps them: it could not shrink them.
+    monkeypatch.setattr(state_journal, "JOURNAL_MAX_BYTES", 4096)
+    store = CatalogStore(settings)
+    store.apply([product("A")], "b0")
+    first_base = record(settings.catalog_path)["base"]
+    long_text = "x" * 3000
+    store.apply([product(f"P{n}", description_long=long_text) for n in range(4)], "b1")
+    after = record(settings.catalog_path)
+    assert len(orjson.dumps(after["journal"][-1]["events"])) > 4096
+    assert after["base"] == first_base, "the commit compacted for its own events"
+    assert len(bases(settings.catalog_path)) == 1
+    # A journal that really is full still compacts.
+    store.apply([product(f"Q{n}") for n in range(40)], "b2")
+    store.apply([product("A", product_name="renamed")], "b3")
+    assert record(settings.catalog_path)["base"] != first_base

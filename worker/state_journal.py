@@ -11,7 +11,9 @@ still replaced by rename at the commit point) carries:
 - ``journal``: what each commit since then changed in the ledger and versions.
 
 A commit appends its changes to the journal. When the journal passes ``JOURNAL_MAX_ENTRIES``
-entries or ``JOURNAL_MAX_BYTES``, the commit compacts instead: it folds everything into a new
+entries or ``JOURNAL_MAX_BYTES`` (not counting the commit's own change events: they leave the
+journal at the next write, and a compaction keeps them, so compacting could not shrink them),
+the commit compacts instead: it folds everything into a new
 base segment (trimming the ledger to its window), written and fsynced before the commit point,
 and starts an empty journal. The commit point does not move: it is still the rename of the state
 file, so the crash table of docs/commit-protocol.md holds as it was. A base segment is named by
@@ -80,7 +82,7 @@ def encode_record(catalog: Path, state: CatalogState, window: LedgerWindow, now:
         compact = bool(state.ledger or state.versions)  # a whole state (recovery, tools): its own base
     if not compact and len(state.journal) <= JOURNAL_MAX_ENTRIES:
         data = _record_bytes(state)
-        if len(data) <= JOURNAL_MAX_BYTES:
+        if len(data) - _events_bytes(state) <= JOURNAL_MAX_BYTES:
             return data
     _compact(catalog, state, window, now or dt.datetime.now(dt.UTC))
     return _record_bytes(state)
@@ -89,6 +91,12 @@ def encode_record(catalog: Path, state: CatalogState, window: LedgerWindow, now:
 def _record_bytes(state: CatalogState) -> bytes:
     record = {"format": STATE_FORMAT, **{name: getattr(state, name) for name in HEAD_FIELDS}}
     return orjson.dumps(record)
+
+
+def _events_bytes(state: CatalogState) -> int:
+    """About what this commit's change events take in its record: a commit of many batches carries
+    megabytes of them (every changed field, old and new), which no compaction would make smaller."""
+    return len(orjson.dumps(state.events)) if state.events else 0
 
 
 def _compact(catalog: Path, state: CatalogState, window: LedgerWindow, now: dt.datetime) -> None:

@@ -42,6 +42,7 @@ from worker.atomic import discard
 from worker.backup_policy import BackupPolicy
 from worker.backups import CapWatch, find_backup, read_backup, take_backup
 from worker.catalog_image import CatalogImage
+from worker.collector import collector_paused
 from worker.commit import Recovered, recover_for_write
 from worker.lock import HeldLock, catalog_lock
 from worker.changes import change_event
@@ -202,7 +203,7 @@ class CatalogStore:
     def _apply_group_once(self, requests: list[BatchRequest], gather: Callable[[], Sequence[BatchRequest]] | None,
                           deliver: Callable[[list[Outcome]], None] | None, wait_for_lock: bool) -> list[Outcome]:
         started = time.perf_counter()
-        with self._locked(wait_for_lock) as held:
+        with self._locked(wait_for_lock) as held, collector_paused():  # worker/collector.py: why
             locked = time.perf_counter()
             if gather is not None:
                 requests.extend(gather())  # kept if this attempt starts over
