@@ -16,6 +16,7 @@ from catalog_core.sequence import next_sequence
 from catalog_core.settings import Settings
 from schemas import BatchResult
 from tests.helpers import product, wait_for
+from worker import group_commit
 from worker.app import WorkerContext
 from worker.lock import catalog_lock, lock_name
 from worker.staging import staging_key
@@ -64,6 +65,74 @@ def test_the_holder_commits_batches_staged_for_it_with_its_own_and_answers_each(
     state = read_state(state_path(settings.catalog_path))
     assert state is not None and {"h1", "f1", "f2"} <= set(state.ledger)
     assert state.commits == 2  # the seed's, then one carrying all three
+
+
+def test_a_holder_whose_own_batches_are_done_goes_on_with_batches_staged_during_its_commit(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    holder, feeder = worker(settings), worker(settings)
+    staging, feeding = holder.committer._staging, feeder.committer._staging
+    assert staging is not None and feeding is not None
+    first = feeding.stage([request(feeder, "f1", [product("F1")])])
+    later: list[Any] = []
+    take = staging.take
+
+    def take_then_more_arrive(limit: int) -> Any:
+        taken = take(limit)
+        if not later:  # the feeder's next batches come while the holder commits
+            later.append(feeding.stage([request(feeder, "f2", [product("F2")]), request(feeder, "f3", [product("F3")])]))
+        return taken
+
+    monkeypatch.setattr(staging, "take", take_then_more_arrive)
+    own = holder.committer.apply(request(holder, "h1", [product("H1")]))
+    # The feeder's committer never ran: only the holder can have committed f2 and f3.
+    assert own.status.value == "applied"
+    assert [a.batch_id for a in feeding.answers_now(first)] == ["f1"]
+    assert sorted(a.batch_id for a in feeding.answers_now(later[0])) == ["f2", "f3"]
+    assert holder.store.redis.llen(key(settings)) == 0
+    state = read_state(state_path(settings.catalog_path))
+    assert state is not None and {"h1", "f1", "f2", "f3"} <= set(state.ledger) and state.commits == 3
+
+
+def test_a_holder_not_fed_by_other_workers_does_not_wait_on_the_staging_list(settings: Settings) -> None:
+    holder, feeder = worker(settings), worker(settings)
+    staging, feeding = holder.committer._staging, feeder.committer._staging
+    assert staging is not None and feeding is not None
+    staging_before = staging.pending
+    looked: list[bool] = []
+    staging.pending = lambda: looked.append(True) or staging_before()  # type: ignore[method-assign]
+    holder.committer.apply(request(holder, "h1", [product("H1")]))
+    assert looked == []  # its commit carried nothing staged: no drain, no extra round trip
+
+
+def test_a_worker_whose_copy_is_not_the_last_commit_stages_first_and_the_holder_with_the_files_commits_it(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(group_commit, "COLD_WAIT_S", WAIT_S)  # long: the holder's commit comes first
+    cold, warm = worker(settings), worker(settings)
+    warm.store.apply([product("W1")], "w1")  # the last commit: cold's copy is older
+    assert warm.store.knows_latest() and not cold.store.knows_latest()
+    thread, outcome = in_thread(cold, "c1", [product("C1")])
+    wait_for(lambda: cold.store.redis.llen(key(settings)) == 1)  # staged, though the lock is free
+    warm.committer.apply(request(warm, "w2", [product("W2")]))
+    thread.join(WAIT_S)
+    assert isinstance(outcome.get("result"), BatchResult) and outcome["result"].status.value == "applied", outcome
+    state = read_state(state_path(settings.catalog_path))
+    assert state is not None and state.ledger["c1"]["fence"] == state.ledger["w2"]["fence"]  # one commit carried both
+
+
+def test_a_worker_whose_copy_is_the_last_commit_takes_the_free_lock_without_staging(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(group_commit, "COLD_WAIT_S", WAIT_S)
+    warm = worker(settings)
+    warm.store.apply([product("W1")], "w1")
+    staging = warm.committer._staging
+    assert staging is not None and warm.store.knows_latest()
+    staged: list[object] = []
+    monkeypatch.setattr(staging, "stage", lambda requests: staged.append(requests))
+    assert warm.committer.apply(request(warm, "w2", [product("W2")])).status.value == "applied"
+    assert staged == []
 
 
 def test_a_worker_that_finds_the_lock_held_stages_its_batch_and_commits_it_itself_once_the_lock_is_free(

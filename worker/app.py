@@ -68,7 +68,8 @@ class WorkerContext:
                                       settings.max_batch_bytes, lambda staged: staged_request(store, staged),
                                       settings.group_commit_max_bytes)
                 self._committer = GroupCommitter(store.apply_group, settings.group_commit_max_batches,
-                                                 staging if settings.staging else None, settings.lock_timeout)
+                                                 staging if settings.staging else None, settings.lock_timeout,
+                                                 store.knows_latest)
             return self._committer
 
 

@@ -47,11 +47,19 @@ from worker.write_attempt import BatchRequest, Outcome
 log = logging.getLogger(__name__)
 
 POLL_S = 0.05  # how often a leader whose batches are staged tries the lock itself
-# A leader whose staged batches a holder answered less than this ago does not try the lock (it
-# stages, and waits): that holder is busy and will take them, where taking the lock in the
-# instant it is free between two of its commits would make each worker's next commit first
-# read the other's. Past this without an answer, the holder may be idle or gone: try.
+# A leader that saw another holder at work less than this ago (it answered our staged batches,
+# or held the lock when we tried) does not try the lock (it stages, and waits): that holder is
+# busy and will take them, where taking the lock in the instant it is free between two of its
+# commits would make each worker's next commit first read the other's. Past this without an
+# answer, the holder may be idle or gone: try.
 STAY_WITH_HOLDER_S = 0.25
+# A worker whose copy of the catalog is not the last commit's (another worker committed since)
+# stages its batches and waits this long for a holder before it tries the lock itself: a holder
+# with the files in memory commits them at once, where this worker would first read them.
+COLD_WAIT_S = 0.1
+# A holder whose own batches are done goes on committing other workers' staged batches for up to
+# this long (its thread returns its own result after): see ``_drain``.
+DRAIN_S = 2.0
 
 ApplyGroup = Callable[..., list[Outcome]]  # CatalogStore.apply_group
 
@@ -76,15 +84,17 @@ class GroupCommitter:
     """Applies batches from many threads in as few commits as they allow; one per worker process."""
 
     def __init__(self, apply_group: ApplyGroup, max_batches: int, staging: StagingArea | None = None,
-                 stage_timeout: float = 60.0) -> None:
+                 stage_timeout: float = 60.0, knows_latest: Callable[[], bool] = lambda: True) -> None:
         self._apply_group = apply_group
+        self._knows_latest = knows_latest  # CatalogStore.knows_latest: our copy is the last commit's
         self._max_batches = max(1, max_batches)
         self._staging = staging
         self._stage_timeout = stage_timeout
         self._changed = threading.Condition()
         self._waiting: list[_Slot] = []
         self._leading = False
-        self._answered_at = float("-inf")  # when a holder last answered any of our staged batches
+        self._holder_seen_at = float("-inf")  # when another holder last answered us, or held the lock
+        self._fed = False  # whether our last commit carried other workers' staged batches
 
     def apply(self, request: BatchRequest) -> BatchResult:
         """The batch's own outcome, once a durable commit carries it; its own error otherwise."""
@@ -102,20 +112,47 @@ class GroupCommitter:
                 group, self._waiting = self._waiting[: self._max_batches], self._waiting[self._max_batches:]
             try:
                 self._commit(group)
+                self._drain()
             finally:
                 with self._changed:
                     self._leading = False
                     self._changed.notify_all()
 
-    def _commit(self, group: list[_Slot]) -> None:
-        """Give every slot of ``group`` (which grows by the batches gathered) its outcome."""
+    def _drain(self) -> None:
+        """While other workers feed us (our last commit carried their staged batches), nothing of
+        ours waits here, and their batches wait in the staging list: commit them, holding on to
+        the lock, for up to ``DRAIN_S``.
+
+        Why: a holder whose own batches are done would otherwise stop, and the staged batches
+        would wait until their workers give up on it (``STAY_WITH_HOLDER_S``), then be committed
+        by one of them, which must first read the files this holder wrote. At the end of every
+        burst that cost about half a second. This thread's own result waits meanwhile.
+        """
+        deadline = time.monotonic() + DRAIN_S
+        while self._staging is not None and self._fed and time.monotonic() < deadline:
+            with self._changed:
+                if self._waiting:
+                    return  # one of ours leads the next commit, and takes the staged batches with it
+            if not self._staging.pending():
+                return
+            self._commit([], holding_only=True)
+
+    def _commit(self, group: list[_Slot], holding_only: bool = False) -> None:
+        """Give every slot of ``group`` (which grows by the batches gathered) its outcome.
+        ``holding_only``: commit only if the lock is free now (staged batches, and ours that come)."""
         interrupted: BaseException | None = None
         try:
-            if self._staging is None:
+            if holding_only:
+                try:
+                    self._lead(group, wait=False, handover=_Handover())
+                except LockBusyError:
+                    self._fed = False  # another worker holds the lock: nothing was gathered
+            elif self._staging is None:
                 self._lead(group, wait=True, handover=_Handover())
             else:
                 self._lead_or_stage(group)
         except BaseException as exc:  # nothing of what is left was committed
+            self._fed = False
             for slot in group:
                 if slot.outcome is None:
                     slot.outcome = exc
@@ -123,6 +160,7 @@ class GroupCommitter:
         with self._changed:
             for slot in group:
                 slot.done, slot.group_size = True, len(group)
+            self._changed.notify_all()  # their threads return now, even while this one drains
         if interrupted is not None:
             raise interrupted  # a thread told to stop (the pool shutting down) still stops
 
@@ -130,13 +168,15 @@ class GroupCommitter:
         assert self._staging is not None
         handover = _Handover()
         deadline = time.monotonic() + self._stage_timeout
+        first_try = time.monotonic() + (0.0 if self._knows_latest() else COLD_WAIT_S)
         while any(slot.outcome is None for slot in group):
-            if time.monotonic() - self._answered_at >= STAY_WITH_HOLDER_S:
+            now = time.monotonic()
+            if now >= first_try and now - self._holder_seen_at >= STAY_WITH_HOLDER_S:
                 try:
                     self._lead(group, wait=False, handover=handover)
                     return
                 except LockBusyError:
-                    pass
+                    self._holder_seen_at = time.monotonic()
             try:
                 if handover.round is None:
                     handover.slots = [slot for slot in group if slot.outcome is None]
@@ -149,7 +189,7 @@ class GroupCommitter:
                     return
                 raise RedisUnavailableError(f"Redis failed while waiting for staged batches: {exc}") from None
             if answers:
-                self._answered_at = time.monotonic()
+                self._holder_seen_at = time.monotonic()
             self._settle(handover.slots, answers)
             if time.monotonic() > deadline and any(slot.outcome is None for slot in group):
                 self._withdraw_quietly(handover)  # the retry of each comes back through the queue
@@ -190,8 +230,9 @@ class GroupCommitter:
         for item, outcome in zip(carried, outcomes, strict=True):
             if isinstance(item, _Slot):
                 item.outcome = outcome
+        staged = sum(isinstance(item, Taken) for item in carried)
+        self._fed = staged > 0
         if len(carried) > 1:
-            staged = sum(isinstance(item, Taken) for item in carried)
             log.info("group commit: %d batches in one commit%s", len(carried),
                      f" ({staged} staged by other workers)" if staged else "")
 

@@ -140,6 +140,13 @@ class StagingArea:
             removed = pipe.execute()
         return {index for index, count in zip(indices, removed, strict=True) if count}
 
+    def pending(self) -> bool:
+        """Whether staged batches wait for a holder; False when Redis cannot say."""
+        try:
+            return bool(self._client().llen(self._key()))
+        except redis.RedisError:
+            return False
+
     def take(self, limit: int) -> list[Taken]:
         """Up to ``limit`` staged batches for the holder's commit; never raises."""
         if limit <= 0:

@@ -48,7 +48,7 @@ from worker.lock import HeldLock, catalog_lock
 from worker.changes import change_event
 from worker.merge import MergeOutcome, merge_into
 from worker.outbox import publish_pending
-from worker.state import CatalogState
+from worker.state import CatalogState, current_identity, state_path
 from worker.state_journal import LedgerWindow
 from worker.write_attempt import AsWritten, BatchRequest, CommitStats, Outcome, Planned, WriteAttempt
 
@@ -106,6 +106,13 @@ class CatalogStore:
 
     def remember(self, recovered: Recovered | None) -> None:
         self._known = recovered if recovered is not None and recovered.state_identity is not None else None
+
+    def knows_latest(self) -> bool:
+        """Whether what this process keeps is the last commit (nobody committed since ours): one stat."""
+        try:
+            return self._known is not None and current_identity(state_path(self.path)) == self._known.state_identity
+        except OSError:
+            return False
 
     def _locked(self, wait: bool = True) -> AbstractContextManager[HeldLock]:
         return catalog_lock(self.redis, self.path, self.settings.lock_expire, self.settings.lock_timeout, wait)
@@ -207,6 +214,8 @@ class CatalogStore:
             locked = time.perf_counter()
             if gather is not None:
                 requests.extend(gather())  # kept if this attempt starts over
+            if not requests:
+                return []  # nothing came (a holder that drains found the staged batches taken)
             write = self._begin(held)
             # The version every batch of this commit replaces: linked now so the ledger can name it.
             backup = take_backup(self.path, self.backup_dir) if write.image.sha256 is not None else None
