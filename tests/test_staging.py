@@ -88,7 +88,9 @@ def test_a_holder_whose_own_batches_are_done_goes_on_with_batches_staged_during_
     # The feeder's committer never ran: only the holder can have committed f2 and f3.
     assert own.status.value == "applied"
     assert [a.batch_id for a in feeding.answers_now(first)] == ["f1"]
-    assert sorted(a.batch_id for a in feeding.answers_now(later[0])) == ["f2", "f3"]
+    answers: list[Any] = []
+    wait_for(lambda: bool(answers.extend(feeding.wait(later[0], 0.2))) or len(answers) == 2, WAIT_S)
+    assert sorted(a.batch_id for a in answers) == ["f2", "f3"]
     assert holder.store.redis.llen(key(settings)) == 0
     state = read_state(state_path(settings.catalog_path))
     assert state is not None and {"h1", "f1", "f2", "f3"} <= set(state.ledger) and state.commits == 3

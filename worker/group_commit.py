@@ -9,7 +9,8 @@ becomes the leader: it takes every batch waiting, and once it holds the catalog 
 batch that came meanwhile (up to ``max_batches`` in all), and applies them in one locked write
 (``CatalogStore.apply_group``: one lock, one catalog write, one backup, one state write) and
 hands each thread its own outcome. Threads that arrived meanwhile wait; when the leader is
-done, one of them leads the next group. Nothing runs in the background.
+done, one of them leads the next group. Nothing runs in the background, but for a holder that
+other workers feed: a thread of its own goes on taking their staged batches (``_drain``).
 
 Staging (worker/staging.py; docs/commit-protocol.md, "Staging"): a leader that finds the lock
 held by another worker does not queue for it. It stages its group in Redis and waits for the
@@ -57,9 +58,6 @@ STAY_WITH_HOLDER_S = 0.25
 # stages its batches and waits this long for a holder before it tries the lock itself: a holder
 # with the files in memory commits them at once, where this worker would first read them.
 COLD_WAIT_S = 0.1
-# A holder whose own batches are done goes on committing other workers' staged batches for up to
-# this long (its thread returns its own result after): see ``_drain``.
-DRAIN_S = 2.0
 
 ApplyGroup = Callable[..., list[Outcome]]  # CatalogStore.apply_group
 
@@ -110,32 +108,60 @@ class GroupCommitter:
                 # Lead: take the longest-waiting batches (ours among them unless over the cap).
                 self._leading = True
                 group, self._waiting = self._waiting[: self._max_batches], self._waiting[self._max_batches:]
+            draining = False
             try:
                 self._commit(group)
-                self._drain()
+                draining = self._start_draining()
             finally:
-                with self._changed:
-                    self._leading = False
-                    self._changed.notify_all()
+                if not draining:
+                    self._step_down()
+
+    def _step_down(self) -> None:
+        with self._changed:
+            self._leading = False
+            self._changed.notify_all()
+
+    def _start_draining(self) -> bool:
+        """Hand the lead to a drain thread when other workers feed us; whether it was."""
+        if self._staging is None or not self._fed:
+            return False
+        threading.Thread(target=self._drain_then_step_down, name="catalog-drain", daemon=True).start()
+        return True
+
+    def _drain_then_step_down(self) -> None:
+        try:
+            self._drain()
+        except Exception:  # nothing is lost: a staged batch nobody answers is taken back by its worker
+            log.exception("draining the staging list failed")
+        finally:
+            self._step_down()
 
     def _drain(self) -> None:
-        """While other workers feed us (our last commit carried their staged batches), nothing of
-        ours waits here, and their batches wait in the staging list: commit them, holding on to
-        the lock, for up to ``DRAIN_S``.
+        """While other workers feed us (our last commit carried their staged batches) and nothing
+        of ours waits here, commit their batches as they are staged, lock taken for each commit;
+        stop once none came for ``STAY_WITH_HOLDER_S``, the lock is held by another, or a commit
+        fails. Runs in its own thread, as the leader: the batches of the commit before are answered.
 
         Why: a holder whose own batches are done would otherwise stop, and the staged batches
         would wait until their workers give up on it (``STAY_WITH_HOLDER_S``), then be committed
-        by one of them, which must first read the files this holder wrote. At the end of every
-        burst that cost about half a second. This thread's own result waits meanwhile.
+        by one of them, which must first read the files this holder wrote: at the end of every
+        burst, about half a second. So the holder also waits for batches to be staged for as
+        long as their workers wait for it.
         """
-        deadline = time.monotonic() + DRAIN_S
-        while self._staging is not None and self._fed and time.monotonic() < deadline:
+        last_taken = time.monotonic()
+        while self._staging is not None and self._fed:
             with self._changed:
                 if self._waiting:
                     return  # one of ours leads the next commit, and takes the staged batches with it
-            if not self._staging.pending():
+            if self._staging.pending():
+                self._commit([], holding_only=True)
+                last_taken = time.monotonic()
+            elif time.monotonic() - last_taken < STAY_WITH_HOLDER_S:
+                # Their workers still count on us for as long: what they stage meanwhile is ours
+                # to take, where the first to give up on us would take the lock, files unread.
+                time.sleep(POLL_S / 2)
+            else:
                 return
-            self._commit([], holding_only=True)
 
     def _commit(self, group: list[_Slot], holding_only: bool = False) -> None:
         """Give every slot of ``group`` (which grows by the batches gathered) its outcome.
