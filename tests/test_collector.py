@@ -70,3 +70,17 @@ def test_overlapping_pauses_in_two_threads_resume_only_when_the_last_ends() -> N
     assert states == [False]
     assert gc.isenabled()
 
+
+
+def test_a_ready_worker_freezes_what_it_built_to_start(settings: Settings) -> None:
+    from celery import signals
+
+    from worker.app import create_app
+
+    create_app(settings)  # installs the hooks
+    gc.unfreeze()
+    try:
+        signals.worker_ready.send(sender=None)
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()

@@ -9,6 +9,10 @@ collector took a fifth of the holder's time. Paused, it runs after the commit, l
 
 The pause is process-wide (``gc.disable``), counted across threads, and never re-enables a
 collector that was off before the first pause.
+
+``freeze_startup_objects``: once a worker is ready, what it imported and built to start (modules,
+Celery's app and consumer, the schemas' validators) lives as long as the process; moved out of
+the collector's reach (``gc.freeze``), each full collection walks only what came after.
 """
 
 from __future__ import annotations
@@ -39,3 +43,9 @@ def collector_paused() -> Iterator[None]:
             _pauses -= 1
             if _pauses == 0 and _resume:
                 gc.enable()
+
+
+def freeze_startup_objects() -> None:
+    """Collect once, then keep every object alive now out of all later collections."""
+    gc.collect()
+    gc.freeze()

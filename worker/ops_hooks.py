@@ -1,5 +1,6 @@
 """Celery signal hooks for operations: the log format, a batch's fields on its log lines, the lock
-holder's worker name, and beat's start time (the rotation health check counts from it).
+holder's worker name, beat's start time (the rotation health check counts from it), and the
+startup objects frozen out of the garbage collector's reach once a worker is ready.
 
 Installed by worker/app.py ``create_app``. Each hook is best effort: a failure is logged and the
 worker goes on, since none of this may stop ingestion.
@@ -18,7 +19,7 @@ from catalog_core.errors import CatalogError
 from catalog_core.logs import apply_format, reset_batch_context, set_batch_context, url_secrets
 from catalog_core.redis_client import connect
 from catalog_core.settings import Settings
-from worker import lock, metrics
+from worker import collector, lock, metrics
 
 log = logging.getLogger(__name__)
 
@@ -82,3 +83,5 @@ def install(context: HasSettings) -> None:
     signals.task_postrun.connect(batch_ended, weak=False, dispatch_uid="catalog-batch-context-end")
     signals.celeryd_after_setup.connect(name_lock_holder, weak=False, dispatch_uid="catalog-lock-holder")
     signals.beat_init.connect(beat_started, weak=False, dispatch_uid="catalog-beat-start")
+    signals.worker_ready.connect(lambda **_: collector.freeze_startup_objects(), weak=False,
+                                 dispatch_uid="catalog-freeze-startup")

@@ -80,23 +80,31 @@ def encode_record(catalog: Path, state: CatalogState, window: LedgerWindow, now:
         compact = state.base is None and bool(state.ledger or state.versions)
     else:
         compact = bool(state.ledger or state.versions)  # a whole state (recovery, tools): its own base
+    # This commit's change events, serialized once: a commit of many batches carries megabytes of
+    # them (every changed field, old and new), which no compaction would make smaller.
+    events = orjson.dumps(state.events) if state.events else None
     if not compact and len(state.journal) <= JOURNAL_MAX_ENTRIES:
-        data = _record_bytes(state)
-        if len(data) - _events_bytes(state) <= JOURNAL_MAX_BYTES:
+        data = _record_bytes(state, events)
+        if len(data) - len(events or b"") <= JOURNAL_MAX_BYTES:
             return data
     _compact(catalog, state, window, now or dt.datetime.now(dt.UTC))
-    return _record_bytes(state)
+    return _record_bytes(state, events)
 
 
-def _record_bytes(state: CatalogState) -> bytes:
-    record = {"format": STATE_FORMAT, **{name: getattr(state, name) for name in HEAD_FIELDS}}
+def _record_bytes(state: CatalogState, events: bytes | None = None) -> bytes:
+    """The record's bytes; ``events``: ``state.events`` already serialized, put in as they are."""
+    journal = state.journal
+    if events is not None:
+        journal = [{**entry, "events": orjson.Fragment(events)} if _carries(entry, state.events) else entry
+                   for entry in journal]
+    record = {"format": STATE_FORMAT, **{name: getattr(state, name) for name in HEAD_FIELDS}, "journal": journal}
     return orjson.dumps(record)
 
 
-def _events_bytes(state: CatalogState) -> int:
-    """About what this commit's change events take in its record: a commit of many batches carries
-    megabytes of them (every changed field, old and new), which no compaction would make smaller."""
-    return len(orjson.dumps(state.events)) if state.events else 0
+def _carries(entry: dict[str, Any], events: list[dict[str, Any]]) -> bool:
+    """Whether a journal entry holds this very draft's events (the same objects, in order)."""
+    held = entry.get("events")
+    return held is not None and len(held) == len(events) and all(a is b for a, b in zip(held, events, strict=True))
 
 
 def _compact(catalog: Path, state: CatalogState, window: LedgerWindow, now: dt.datetime) -> None:
