@@ -46,11 +46,13 @@ from worker.collector import collector_paused
 from worker.commit import Recovered, recover_for_write
 from worker.lock import HeldLock, catalog_lock
 from worker.changes import change_event
-from worker.merge import MergeOutcome, merge_into
+from worker.merge import merge_into
 from worker.outbox import publish_pending
 from worker.state import CatalogState, current_identity, state_path
 from worker.state_journal import LedgerWindow
-from worker.write_attempt import AsWritten, BatchRequest, CommitStats, Outcome, Planned, WriteAttempt
+from worker.write_attempt import (
+    AsWritten, BatchRequest, CommitStats, Outcome, Planned, WriteAttempt, batch_status, order_key,
+)
 
 log = logging.getLogger(__name__)
 
@@ -222,7 +224,7 @@ class CatalogStore:
             try:
                 image = write.image
                 outcomes: dict[int, Outcome] = {}
-                for index in sorted(range(len(requests)), key=lambda i: _order_key(requests[i], i)):
+                for index in sorted(range(len(requests)), key=lambda i: order_key(requests[i], i)):
                     try:
                         outcomes[index], image = self._apply_one(write, image, requests[index], backup)
                     except ProductNotYetCreatedError as exc:
@@ -272,7 +274,7 @@ class CatalogStore:
             records, deletions = planned.records, [p for p in planned.deletions if p in image.position]
             digest = digest_of(self.check_size(records))
         outcome = merge_into(image, records, sequence, state.versions)
-        status = self._status(outcome, batch_id, sequence, state, request.final_attempt)
+        status = batch_status(outcome, batch_id, sequence, state, request.final_attempt)
         if deletions and status == BatchStatus.UNCHANGED:
             status = BatchStatus.APPLIED
         applied = status == BatchStatus.APPLIED
@@ -296,22 +298,6 @@ class CatalogStore:
                                                  outcome.changed_products, outcome.previous, removed))
         return result, image
 
-    @staticmethod
-    def _status(outcome: MergeOutcome, batch_id: str, sequence: int, state: CatalogState,
-                final_attempt: bool) -> BatchStatus:
-        if not outcome.errors:
-            return BatchStatus.APPLIED if outcome.changed else BatchStatus.UNCHANGED
-        only_missing = bool(outcome.missing_products) and all(
-            error.product_id in outcome.missing_products for error in outcome.errors
-        )
-        if only_missing and not final_attempt and state.lower_pending(sequence):
-            missing = ", ".join(sorted(outcome.missing_products))
-            raise ProductNotYetCreatedError(
-                f"batch {batch_id} patches products that do not exist yet ({missing}) while batches with a "
-                "lower sequence are pending; retrying"
-            )
-        return BatchStatus.REJECTED
-
     def restore(self, name: str) -> Path | None:
         """Put backup ``name`` back as the catalog, backing up the current version first (so it can be undone).
 
@@ -330,8 +316,3 @@ class CatalogStore:
 
         restored: Path | None = self._with_retries(attempt)
         return restored
-
-
-def _order_key(request: BatchRequest, index: int) -> tuple[bool, int, int]:
-    """Sequence order; batches without a sequence take one under the lock, after the others, in turn."""
-    return (request.sequence is None, request.sequence or 0, index)

@@ -8,13 +8,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from catalog_core.errors import CatalogError, FencedError
+from catalog_core.errors import CatalogError, FencedError, ProductNotYetCreatedError
 from catalog_core.sequence import forget_abandoned
-from schemas import BatchResult
+from schemas import BatchResult, BatchStatus
 from worker.atomic import discard
 from worker.catalog_image import CatalogImage
 from worker.commit import Recovered, commit
 from worker.lock import HeldLock
+from worker.merge import MergeOutcome
 from worker.outbox import publish_committed
 from worker.state import CatalogState, current_identity, read_state, state_path
 
@@ -122,3 +123,26 @@ class AsWritten(CatalogImage):
     def sealed_as(self, sha256: str | None) -> CatalogImage:
         self.sha256 = sha256  # its entries stay apart: the file is not in our layout
         return self
+
+
+def order_key(request: BatchRequest, index: int) -> tuple[bool, int, int]:
+    """Sequence order; batches without a sequence take one under the lock, after the others, in turn."""
+    return (request.sequence is None, request.sequence or 0, index)
+
+
+def batch_status(outcome: MergeOutcome, batch_id: str, sequence: int, state: CatalogState,
+                 final_attempt: bool) -> BatchStatus:
+    """A merged batch's status; ``ProductNotYetCreatedError`` when it only patches products that
+    lower-sequence batches, still pending, may create (and this is not its final attempt)."""
+    if not outcome.errors:
+        return BatchStatus.APPLIED if outcome.changed else BatchStatus.UNCHANGED
+    only_missing = bool(outcome.missing_products) and all(
+        error.product_id in outcome.missing_products for error in outcome.errors
+    )
+    if only_missing and not final_attempt and state.lower_pending(sequence):
+        missing = ", ".join(sorted(outcome.missing_products))
+        raise ProductNotYetCreatedError(
+            f"batch {batch_id} patches products that do not exist yet ({missing}) while batches with a "
+            "lower sequence are pending; retrying"
+        )
+    return BatchStatus.REJECTED
