@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import weakref
 from typing import Any
 
 import orjson
@@ -94,6 +95,34 @@ def test_a_holder_whose_own_batches_are_done_goes_on_with_batches_staged_during_
     assert holder.store.redis.llen(key(settings)) == 0
     state = read_state(state_path(settings.catalog_path))
     assert state is not None and {"h1", "f1", "f2", "f3"} <= set(state.ledger) and state.commits == 3
+
+
+def test_a_worker_shutting_down_ends_its_holders_drain_and_waits_for_it(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(group_commit, "STAY_WITH_HOLDER_S", 3600.0)  # left alone, the drain would wait an hour
+    holder, feeder = worker(settings), worker(settings)
+    feeding = feeder.committer._staging
+    assert feeding is not None
+    feeding.stage([request(feeder, "f1", [product("F1")])])
+    holder.committer.apply(request(holder, "h1", [product("H1")]))  # carried f1: fed, so it drains
+    drainer = holder.committer._drainer
+    assert drainer is not None and drainer.is_alive()
+    holder.on_worker_shutting_down(sig="SIGTERM", how="Warm", exitcode=0)
+    assert not drainer.is_alive()
+    assert not holder.committer._leading  # the lead is handed back: nothing is left waiting on it
+
+
+def test_a_worker_app_ends_the_drain_when_celery_says_it_is_shutting_down(settings: Settings) -> None:
+    from celery import signals
+
+    from worker.app import create_app
+
+    app = create_app(settings)
+    receivers = [ref() if isinstance(ref, weakref.ref) else ref for _, ref in signals.worker_shutting_down.receivers]
+    names = [getattr(receiver, "__name__", None) for receiver in receivers]
+    assert "on_worker_shutting_down" in names, "create_app connects no shutdown hook"
+    del app
 
 
 def test_a_holder_not_fed_by_other_workers_does_not_wait_on_the_staging_list(settings: Settings) -> None:

@@ -9,7 +9,7 @@ import threading
 from collections.abc import Iterator, Mapping
 from typing import Any, NoReturn
 
-from celery import Celery
+from celery import Celery, signals
 
 from catalog_core.celery_config import TASK_ROTATE, celery_config
 from catalog_core.errors import SettingsError
@@ -57,6 +57,13 @@ class WorkerContext:
         if store is not None:
             metrics.record_commit(store.redis, self.settings.queue, stats.batches, stats.commit_seconds,
                                   stats.lock_wait_seconds, stats.committed_at, stats.results)
+
+    def on_worker_shutting_down(self, **_: Any) -> None:
+        """A holder's drain thread ends after its current commit (waited for up to the lock timeout):
+        a process that exited holding the lock would make the other workers wait for its expiry."""
+        committer = self._committer
+        if committer is not None:
+            committer.stop_draining(self.settings.lock_timeout)
 
     @property
     def committer(self) -> GroupCommitter:
@@ -176,6 +183,8 @@ def create_app(settings: Settings | None = None, *, exit_on_bad_settings: bool =
     app = Celery("catalog-ingest", set_as_current=False)
     app.config_from_object(LazyConfig(context, exit_on_bad_settings))
     register_tasks(app, context)
+    # Sent in the worker process when a shutdown begins (warm or cold). Weak: gone with the context.
+    signals.worker_shutting_down.connect(context.on_worker_shutting_down)
     bad_messages.install(app, context)
     ops_hooks.install(context)  # log format, a batch's fields on its log lines, lock holder name, beat start
     return app

@@ -93,6 +93,8 @@ class GroupCommitter:
         self._leading = False
         self._holder_seen_at = float("-inf")  # when another holder last answered us, or held the lock
         self._fed = False  # whether our last commit carried other workers' staged batches
+        self._stopping = threading.Event()  # set when the worker shuts down: no more draining
+        self._drainer: threading.Thread | None = None
 
     def apply(self, request: BatchRequest) -> BatchResult:
         """The batch's own outcome, once a durable commit carries it; its own error otherwise."""
@@ -123,10 +125,20 @@ class GroupCommitter:
 
     def _start_draining(self) -> bool:
         """Hand the lead to a drain thread when other workers feed us; whether it was."""
-        if self._staging is None or not self._fed:
+        if self._staging is None or not self._fed or self._stopping.is_set():
             return False
-        threading.Thread(target=self._drain_then_step_down, name="catalog-drain", daemon=True).start()
+        self._drainer = threading.Thread(target=self._drain_then_step_down, name="catalog-drain", daemon=True)
+        self._drainer.start()
         return True
+
+    def stop_draining(self, timeout: float) -> None:
+        """No more draining (the worker is shutting down): the drain ends after the commit it is in,
+        which is waited for up to ``timeout`` seconds, so that the process does not exit holding
+        the lock (the other workers would wait for its expiry)."""
+        self._stopping.set()
+        drainer = self._drainer
+        if drainer is not None:
+            drainer.join(timeout)
 
     def _drain_then_step_down(self) -> None:
         try:
@@ -149,7 +161,7 @@ class GroupCommitter:
         long as their workers wait for it.
         """
         last_taken = time.monotonic()
-        while self._staging is not None and self._fed:
+        while self._staging is not None and self._fed and not self._stopping.is_set():
             with self._changed:
                 if self._waiting:
                     return  # one of ours leads the next commit, and takes the staged batches with it
@@ -159,7 +171,7 @@ class GroupCommitter:
             elif time.monotonic() - last_taken < STAY_WITH_HOLDER_S:
                 # Their workers still count on us for as long: what they stage meanwhile is ours
                 # to take, where the first to give up on us would take the lock, files unread.
-                time.sleep(POLL_S / 2)
+                self._stopping.wait(POLL_S / 2)
             else:
                 return
 
