@@ -125,6 +125,24 @@ def test_a_worker_app_ends_the_drain_when_celery_says_it_is_shutting_down(settin
     del app
 
 
+def test_a_holder_that_cannot_start_its_drain_thread_still_returns_its_outcome(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    class NoDrainThread(threading.Thread):
+        def start(self) -> None:
+            if self.name == "catalog-drain":
+                raise RuntimeError("can't start new thread")
+            super().start()
+
+    monkeypatch.setattr(threading, "Thread", NoDrainThread)
+    holder, feeder = worker(settings), worker(settings)
+    feeding = feeder.committer._staging
+    assert feeding is not None
+    feeding.stage([request(feeder, "f1", [product("F1")])])
+    assert holder.committer.apply(request(holder, "h1", [product("H1")])).status.value == "applied"
+    assert not holder.committer._leading and holder.committer._drainer is None
+
+
 def test_a_holder_not_fed_by_other_workers_does_not_wait_on_the_staging_list(settings: Settings) -> None:
     holder, feeder = worker(settings), worker(settings)
     staging, feeding = holder.committer._staging, feeder.committer._staging

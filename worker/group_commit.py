@@ -127,8 +127,13 @@ class GroupCommitter:
         """Hand the lead to a drain thread when other workers feed us; whether it was."""
         if self._staging is None or not self._fed or self._stopping.is_set():
             return False
-        self._drainer = threading.Thread(target=self._drain_then_step_down, name="catalog-drain", daemon=True)
-        self._drainer.start()
+        drainer = threading.Thread(target=self._drain_then_step_down, name="catalog-drain", daemon=True)
+        try:
+            drainer.start()
+        except RuntimeError as exc:  # no thread to be had: our batches are committed all the same
+            log.warning("could not start draining the staging list (%s); its workers will commit it", exc)
+            return False
+        self._drainer = drainer
         return True
 
     def stop_draining(self, timeout: float) -> None:
