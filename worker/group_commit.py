@@ -12,14 +12,9 @@ hands each thread its own outcome. Threads that arrived meanwhile wait; when the
 done, one of them leads the next group. Nothing runs in the background, but for a holder that
 other workers feed: a thread of its own goes on taking their staged batches (``_drain``).
 
-Staging (worker/staging.py; docs/commit-protocol.md, "Staging"): a leader that finds the lock
-held by another worker does not queue for it. It stages its group in Redis and waits for the
-answers; the holder takes staged batches into its next commit beside its own and answers each
-once that commit is durable. Every ``POLL_S`` without all its answers, the leader tries the
-lock again: once it has it, it takes back its entries no holder took, and commits them, with
-those no holder answered (their holder died or lost the lock: the ledger answers any it did
-commit as duplicates). So the worker that holds the lock keeps it while others feed it, and its
-cached catalog stays warm, instead of every commit first reading the one before.
+Staging (worker/staging.py; the protocol, steps 1-6, in docs/commit-protocol.md, "Staging"): a
+leader that finds the lock held stages its group in Redis for the holder, which commits it with
+its own and answers; so one worker keeps the lock, its catalog cached, while the others feed it.
 
 Every batch's outcome is given only after the commit that carries it is durable, so a thread
 returns (and Celery acknowledges the message, ``acks_late``) only then. A process killed in the
@@ -154,17 +149,11 @@ class GroupCommitter:
             self._step_down()
 
     def _drain(self) -> None:
-        """While other workers feed us (our last commit carried their staged batches) and nothing
-        of ours waits here, commit their batches as they are staged, lock taken for each commit;
-        stop once none came for ``STAY_WITH_HOLDER_S``, the lock is held by another, or a commit
-        fails. Runs in its own thread, as the leader: the batches of the commit before are answered.
-
-        Why: a holder whose own batches are done would otherwise stop, and the staged batches
-        would wait until their workers give up on it (``STAY_WITH_HOLDER_S``), then be committed
-        by one of them, which must first read the files this holder wrote: at the end of every
-        burst, about half a second. So the holder also waits for batches to be staged for as
-        long as their workers wait for it.
-        """
+        """Staging step 6: while other workers feed us and nothing of ours waits here, commit their
+        batches as they are staged (lock taken for each commit), in a thread of its own, as the
+        leader; stop once none came for ``STAY_WITH_HOLDER_S`` (as long as their workers wait for
+        us), the lock is held by another, a commit fails, or the worker shuts down. Without it,
+        a burst's last staged batches waited for a worker to give up on us and read our files."""
         last_taken = time.monotonic()
         while self._staging is not None and self._fed and not self._stopping.is_set():
             with self._changed:
