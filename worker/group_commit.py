@@ -122,13 +122,14 @@ class GroupCommitter:
         """Hand the lead to a drain thread when other workers feed us; whether it was."""
         if self._staging is None or not self._fed or self._stopping.is_set():
             return False
-        drainer = threading.Thread(target=self._drain_then_step_down, name="catalog-drain", daemon=True)
+        # Known before it starts: a shutdown in between still waits for it (or it sees the stop first).
+        self._drainer = threading.Thread(target=self._drain_then_step_down, name="catalog-drain", daemon=True)
         try:
-            drainer.start()
+            self._drainer.start()
         except RuntimeError as exc:  # no thread to be had: our batches are committed all the same
             log.warning("could not start draining the staging list (%s); its workers will commit it", exc)
+            self._drainer = None
             return False
-        self._drainer = drainer
         return True
 
     def stop_draining(self, timeout: float) -> None:
@@ -137,7 +138,7 @@ class GroupCommitter:
         the lock (the other workers would wait for its expiry)."""
         self._stopping.set()
         drainer = self._drainer
-        if drainer is not None:
+        if drainer is not None and drainer.ident is not None:  # started (one not yet started sees the stop)
             drainer.join(timeout)
 
     def _drain_then_step_down(self) -> None:
