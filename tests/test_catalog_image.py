@@ -164,8 +164,11 @@ def change_chains(draw: st.DrawFn) -> tuple[list[dict[str, Any]], list[tuple[dic
     for _ in range(draw(st.integers(1, 4))):
         replaced = draw(st.lists(st.sampled_from(current), unique=True, max_size=5)) if current else []
         new_ids = draw(st.lists(IDS.filter(lambda i, known=tuple(current): i not in known), unique=True, max_size=3))
-        shape = draw(st.sampled_from(["same", "appended", "shuffled"]))
+        shape = draw(st.sampled_from(["same", "appended", "inserted", "shuffled"]))
         order = None if shape == "same" and not new_ids else [*current, *new_ids]
+        if shape == "inserted":  # as placement by sequence does: new products before the last few
+            at = draw(st.integers(0, len(current)))
+            order = [*current[:at], *new_ids, *current[at:]]
         if shape == "shuffled" and order is not None:
             order = draw(st.permutations(order))
         changed = {pid: {"product_id": pid, "v": draw(VALUES)} for pid in [*replaced, *new_ids]}
@@ -195,6 +198,39 @@ def test_any_chain_of_changes_and_writes_serializes_exactly_as_the_full_dump_of_
             if sealed:  # written: as its parts (the overlay stays, up to its limit), or joined past it
                 image = image.sealed_as("sha")
                 assert image.to_bytes() == expected and image.ids == order
+
+
+@settings(max_examples=150, deadline=None)
+@given(catalog=catalogs(), data=st.data())
+def test_new_products_placed_before_the_last_few_are_laid_over_the_file_and_serialize_as_the_full_dump(
+    catalog: list[dict[str, Any]], data: st.DataObject
+) -> None:
+    ids = [p["product_id"] for p in catalog]
+    model = {p["product_id"]: p for p in catalog}
+    with rebase_at(catalog_image.REBASE_AT):
+        image = CatalogImage.from_own_bytes(serialize_catalog(catalog), "sha") or CatalogImage.from_products(catalog)
+        if data.draw(st.booleans()) and ids:  # an overlay already there, written or not
+            earlier = {pid: {"product_id": pid, "v": data.draw(VALUES)}
+                       for pid in data.draw(st.lists(st.sampled_from(ids), unique=True, max_size=3))}
+            image = image.with_changes(earlier, None)
+            model.update(earlier)
+            if data.draw(st.booleans()):
+                image.parts()
+                image = image.sealed_as("sha")
+        # Placement by sequence: a batch's new products go before those a later batch created.
+        at = data.draw(st.integers(0, max(len(ids) - 1, 0)))
+        new_ids = data.draw(st.lists(IDS.filter(lambda i: i not in model), unique=True, min_size=1, max_size=3))
+        order = [*ids[:at], *new_ids, *ids[at:]]
+        replaced = data.draw(st.lists(st.sampled_from(ids), unique=True, max_size=4)) if ids else []
+        changed = {pid: {"product_id": pid, "v": data.draw(VALUES)} for pid in [*replaced, *new_ids]}
+        fresh_before = len(image._fresh)
+        after = image.with_changes(changed, order)
+        if ids:  # only what changed or moved is laid anew: the file's other entries stay where they are
+            assert after._base is not None and len(after._fresh) <= fresh_before + len(changed) + len(ids) - at
+        model.update(changed)
+        assert after.to_bytes() == serialize_catalog([model[p] for p in order])
+        assert [after.product(p) for p in order] == [model[p] for p in order]
+        assert after.position == {p: i for i, p in enumerate(order)} and after.ids == order
 
 
 @settings(max_examples=150, deadline=None)

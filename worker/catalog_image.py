@@ -264,6 +264,10 @@ class CatalogImage:
         fresh = {product_id: entry_bytes(product) for product_id, product in changed.items()}
         ids, position = self.ids, self.position
         if order is not None and not (len(order) >= len(ids) and order[:len(ids)] == ids):
+            if self._base is not None:
+                kept = _kept_prefix(ids, order, position, self._overlay_limit())
+                if kept is not None:
+                    return self._relaid_after(kept, fresh, order)
             entries = self.entries
             return CatalogImage(list(order), [fresh[p] if p in fresh else entries[position[p]] for p in order], None)
         # The same products in the same places, perhaps new ones after them (the usual change):
@@ -283,9 +287,47 @@ class CatalogImage:
         image._position = position
         return image
 
+    def _relaid_after(self, kept: int, fresh: Mapping[str, bytes], order: Sequence[str]) -> CatalogImage:
+        """``with_changes`` when ``order`` keeps this image's first ``kept`` ids and lays the rest
+        anew (placement by sequence puts a batch's new products before those of later batches,
+        near the end): the entries from ``kept`` on become new entries over the same file, so
+        the change costs what moved, not a list of every entry and a new index."""
+        assert self._base is not None
+        position = self.position
+        laid = dict(self._fresh)  # those from ``kept`` on are laid anew below
+        laid.update((position[product_id], entry) for product_id, entry in fresh.items()
+                    if product_id in position and position[product_id] < kept)
+        new_position = dict(position)
+        for index in range(kept, len(order)):
+            product_id = order[index]
+            entry = fresh.get(product_id)
+            laid[index] = entry if entry is not None else bytes(self.entry(position[product_id]))
+            new_position[product_id] = index
+        image = CatalogImage._of_file(*self._base, None, laid, list(order))
+        image._position = new_position
+        return image
+
     def sealed_as(self, sha256: str | None) -> CatalogImage:
         """This image, once written: the sha256 of its bytes, as the commit computed it. Its new
         entries stay laid over the file they replace, as written (no copy of the whole file per
         commit), until they are many (``parts`` joins them then)."""
         self.sha256 = sha256
         return self
+
+
+def _kept_prefix(ids: list[str], order: Sequence[str], position: Mapping[str, int], limit: int) -> int | None:
+    """How many of ``ids`` open ``order`` unchanged (``order`` holds every id once, and new ones),
+    found from the end in at most ``limit`` steps; None when more than ``limit`` entries follow them.
+
+    ``order[at:]`` can follow ``ids[:at]`` only if it holds every id from ``at`` on and none before;
+    the first ``at`` (from the end) where that holds is the answer when ``order[:at]`` really is
+    ``ids[:at]`` (one comparison; otherwise the order moved earlier products too).
+    """
+    known, lowest = 0, len(ids)
+    for at in range(len(order) - 1, max(len(order) - 1 - limit, -1), -1):
+        index = position.get(order[at])
+        if index is not None:
+            known, lowest = known + 1, min(lowest, index)
+        if lowest >= at and known == len(ids) - at:
+            return at if order[:at] == ids[:at] else None
+    return None

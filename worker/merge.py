@@ -254,11 +254,11 @@ def _creates_earlier(record: dict[str, Any], sequence: int, written: Mapping[str
 def _place(ids: list[str], placed: list[str], sequence: int, versions: Versions,
            position: Mapping[str, int]) -> list[str]:
     """Insert ``placed`` as a block before the first product created by a higher sequence."""
-    if not any(product_id in position for product_id in placed) and (
-            not ids or versions.get(ids[-1], {}).get(CREATED, 0) <= sequence):
+    known = any(product_id in position for product_id in placed)
+    if not known and (not ids or versions.get(ids[-1], {}).get(CREATED, 0) <= sequence):
         return [*ids, *placed]  # new products, and none created later sits last: they go at the end
     chosen = set(placed)
-    rest = [p for p in ids if p not in chosen]
+    rest = [p for p in ids if p not in chosen] if known else ids
     at = len(rest)
     while at > 0 and versions.get(rest[at - 1], {}).get(CREATED, 0) > sequence:
         at -= 1
