@@ -29,7 +29,7 @@ from typing import Any
 import orjson
 
 from worker.catalog_file import parse_catalog
-from worker.catalog_layout import Cut, cut, cut_like, entry_bytes, entry_end, file_parts
+from worker.catalog_layout import Cut, cut, cut_like, entry_bytes, entry_end, file_parts, kept_prefix
 
 # New entries laid over the file an image was read or written as, beyond which the next write
 # joins them into one buffer: each change copies the overlay's index, each write sorts it.
@@ -265,7 +265,7 @@ class CatalogImage:
         ids, position = self.ids, self.position
         if order is not None and not (len(order) >= len(ids) and order[:len(ids)] == ids):
             if self._base is not None:
-                kept = _kept_prefix(ids, order, position, self._overlay_limit())
+                kept = kept_prefix(ids, order, position, self._overlay_limit())
                 if kept is not None:
                     return self._relaid_after(kept, fresh, order)
             entries = self.entries
@@ -314,20 +314,3 @@ class CatalogImage:
         self.sha256 = sha256
         return self
 
-
-def _kept_prefix(ids: list[str], order: Sequence[str], position: Mapping[str, int], limit: int) -> int | None:
-    """How many of ``ids`` open ``order`` unchanged (``order`` holds every id once, and new ones),
-    found from the end in at most ``limit`` steps; None when more than ``limit`` entries follow them.
-
-    ``order[at:]`` can follow ``ids[:at]`` only if it holds every id from ``at`` on and none before;
-    the first ``at`` (from the end) where that holds is the answer when ``order[:at]`` really is
-    ``ids[:at]`` (one comparison; otherwise the order moved earlier products too).
-    """
-    known, lowest = 0, len(ids)
-    for at in range(len(order) - 1, max(len(order) - 1 - limit, -1), -1):
-        index = position.get(order[at])
-        if index is not None:
-            known, lowest = known + 1, min(lowest, index)
-        if lowest >= at and known == len(ids) - at:
-            return at if order[:at] == ids[:at] else None
-    return None

@@ -1,5 +1,5 @@
-"""Our catalog file's layout, as bytes: a product's entry, the file from its entries, and the cut
-of a file back into entries without parsing it.
+"""Our catalog file's layout, as bytes: a product's entry, the file from its entries, the cut
+of a file back into entries without parsing it, and how much of a file a new order keeps.
 
 The layout is orjson's ``OPT_INDENT_2`` dump of the list (``worker.catalog_file.serialize_catalog``):
 ``[\\n``, the entries joined by ``,\\n``, ``\\n]\\n``; ``[]\\n`` when empty. An entry is one product,
@@ -149,3 +149,21 @@ def cut_like(data: bytes, known: bytes, known_cut: Cut, known_position: Mapping[
         starts.append(at)
         at = end + 2
     return Cut(ids, starts) if position == count else None  # else a known product is gone
+
+
+def kept_prefix(ids: list[str], order: Sequence[str], position: Mapping[str, int], limit: int) -> int | None:
+    """How many of ``ids`` open ``order`` unchanged (``order`` holds every id once, and new ones),
+    found from the end in at most ``limit`` steps; None when more than ``limit`` entries follow them.
+
+    ``order[at:]`` can follow ``ids[:at]`` only if it holds every id from ``at`` on and none before;
+    the first ``at`` (from the end) where that holds is the answer when ``order[:at]`` really is
+    ``ids[:at]`` (one comparison; otherwise the order moved earlier products too).
+    """
+    known, lowest = 0, len(ids)
+    for at in range(len(order) - 1, max(len(order) - 1 - limit, -1), -1):
+        index = position.get(order[at])
+        if index is not None:
+            known, lowest = known + 1, min(lowest, index)
+        if lowest >= at and known == len(ids) - at:
+            return at if order[:at] == ids[:at] else None
+    return None
