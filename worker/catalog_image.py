@@ -313,4 +313,3 @@ class CatalogImage:
         commit), until they are many (``parts`` joins them then)."""
         self.sha256 = sha256
         return self
-
