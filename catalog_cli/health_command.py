@@ -22,7 +22,7 @@ from worker.backups import backup_usage
 from worker.catalog_file import parse_catalog, read_catalog_bytes
 from worker.lock import existing_lock_name
 from worker.lock_info import read_lock
-from worker.metrics import times_key
+from catalog_core.metric_keys import times_key
 from worker.state import read_state, sha256_of, state_path
 
 PING_TIMEOUT = 3.0  # default seconds a worker has to answer; its main process answers even while it runs batches

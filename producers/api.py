@@ -24,6 +24,7 @@ from catalog_core.celery_config import TASK_INGEST, celery_config
 from catalog_core.redis_client import connect, display_url
 from catalog_core.sequence import abandon_sequence, next_sequence
 from catalog_core.errors import BatchRefusedError, BatchTooLargeError, RedisUnavailableError, WaitTimeoutError
+from catalog_core.metric_keys import record_lost
 from catalog_core.settings import Settings
 from producers.chunks import ChunkLimits, chunked_file, numbered
 from producers.files import read_batch_file
@@ -37,6 +38,9 @@ from schemas.validation import check_record
 STATE_NAMES = {"PENDING": "queued", "RECEIVED": "queued", "STARTED": "running", "RETRY": "retrying",
                "FAILURE": "failed", "REVOKED": "failed"}
 FINAL_STATES = {"SUCCESS", "FAILURE", "REVOKED"}
+
+
+DEFAULT_RESULT_EXPIRES: int = Settings.model_fields["result_expires"].default
 
 
 def new_batch_id() -> str:
@@ -72,8 +76,9 @@ class BatchHandle:
 
     def __init__(self, batch_id: str, app: Celery, client: Callable[[], redis.Redis], queue: str, *,
                  records: int = 0, sequence: int | None = None, submitted: bool = False,
-                 resubmitted_digest: str | None = None) -> None:
+                 resubmitted_digest: str | None = None, result_expires: int = DEFAULT_RESULT_EXPIRES) -> None:
         self.batch_id = batch_id
+        self.result_expires = result_expires
         self.records = records
         self.sequence = sequence
         self.submitted = submitted
@@ -96,6 +101,8 @@ class BatchHandle:
             # (A worker on it says it is not lost, even from a producer that keeps no submission
             # record: another language's, or a message pushed by hand.)
             if self.submitted:
+                # Only a producer can tell (catalog_core/metric_keys.py): counted once per batch.
+                record_lost(self._client(), self._queue, self.batch_id, self.result_expires)
                 return BatchState(self.batch_id, "lost", reason=(
                     "no trace of it is left in Redis (it lost its data?); resubmit it with the same batch id, "
                     "which is safe"))
@@ -208,7 +215,8 @@ class Producer:
         return find_submission(self.redis, self.settings.queue, batch_id) is not None
 
     def _handle(self, batch_id: str, **details: Any) -> BatchHandle:
-        return BatchHandle(batch_id, self.results_app, lambda: self.redis, self.settings.queue, **details)
+        return BatchHandle(batch_id, self.results_app, lambda: self.redis, self.settings.queue,
+                           result_expires=self.settings.result_expires, **details)
 
     def submit_file(self, path: str | Path, *, source: str | None = None, batch_id: str | None = None,
                     chunk_size: int | None = None) -> list[BatchHandle]:

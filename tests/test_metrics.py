@@ -12,11 +12,13 @@ from redis.retry import Retry
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
+from catalog_core import metric_keys
 from catalog_core.settings import Settings, load_settings
 from schemas import BatchResult, BatchStatus, SupersededField
 from worker import metrics
 from worker.catalog_file import serialize_catalog
 from worker.metrics_export import CatalogCollector
+from producers.api import Producer
 from tests.helpers import product
 
 NO_RETRY = Retry(NoBackoff(), 0)  # a dead Redis fails at once: redis-py would retry with backoff
@@ -45,8 +47,8 @@ def test_batches_records_and_superseded_fields_are_counted_by_outcome(settings: 
     metrics.record_batch(client, queue, BatchResult(batch_id="b3", status=BatchStatus.REJECTED))
     metrics.record_batch(client, queue, BatchResult(batch_id="b1", status=BatchStatus.DUPLICATE, created=2))
     metrics.record_failure(client, queue, "b4")
-    metrics.record_lost(client, queue, "b5")
-    metrics.record_lost(client, queue, "b5")  # asked about twice: lost once
+    metric_keys.record_lost(client, queue, "b5", 60)
+    metric_keys.record_lost(client, queue, "b5", 60)  # asked about twice: lost once
 
     samples = scrape(settings)
     # Expected values counted by hand from the calls above.
@@ -60,6 +62,30 @@ def test_batches_records_and_superseded_fields_are_counted_by_outcome(settings: 
     assert value(samples, "celery_task_succeeded_total", name="catalog.ingest_batch", queue_name=queue) == 4
     assert value(samples, "celery_task_failed_total", name="catalog.ingest_batch", queue_name=queue) == 1
     assert value(samples, "catalog_redis_up") == 1
+
+
+def test_a_batch_its_producer_finds_lost_is_counted_once_however_often_it_is_asked(settings: Settings) -> None:
+    handle = Producer(settings).submit([product("L-1")], batch_id="lost-1")
+    client = redis.Redis.from_url(settings.redis_url)
+    client.flushall()  # Redis restarted without persistence: the queue, the result and the trace are gone
+    assert handle.state().state == "lost"
+    assert handle.state().state == "lost"  # a producer waiting on it asks again and again
+    assert value(scrape(settings), "catalog_batches_total", queue=settings.queue, outcome="lost") == 1
+    # Counted once while its results would have lived, not forever: the marker expires with them.
+    ttl = client.ttl(metric_keys.lost_marker_key(settings.queue, "lost-1"))
+    assert 0 < ttl <= settings.result_expires
+
+
+def test_a_batch_still_queued_is_not_counted_lost(settings: Settings) -> None:
+    handle = Producer(settings).submit([product("Q-1")], batch_id="queued-1")
+    assert handle.state().state == "queued"
+    assert value(scrape(settings), "catalog_batches_total", queue=settings.queue, outcome="lost") == 0
+
+
+def test_counting_a_lost_batch_with_redis_down_logs_and_never_raises(caplog: pytest.LogCaptureFixture) -> None:
+    dead = redis.Redis(port=1, socket_connect_timeout=0.5, retry=NO_RETRY)
+    metric_keys.record_lost(dead, "q", "b1", 60)
+    assert "could not count batch b1 as lost" in caplog.text
 
 
 def test_commit_histograms_are_cumulative_at_export(settings: Settings) -> None:

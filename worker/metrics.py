@@ -23,10 +23,12 @@ from typing import Any
 
 import redis
 
+from catalog_core.metric_keys import counters_key, histogram_key, times_key
 from schemas import BatchResult, BatchStatus
 
 log = logging.getLogger(__name__)
 
+# "lost" is counted by producers, which alone can tell (catalog_core/metric_keys.py).
 OUTCOMES = ("applied", "unchanged", "rejected", "duplicate", "failed", "lost")
 RECORD_CHANGES = ("created", "updated", "unchanged")
 
@@ -43,26 +45,6 @@ HISTOGRAMS: dict[str, tuple[float, ...]] = {
 SUM_FIELD = "sum"
 COUNT_FIELD = "count"
 INF_FIELD = "+Inf"
-
-
-def counters_key(queue: str) -> str:
-    """Hash: ``batches:<outcome>``, ``records:<change>``, ``superseded_fields`` -> count."""
-    return f"{queue}:metrics:counters"
-
-
-def histogram_key(queue: str, name: str) -> str:
-    """Hash: one field per bucket bound (``bucket_field``), plus ``sum`` and ``count``."""
-    return f"{queue}:metrics:{name}"
-
-
-def times_key(queue: str) -> str:
-    """Hash: ``last_commit``, ``last_rotation``, ``beat_started`` -> Unix time (seconds, float)."""
-    return f"{queue}:metrics:times"
-
-
-def lost_key(queue: str) -> str:
-    """Set of batch ids already counted as lost: asking twice about a lost batch counts it once."""
-    return f"{queue}:metrics:lost"
 
 
 def bucket_field(bound: float) -> str:
@@ -119,14 +101,6 @@ def record_failure(client: redis.Redis, queue: str, batch_id: str) -> None:
     """Count a batch that failed for good (every retry spent)."""
     _send(client, f"the failure of batch {batch_id}",
           lambda pipe: pipe.hincrby(counters_key(queue), "batches:failed", 1))
-
-
-def record_lost(client: redis.Redis, queue: str, batch_id: str) -> None:
-    """Count a batch found lost (queued, no result, no trace in Redis), once per batch id."""
-    script = ("if redis.call('SADD', KEYS[1], ARGV[1]) == 1 then "
-              "redis.call('HINCRBY', KEYS[2], 'batches:lost', 1) end return 1")
-    _send(client, f"batch {batch_id} as lost",
-          lambda pipe: pipe.eval(script, 2, lost_key(queue), counters_key(queue), batch_id))
 
 
 def record_commit(client: redis.Redis, queue: str, batches: int, commit_seconds: float,
