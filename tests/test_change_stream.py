@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
@@ -50,6 +51,15 @@ def test_each_applied_batch_publishes_one_event_with_old_and_new_values(settings
     assert patched.backup is not None and patched.sequence > created.sequence and patched.fence > created.fence
     # The backup the event names holds the catalog from before the batch.
     assert by_id(read_catalog(settings.backup_path / patched.backup))["A"]["category"] == "Tours"
+
+
+def test_an_event_says_when_its_commit_was_written(settings: Settings) -> None:
+    store = CatalogStore(settings)
+    before = time.time()
+    store.apply([product("A")], "b1")
+    after = time.time()
+    [event] = events(settings)
+    assert before <= event.committed_at <= after
 
 
 def test_events_replayed_over_the_starting_catalog_give_the_catalog(settings: Settings) -> None:

@@ -5,9 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from catalog_core.events import EncodedEvent
 from schemas.events import ChangeEvent, FieldChange
 from worker.changes import change_event, field_changes
 
@@ -46,3 +48,28 @@ def test_an_event_built_as_json_values_is_exactly_the_dump_of_its_schema(
             before = previous.get(change["product_id"])
             assert change["created"] == (before is None)
             assert [FieldChange(**f) for f in change["fields"]] == field_changes(before, changed[change["product_id"]])
+
+
+@settings(max_examples=200, deadline=None)
+@given(previous=st.dictionaries(st.sampled_from(["P1", "P2"]), PRODUCTS), after=st.lists(PRODUCTS, max_size=3),
+       backup=st.booleans(), batch_id=st.text(min_size=1, max_size=8), source=st.text(min_size=1, max_size=8),
+       committed_at=st.floats(0, 4e9) | st.just(0.0))
+def test_an_event_serialized_when_merged_is_byte_for_byte_the_dump_of_the_event_as_committed(
+    previous: dict[str, dict[str, Any]], after: list[dict[str, Any]], backup: bool, batch_id: str, source: str,
+    committed_at: float,
+) -> None:
+    changed = {f"P{i + 1}": {**product, "product_id": f"P{i + 1}"} for i, product in enumerate(after)}
+    event = change_event(7, batch_id, source, 3, Path("products.json.bak") if backup else None, changed, previous, {})
+    encoded = EncodedEvent(event)  # serialized at merge time, committed_at still open
+    encoded.committed_at = committed_at
+    # The reference: the dict as committed, dumped whole (what the stream and the record held before).
+    assert encoded.data == orjson.dumps({**event, "committed_at": committed_at})
+    assert (encoded.event_id, encoded.fence, encoded.batch_id) == (event["event_id"], 7, batch_id)
+
+
+def test_an_event_read_back_from_a_commit_record_keeps_its_bytes_and_committed_at() -> None:
+    event = change_event(7, "b1", "feed", 3, None, {"P1": {"product_id": "P1", "a": 1}}, {}, {})
+    committed = orjson.loads(orjson.dumps({**event, "committed_at": 1234.5}))  # as the state file holds it
+    assert EncodedEvent(committed).data == orjson.dumps(committed)
+    odd = {"event_id": "7-3", "fence": 7, "batch_id": "b1"}  # no committed_at at all: dumped as it is
+    assert EncodedEvent(odd).data == orjson.dumps(odd)

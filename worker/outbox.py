@@ -14,11 +14,10 @@ may see it twice, with the same ``event_id``.
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 import redis
 
-from catalog_core.events import last_published_fence, publish
+from catalog_core.events import EncodedEvent, last_published_fence, publish
 from worker.state import CatalogState
 
 log = logging.getLogger(__name__)
@@ -27,13 +26,15 @@ log = logging.getLogger(__name__)
 def publish_pending(client: redis.Redis, queue: str, maxlen: int, state: CatalogState) -> int:
     """Step 3, on a draft: publish the journal's events the stream lacks, then drop them all from the
     journal. Returns how many were published. A Redis error is raised: the write is retried."""
-    pending = [event for entry in state.journal for event in entry.get("events", ())]
+    # As read from the state file (dicts), or as this process committed them (worker/store.py).
+    pending = [event if isinstance(event, EncodedEvent) else EncodedEvent(event)
+               for entry in state.journal for event in entry.get("events", ())]
     if not pending:
         return 0
-    missing: list[dict[str, Any]] = []
+    missing: list[EncodedEvent] = []
     if maxlen > 0:
         newest = last_published_fence(client, queue)
-        missing = [event for event in pending if event["fence"] > newest]
+        missing = [event for event in pending if event.fence > newest]
         if missing:
             publish(client, queue, missing, maxlen)
             log.warning("published %d change event(s) that a crash or a Redis failure had held back", len(missing))

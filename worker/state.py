@@ -23,6 +23,7 @@ import orjson
 from pydantic import ValidationError
 
 from catalog_core.errors import CatalogCorruptError
+from catalog_core.events import EncodedEvent
 from catalog_core.sequence import epoch_start
 from schemas import BatchResult
 from schemas.state import SNAPSHOT_FORMAT, STATE_FILE, STATE_FORMAT
@@ -87,7 +88,7 @@ class CatalogState:
     journal: list[dict[str, Any]] = field(default_factory=list)  # the changes of each commit since the base
     catalog_file: list[int] | None = None  # [inode, size, mtime_ns] of the catalog this state committed
     catalog_own_layout: bool = False  # that catalog is in our layout (worker/catalog_layout.py: CatalogImage.from_own_bytes applies)
-    events: list[dict[str, Any]] = field(default_factory=list)  # a draft's change events: its journal entry's outbox
+    events: list[EncodedEvent] = field(default_factory=list)  # a draft's change events: its journal entry's outbox
 
     # --- a write's copy ----------------------------------------------------------------------
     def draft(self) -> CatalogState:

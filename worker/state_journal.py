@@ -36,6 +36,7 @@ from typing import Any
 
 import orjson
 
+from catalog_core.events import EncodedEvent
 from schemas.state import STATE_FORMAT
 from worker.atomic import write_temp
 from worker.state import (
@@ -82,7 +83,7 @@ def encode_record(catalog: Path, state: CatalogState, window: LedgerWindow, now:
         compact = bool(state.ledger or state.versions)  # a whole state (recovery, tools): its own base
     # This commit's change events, serialized once: a commit of many batches carries megabytes of
     # them (every changed field, old and new), which no compaction would make smaller.
-    events = orjson.dumps(state.events) if state.events else None
+    events = b"[" + b",".join(event.data for event in state.events) + b"]" if state.events else None
     if not compact and len(state.journal) <= JOURNAL_MAX_ENTRIES:
         data = _record_bytes(state, events)
         if len(data) - len(events or b"") <= JOURNAL_MAX_BYTES:
@@ -98,10 +99,17 @@ def _record_bytes(state: CatalogState, events: bytes | None = None) -> bytes:
         journal = [{**entry, "events": orjson.Fragment(events)} if _carries(entry, state.events) else entry
                    for entry in journal]
     record = {"format": STATE_FORMAT, **{name: getattr(state, name) for name in HEAD_FIELDS}, "journal": journal}
-    return orjson.dumps(record)
+    return orjson.dumps(record, default=_as_json)
 
 
-def _carries(entry: dict[str, Any], events: list[dict[str, Any]]) -> bool:
+def _as_json(value: object) -> orjson.Fragment:
+    """An event another entry still holds as it was merged (``publish_pending`` normally took it out)."""
+    if isinstance(value, EncodedEvent):
+        return orjson.Fragment(value.data)
+    raise TypeError(f"not JSON: {type(value).__name__}")
+
+
+def _carries(entry: dict[str, Any], events: list[EncodedEvent]) -> bool:
     """Whether a journal entry holds this very draft's events (the same objects, in order)."""
     held = entry.get("events")
     return held is not None and len(held) == len(events) and all(a is b for a, b in zip(held, events, strict=True))

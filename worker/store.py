@@ -31,6 +31,7 @@ from catalog_core.errors import (
     LockLostError,
     ProductNotYetCreatedError,
 )
+from catalog_core.events import EncodedEvent
 from catalog_core.redis_client import connect
 from catalog_core.sequence import (
     abandoned_sequences, fence_key, incr_above, issued_ceiling, next_sequence,
@@ -294,8 +295,8 @@ class CatalogStore:
                 state.versions.update(dict.fromkeys(removed, {}))  # as if never created
             image = image.with_changes({p: v for p, v in outcome.changed_products.items() if p not in removed}, order)
             if self.settings.events_maxlen:
-                state.events.append(change_event(write.fence, batch_id, request.source, sequence, backup,
-                                                 outcome.changed_products, outcome.previous, removed))
+                state.events.append(EncodedEvent(change_event(write.fence, batch_id, request.source, sequence, backup,
+                                                              outcome.changed_products, outcome.previous, removed)))
         return result, image
 
     def restore(self, name: str) -> Path | None:

@@ -92,7 +92,7 @@ class WriteAttempt:
         self.state.fence = self.fence
         committed_at = time.time()
         for event in self.state.events:
-            event["committed_at"] = committed_at
+            event.committed_at = committed_at
         if new_catalog is not None:
             self.state.commits += 1
             self.state.catalog_own_layout = not isinstance(image, AsWritten)  # a restore writes the backup as it is
