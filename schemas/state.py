@@ -13,7 +13,7 @@ the JSON alone did.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Literal, Union
 
 from pydantic import ConfigDict, Field, TypeAdapter, with_config
 from typing_extensions import NotRequired, TypedDict  # pydantic needs this TypedDict on Python < 3.12
@@ -86,6 +86,17 @@ class SnapshotFile(TypedDict):
     versions: Versions
 
 
+@with_config(ConfigDict(strict=True, extra="allow", cache_strings=False))
+class JournalEvent(TypedDict):
+    """A change event waiting in the journal to be published. It is published as it is (its other
+    keys kept, in order), so only what the outbox reads (worker/outbox.py) is checked here:
+    readers of the stream check the whole event (``ChangeEvent``)."""
+
+    event_id: Annotated[str, Field(max_length=64)]
+    fence: Count
+    batch_id: BatchId
+
+
 @with_config(STRICT)
 class JournalEntry(TypedDict):
     """What one commit changed in the ledger and the field versions, and its change events until
@@ -93,7 +104,7 @@ class JournalEntry(TypedDict):
 
     ledger: Ledger
     versions: Versions
-    events: NotRequired[Annotated[list[dict[str, Any]], Field(max_length=100_000)]]
+    events: NotRequired[Annotated[list[JournalEvent], Field(max_length=100_000)]]
 
 
 @with_config(STRICT)

@@ -285,3 +285,34 @@ def test_a_batch_id_with_control_characters_is_shown_escaped(tmp_path: Path) -> 
     with pytest.raises(CatalogCorruptError) as caught:
         parse_state(orjson.dumps(raw), tmp_path / "products.json.state")
     assert "\x1b" not in str(caught.value) and "evil\\x1b[2J" in str(caught.value)
+
+
+def journal_record_with_events(committed: Path, events: list[Any]) -> bytes:
+    """The committed state record, its journal holding one more entry with ``events``."""
+    raw = orjson.loads(state_path(committed).read_bytes())
+    raw["journal"].append({"ledger": {}, "versions": {}, "events": events})
+    return orjson.dumps(raw)
+
+
+@pytest.mark.parametrize("missing", ["event_id", "fence", "batch_id"])
+def test_a_journal_event_without_what_the_outbox_reads_is_a_clear_error_not_a_crash_of_every_write(
+    committed: Path, missing: str, run_cli: CliRunner, tmp_path: Path
+) -> None:
+    event = {"event_id": "3-9", "fence": 3, "batch_id": "b9", "sequence": 9, "changes": []}
+    del event[missing]
+    data = journal_record_with_events(committed, [event])
+    with pytest.raises(CatalogCorruptError) as caught:
+        parse_state(data, state_path(committed))
+    assert str(state_path(committed)) in str(caught.value) and missing in str(caught.value)
+    state_path(committed).write_bytes(data)
+    done = run_cli("apply", str(write_jsonl(tmp_path / "batch.jsonl", [product("NEW")])))
+    assert done.returncode == 3 and "Traceback" not in done.stderr, done.stdout + done.stderr
+    assert missing in done.stderr and committed.read_bytes() == OLD
+
+
+def test_a_journal_event_reads_back_whole_and_in_order_to_be_published_as_it_was(committed: Path) -> None:
+    event = {"event_id": "3-9", "fence": 3, "batch_id": "b9", "sequence": 9, "source": "feed",
+             "committed_at": 1.5, "backup": None, "changes": [{"product_id": "A", "fields": [1, {"x": None}]}]}
+    state = parse_state(journal_record_with_events(committed, [event]), state_path(committed))
+    [read_back] = state.journal[-1]["events"]
+    assert list(read_back.items()) == list(event.items())
