@@ -41,7 +41,7 @@ class EncodedEvent:
         self.event_id: str = event["event_id"]
         self.fence: int = event["fence"]
         self.batch_id: str = event["batch_id"]
-        self.committed_at: float = float(event.get("committed_at", 0.0))
+        self.committed_at: float = event.get("committed_at", 0.0)  # read back as it was written, whatever it is
         names = list(event)
         cut = names.index("committed_at") if "committed_at" in event else len(names)
         self._head = orjson.dumps({name: event[name] for name in names[:cut]})

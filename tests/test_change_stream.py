@@ -5,10 +5,11 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import orjson
 import pytest
 import redis
 
-from catalog_core.events import read_events
+from catalog_core.events import events_key, read_events
 from catalog_core.settings import Settings
 from devtools.chaos.events_check import replay as replay_events
 from schemas.events import ChangeEvent
@@ -92,6 +93,26 @@ def test_events_a_redis_failure_held_back_are_published_by_the_next_write(
     assert [e.batch_id for e in events(settings)] == ["b1", "b2", "b3"]
     state = read_state(state_path(settings.catalog_path))
     assert state is not None and [e["batch_id"] for entry in state.journal for e in entry.get("events", [])] == ["b3"]
+
+
+def test_a_held_back_event_a_hand_edit_made_odd_is_published_as_it_is_and_writes_go_on(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def redis_down(*_args: object) -> None:
+        raise redis.ConnectionError("Redis went away")
+
+    monkeypatch.setattr(outbox, "publish", redis_down)
+    CatalogStore(settings).apply([product("A")], "b1")  # committed; its event waits in the journal
+    monkeypatch.undo()
+    path = state_path(settings.catalog_path)
+    record = orjson.loads(path.read_bytes())
+    [event] = [e for entry in record["journal"] for e in entry.get("events", [])]
+    event["committed_at"] = {"not": "a time"}  # still a valid state file: only the ids are checked
+    path.write_bytes(orjson.dumps(record))
+    CatalogStore(settings).apply([product("B")], "b2")  # publishes b1's event first, as it is
+    client = redis.Redis.from_url(settings.redis_url)
+    published = [fields[b"data"] for _, fields in client.xrange(events_key(settings.queue))]
+    assert published[0] == orjson.dumps(event) and len(published) == 2
 
 
 def test_an_event_already_published_is_not_published_again(settings: Settings) -> None:
