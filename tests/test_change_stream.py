@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 
@@ -95,24 +96,47 @@ def test_events_a_redis_failure_held_back_are_published_by_the_next_write(
     assert state is not None and [e["batch_id"] for entry in state.journal for e in entry.get("events", [])] == ["b3"]
 
 
-def test_a_held_back_event_a_hand_edit_made_odd_is_published_as_it_is_and_writes_go_on(
-    settings: Settings, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def hand_edit_held_back_event(settings: Settings, monkeypatch: pytest.MonkeyPatch, **changes: Any) -> dict[str, Any]:
+    """Commit batch b1 with Redis failing for its event (so it waits in the state's journal), then
+    hand-edit that event in the state file; the edited event."""
     def redis_down(*_args: object) -> None:
         raise redis.ConnectionError("Redis went away")
 
-    monkeypatch.setattr(outbox, "publish", redis_down)
-    CatalogStore(settings).apply([product("A")], "b1")  # committed; its event waits in the journal
-    monkeypatch.undo()
+    with monkeypatch.context() as patched:
+        patched.setattr(outbox, "publish", redis_down)
+        CatalogStore(settings).apply([product("A")], "b1")
     path = state_path(settings.catalog_path)
     record = orjson.loads(path.read_bytes())
     [event] = [e for entry in record["journal"] for e in entry.get("events", [])]
-    event["committed_at"] = {"not": "a time"}  # still a valid state file: only the ids are checked
-    path.write_bytes(orjson.dumps(record))
-    CatalogStore(settings).apply([product("B")], "b2")  # publishes b1's event first, as it is
+    event.update(changes)
+    # pydantic-core parses the state (orjson cannot read an integer beyond 64 bits): write it as text
+    path.write_text(json.dumps(record))
+    return event
+
+
+def published_data(settings: Settings) -> list[bytes]:
     client = redis.Redis.from_url(settings.redis_url)
-    published = [fields[b"data"] for _, fields in client.xrange(events_key(settings.queue))]
+    return [fields[b"data"] for _, fields in client.xrange(events_key(settings.queue))]
+
+
+def test_a_held_back_event_a_hand_edit_made_odd_is_published_as_it_is_and_writes_go_on(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    event = hand_edit_held_back_event(settings, monkeypatch, committed_at={"not": "a time"})  # only ids are checked
+    CatalogStore(settings).apply([product("B")], "b2")  # publishes b1's event first, as it is
+    published = published_data(settings)
     assert published[0] == orjson.dumps(event) and len(published) == 2
+
+
+def test_a_held_back_event_that_is_no_longer_json_is_dropped_with_a_warning_and_writes_go_on(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    event = hand_edit_held_back_event(settings, monkeypatch, sequence=10**30)  # beyond what JSON writers take
+    assert CatalogStore(settings).apply([product("B")], "b2").status.value == "applied"
+    assert f"dropped change event {event['event_id']}" in caplog.text
+    assert [e.batch_id for e in events(settings)] == ["b2"]
+    state = read_state(state_path(settings.catalog_path))
+    assert state is not None and [e["batch_id"] for entry in state.journal for e in entry.get("events", [])] == ["b2"]
 
 
 def test_an_event_already_published_is_not_published_again(settings: Settings) -> None:

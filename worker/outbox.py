@@ -14,6 +14,7 @@ may see it twice, with the same ``event_id``.
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import redis
 
@@ -26,13 +27,12 @@ log = logging.getLogger(__name__)
 def publish_pending(client: redis.Redis, queue: str, maxlen: int, state: CatalogState) -> int:
     """Step 3, on a draft: publish the journal's events the stream lacks, then drop them all from the
     journal. Returns how many were published. A Redis error is raised: the write is retried."""
-    # As read from the state file (dicts), or as this process committed them (worker/store.py).
-    pending = [event if isinstance(event, EncodedEvent) else EncodedEvent(event)
-               for entry in state.journal for event in entry.get("events", ())]
-    if not pending:
+    held = [event for entry in state.journal for event in entry.get("events", ())]
+    if not held:
         return 0
+    pending = [encoded for event in held if (encoded := _encoded(event)) is not None]
     missing: list[EncodedEvent] = []
-    if maxlen > 0:
+    if maxlen > 0 and pending:
         newest = last_published_fence(client, queue)
         missing = [event for event in pending if event.fence > newest]
         if missing:
@@ -41,6 +41,20 @@ def publish_pending(client: redis.Redis, queue: str, maxlen: int, state: Catalog
     state.journal = [{k: v for k, v in entry.items() if k != "events"} for entry in state.journal]
     state.journal = [entry for entry in state.journal if entry["ledger"] or entry["versions"]]
     return len(missing)
+
+
+def _encoded(event: EncodedEvent | dict[str, Any]) -> EncodedEvent | None:
+    """An event as this process committed it, or as read from the state file: there, anyone could
+    have written it; one that is not JSON any more (an integer beyond 64 bits) is dropped, not
+    allowed to fail every write."""
+    if isinstance(event, EncodedEvent):
+        return event
+    try:
+        return EncodedEvent(event)
+    except TypeError as exc:  # orjson.JSONEncodeError
+        log.warning("dropped change event %s of the state file's journal: it cannot be written as JSON (%s)",
+                    str(event.get("event_id"))[:64], exc)
+        return None
 
 
 def publish_committed(client: redis.Redis, queue: str, maxlen: int, state: CatalogState) -> None:
