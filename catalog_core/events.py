@@ -44,18 +44,22 @@ class EncodedEvent:
         self.committed_at: float = event.get("committed_at", 0.0)  # read back as it was written, whatever it is
         names = list(event)
         cut = names.index("committed_at") if "committed_at" in event else len(names)
-        self._head = orjson.dumps({name: event[name] for name in names[:cut]})
-        self._tail = orjson.dumps({name: event[name] for name in names[cut + 1:]}) if cut < len(names) else None
+        head = orjson.dumps({name: event[name] for name in names[:cut]})
+        self._head: bytes = head
+        self._tail: bytes | None = None
+        if cut == len(names):
+            return
+        tail = orjson.dumps({name: event[name] for name in names[cut + 1:]})
+        # The JSON up to the value of committed_at, and from right after it: joined around it.
+        self._head = (head[:-1] + b"," if len(head) > 2 else b"{") + b'"committed_at":'
+        self._tail = b"," + tail[1:] if len(tail) > 2 else b"}"
 
     @property
     def data(self) -> bytes:
         """The event's JSON, ``committed_at`` included, where the event has it."""
         if self._tail is None:
             return self._head
-        at = orjson.dumps(self.committed_at)
-        head = self._head[:-1] + b"," if len(self._head) > 2 else b"{"
-        tail = b"," + self._tail[1:] if len(self._tail) > 2 else b"}"
-        return b"".join((head, b'"committed_at":', at, tail))
+        return b"".join((self._head, orjson.dumps(self.committed_at), self._tail))
 
 
 def publish(client: redis.Redis, queue: str, events: Sequence[EncodedEvent], maxlen: int) -> None:

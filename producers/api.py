@@ -40,9 +40,6 @@ STATE_NAMES = {"PENDING": "queued", "RECEIVED": "queued", "STARTED": "running", 
 FINAL_STATES = {"SUCCESS", "FAILURE", "REVOKED"}
 
 
-DEFAULT_RESULT_EXPIRES: int = Settings.model_fields["result_expires"].default
-
-
 def new_batch_id() -> str:
     return f"batch-{uuid.uuid4().hex}"
 
@@ -76,7 +73,7 @@ class BatchHandle:
 
     def __init__(self, batch_id: str, app: Celery, client: Callable[[], redis.Redis], queue: str, *,
                  records: int = 0, sequence: int | None = None, submitted: bool = False,
-                 resubmitted_digest: str | None = None, result_expires: int = DEFAULT_RESULT_EXPIRES) -> None:
+                 result_expires: int, resubmitted_digest: str | None = None) -> None:
         self.batch_id = batch_id
         self.result_expires = result_expires
         self.records = records

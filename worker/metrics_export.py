@@ -27,6 +27,7 @@ from prometheus_client.registry import Collector
 
 from catalog_core.celery_config import TASK_INGEST
 from catalog_core.errors import CatalogError
+from catalog_core.metric_keys import counters_key, histogram_key, times_key
 from catalog_core.settings import Settings
 from worker import metrics
 from worker.backups import backup_usage
@@ -59,10 +60,10 @@ class CatalogCollector(Collector):
     def _redis_metrics(self) -> list[Metric]:
         queue = self.settings.queue
         with self.client.pipeline(transaction=False) as pipe:
-            pipe.hgetall(metrics.counters_key(queue))
+            pipe.hgetall(counters_key(queue))
             for name in metrics.HISTOGRAMS:
-                pipe.hgetall(metrics.histogram_key(queue, name))
-            pipe.hgetall(metrics.times_key(queue))
+                pipe.hgetall(histogram_key(queue, name))
+            pipe.hgetall(times_key(queue))
             pipe.llen(queue)
             pipe.zcard(KombuChannel.unacked_index_key)
             pipe.zrange(KombuChannel.unacked_index_key, 0, 0, withscores=True)

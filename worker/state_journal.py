@@ -99,14 +99,7 @@ def _record_bytes(state: CatalogState, events: bytes | None = None) -> bytes:
         journal = [{**entry, "events": orjson.Fragment(events)} if _carries(entry, state.events) else entry
                    for entry in journal]
     record = {"format": STATE_FORMAT, **{name: getattr(state, name) for name in HEAD_FIELDS}, "journal": journal}
-    return orjson.dumps(record, default=_as_json)
-
-
-def _as_json(value: object) -> orjson.Fragment:
-    """An event another entry still holds as it was merged (``publish_pending`` normally took it out)."""
-    if isinstance(value, EncodedEvent):
-        return orjson.Fragment(value.data)
-    raise TypeError(f"not JSON: {type(value).__name__}")
+    return orjson.dumps(record)
 
 
 def _carries(entry: dict[str, Any], events: list[EncodedEvent]) -> bool:
