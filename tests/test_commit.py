@@ -48,11 +48,13 @@ def crash_in_child(catalog: Path, at: str) -> None:
             if at == "after both temp files are written":
                 os._exit(9)
 
-        commit_module.os.replace = replace  # type: ignore[assignment]
-        state = read_state(state_path(catalog)) or CatalogState()
-        state.fence = 2
-        commit(catalog, NEW, state, check)
-        os._exit(0)
+        try:
+            commit_module.os.replace = replace  # type: ignore[assignment]
+            state = read_state(state_path(catalog)) or CatalogState()
+            state.fence = 2
+            commit(catalog, NEW, state, check)
+        finally:  # never back into pytest, whatever the commit did: the parent waits for this exit
+            os._exit(0)
     _, status = os.waitpid(pid, 0)
     assert os.WEXITSTATUS(status) == 9, "the child did not crash where it was told to"
 
@@ -244,3 +246,16 @@ def test_a_failed_catalog_rename_after_the_commit_point_is_said_and_rolled_forwa
            "([Errno 5] Input/output error)" in [r.getMessage() for r in caplog.records]
     monkeypatch.undo()
     assert recover_for_write(catalog).image.sha256 == sha256_of(NEW)
+
+
+def test_the_state_names_the_sha256_of_the_whole_catalog_when_it_is_written_in_many_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Each run is hashed in a helper thread while it is written: every run must be hashed, in order.
+    monkeypatch.setattr("worker.atomic.WRITE_RUN", 7)
+    parts = [b"[\n"] + [f'  {{"product_id": "P{n}"}},\n'.encode() for n in range(40)] + [b"  {}\n]\n", b""]
+    path = tmp_path / "products.json"
+    commit(path, parts, CatalogState(fence=1), lambda: None)
+    expected = b"".join(parts)
+    assert path.read_bytes() == expected
+    assert read_state(state_path(path)).catalog_sha256 == sha256_of(expected)  # type: ignore[union-attr]
