@@ -68,14 +68,6 @@ def epoch_start(sequence: int) -> int:
     return (sequence >> EPOCH_BITS) << EPOCH_BITS
 
 
-def incr_above(client: redis.Redis, key: str, floor: int = 0) -> int:
-    """The next fencing token: dense, and above ``floor`` (the state file's last committed token)."""
-    try:
-        return int(client.eval(_INCR_ABOVE, 1, key, floor))
-    except redis.RedisError as exc:
-        raise RedisUnavailableError(f"cannot take the next number of {key}: {exc}") from None
-
-
 def next_sequence(client: redis.Redis, queue: str, floor: int = 0) -> int:
     """The next batch sequence number: the order in which batches were submitted."""
     if not 0 <= floor < MAX_SEQUENCE:
@@ -129,6 +121,25 @@ def abandoned_sequences(client: redis.Redis, queue: str) -> list[int]:
         members = client.smembers(abandoned_key(queue))
     except redis.RedisError as exc:
         raise RedisUnavailableError(f"cannot list abandoned sequences: {exc}") from None
+    return _safe_sequences(members)
+
+
+def fence_and_abandoned(client: redis.Redis, fence: str, floor: int, queue: str) -> tuple[int, list[int]]:
+    """The next fencing token (dense, and above ``floor``, the state file's last committed token)
+    and ``abandoned_sequences(client, queue)``, in one round trip: a write takes both right after
+    its read, and every round trip lengthens the lock's hold."""
+    try:
+        with client.pipeline(transaction=False) as pipe:
+            pipe.eval(_INCR_ABOVE, 1, fence, floor)
+            pipe.smembers(abandoned_key(queue))
+            token, members = pipe.execute()
+    except redis.RedisError as exc:
+        raise RedisUnavailableError(f"cannot take the next number of {fence} and the abandoned sequences: {exc}"
+                                    ) from None
+    return int(token), _safe_sequences(members)
+
+
+def _safe_sequences(members: set[bytes]) -> list[int]:
     found = []
     for member in members:
         try:

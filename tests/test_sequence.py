@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import pytest
 import redis
 
+from catalog_core.errors import RedisUnavailableError
 from catalog_core.sequence import (
-    abandon_sequence, abandoned_sequences, forget_abandoned, incr_above, next_sequence, sequence_key,
+    abandon_sequence, abandoned_key, abandoned_sequences, fence_and_abandoned, forget_abandoned, next_sequence,
+    sequence_key,
 )
 
 
@@ -40,7 +43,25 @@ def test_a_counter_behind_its_floor_jumps_above_it(redis_url: str) -> None:
     client.set(sequence_key("q"), 3)  # Redis came back from an old AOF
     assert next_sequence(client, "q", floor=40) == 41
     assert next_sequence(client, "q", floor=40) == 42
-    assert incr_above(client, "other", floor=0) == 1
+
+
+def test_a_fencing_token_is_dense_never_at_or_below_its_floor_and_comes_with_the_abandoned_sequences(
+    redis_url: str,
+) -> None:
+    client = redis.Redis.from_url(redis_url)
+    abandon_sequence(client, "q", 7)
+    client.sadd(abandoned_key("q"), "not a number", 2**60)  # anyone can write to Redis
+    assert fence_and_abandoned(client, "lock:fence", 0, "q") == (1, [7])
+    assert fence_and_abandoned(client, "lock:fence", 0, "q") == (2, [7])
+    # Redis lost the counter, the state file says 40 was committed: the next token is above it.
+    assert fence_and_abandoned(client, "lock:fence", 40, "q") == (41, [7])
+    assert client.get("lock:fence") == b"41"
+
+
+def test_taking_a_fencing_token_with_redis_down_is_a_clear_error() -> None:
+    dead = redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=1)
+    with pytest.raises(RedisUnavailableError, match="cannot take the next number of lock:fence"):
+        fence_and_abandoned(dead, "lock:fence", 0, "q")
 
 
 def test_abandoned_sequences_are_listed_until_forgotten(redis_url: str) -> None:

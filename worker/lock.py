@@ -6,7 +6,10 @@ python-redis-lock 4.0.1 pitfalls this module works around:
 - ``acquire`` truncates its timeout to whole seconds: our steps are whole seconds;
 - the auto-renewal thread dies silently on a Redis error: before replacing the catalog we
   extend the lock ourselves, which both proves we still own it and buys a fresh expiry;
-- a ``Lock`` object can be acquired once: each acquisition builds a new one;
+- a ``Lock`` object can be acquired once: each acquisition builds a new one. ``acquire`` first
+  asks Redis (a GET) whether the object already holds the lock; ours never do before they
+  acquire (a fresh random id each), so our subclass answers that from what it knows, and a
+  commit saves the round trip;
 - ``register_scripts`` sets the Lua scripts on the class it is called on, behind a global
   guard: called first on a subclass, it leaves ``redis_lock.Lock`` itself without scripts for
   the rest of the process (its ``release`` then fails with "'NoneType' object is not
@@ -88,6 +91,12 @@ class _Lock(redis_lock.Lock):
     def register_scripts(cls, redis_client: redis.Redis) -> None:
         redis_lock.Lock.register_scripts(redis_client)  # on the base class: see the module's docstring
 
+    @property
+    def _held(self) -> bool:
+        """Asked by ``acquire`` only (see the module's docstring): an acquisition that succeeds
+        starts the renewal thread (``auto_renewal=True``), so this object holds the lock once it has one."""
+        return self._lock_renewal_thread is not None
+
     def extend(self, expire: int | None = None) -> None:
         super().extend(expire)
         if self.holder is not None:
@@ -126,9 +135,13 @@ class HeldLock:
         self.name = name  # the lock_name it was taken by: derive the fence key from this, read once
 
     def ensure_held(self) -> None:
-        """Raise ``LockLostError`` unless the lock is still ours; renew it for a full expiry if so."""
+        """Raise ``LockLostError`` unless the lock is still ours; renew it for a full expiry if so.
+
+        Only the lock is extended here, one round trip before each commit point: the holder
+        record is for people, and the renewal thread extends it with the lock, well within its
+        expiry (python-redis-lock renews at two thirds of it)."""
         try:
-            self._lock.extend(self._expire)
+            redis_lock.Lock.extend(self._lock, self._expire)
         except redis_lock.NotAcquired:
             raise LockLostError("the catalog lock expired or was taken by another writer; write abandoned") from None
         except redis.RedisError as exc:

@@ -5,8 +5,9 @@ Steps (docs/commit-protocol.md, "The change stream"):
 2. after the commit point the writer publishes them (one Redis transaction), best effort;
 3. the next write, under the lock, compares the stream's newest fencing token with the events
    still in the journal: those above it were never published (a crash or a Redis error after
-   step 1) and are published now; then every journal entry drops its events.
-So an event is never lost (it stays in the record until a writer saw it in the stream) and
+   step 1) and are published now; then every journal entry drops its events. Events this
+   process saw Redis accept at step 2 need no look (the usual case: the last commit was ours).
+So an event is never lost (it stays in the record until a writer saw Redis take it) and
 never invented (only committed batches have one); after a crash between 1 and 2 a consumer
 may see it twice, with the same ``event_id``.
 """
@@ -24,17 +25,23 @@ from worker.state import CatalogState
 log = logging.getLogger(__name__)
 
 
-def publish_pending(client: redis.Redis, queue: str, maxlen: int, state: CatalogState) -> int:
+def publish_pending(client: redis.Redis, queue: str, maxlen: int, state: CatalogState, accepted_through: int = 0
+                    ) -> int:
     """Step 3, on a draft: publish the journal's events the stream lacks, then drop them all from the
-    journal. Returns how many were published. A Redis error is raised: the write is retried."""
+    journal. Returns how many were published. A Redis error is raised: the write is retried.
+
+    ``accepted_through``: the fence of this process's last commit whose events Redis accepted
+    (``publish_committed``); events at or below it are not looked for in the stream. Fences
+    only grow, and step 3 of that commit left no older event in the journal."""
     held = [event for entry in state.journal for event in entry.get("events", ())]
     if not held:
         return 0
     pending = [encoded for event in held if (encoded := _encoded(event)) is not None]
+    unconfirmed = [event for event in pending if event.fence > accepted_through]
     missing: list[EncodedEvent] = []
-    if maxlen > 0 and pending:
+    if maxlen > 0 and unconfirmed:
         newest = last_published_fence(client, queue)
-        missing = [event for event in pending if event.fence > newest]
+        missing = [event for event in unconfirmed if event.fence > newest]
         if missing:
             publish(client, queue, missing, maxlen)
             log.warning("published %d change event(s) that a crash or a Redis failure had held back", len(missing))
@@ -57,12 +64,15 @@ def _encoded(event: EncodedEvent | dict[str, Any]) -> EncodedEvent | None:
         return None
 
 
-def publish_committed(client: redis.Redis, queue: str, maxlen: int, state: CatalogState) -> None:
-    """Step 2: the events of a commit that is durable. A failure is only logged: step 3 makes up for it."""
+def publish_committed(client: redis.Redis, queue: str, maxlen: int, state: CatalogState) -> bool:
+    """Step 2: the events of a commit that is durable; True once Redis accepted them all (or there
+    were none to publish). A failure is only logged: step 3 makes up for it."""
     if not state.events or maxlen <= 0:
-        return
+        return True
     try:
         publish(client, queue, state.events, maxlen)
     except redis.RedisError as exc:
         log.warning("committed; %d change event(s) not yet published (%s): the next write publishes them",
                     len(state.events), exc)
+        return False
+    return True

@@ -34,7 +34,7 @@ from catalog_core.errors import (
 from catalog_core.events import EncodedEvent
 from catalog_core.redis_client import connect
 from catalog_core.sequence import (
-    abandoned_sequences, fence_key, incr_above, issued_ceiling, next_sequence,
+    fence_and_abandoned, fence_key, issued_ceiling, next_sequence,
 )
 from catalog_core.settings import Settings
 from schemas import BatchResult, BatchStatus
@@ -76,6 +76,7 @@ class CatalogStore:
         self._client: redis.Redis | None = None
         self._known: Recovered | None = None
         self._ceiling_seen = 0  # the highest sequence the counter was seen to have issued
+        self.events_accepted_through = 0  # the fence of our last commit whose events Redis took (outbox)
         self._cap = CapWatch()
         # Called after each durable write of apply_group (the worker records metrics with it);
         # it must not raise: the batches are committed.
@@ -124,10 +125,12 @@ class CatalogStore:
         recovered = recover_for_write(self.path, self._known)
         self.remember(recovered if recovered.action is None else None)
         # The fence key comes from the same read of the catalog id as the lock itself.
-        fence = incr_above(self.redis, fence_key(held.name), recovered.state.fence)
+        fence, abandoned = fence_and_abandoned(self.redis, fence_key(held.name), recovered.state.fence,
+                                               self.settings.queue)
         write = WriteAttempt(self, held, recovered, fence)
-        publish_pending(self.redis, self.settings.queue, self.settings.events_maxlen, write.state)
-        write.abandoned = abandoned_sequences(self.redis, self.settings.queue)
+        publish_pending(self.redis, self.settings.queue, self.settings.events_maxlen, write.state,
+                        self.events_accepted_through)
+        write.abandoned = abandoned
         if write.abandoned:
             # Anyone can write to Redis: only sequences the counter issued are given up.
             ceiling = issued_ceiling(self.redis, self.settings.queue)

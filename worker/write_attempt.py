@@ -105,7 +105,9 @@ class WriteAttempt:
         self.store.remember(Recovered(self.state.settled(), kept, None, committed.state_identity))
         # Past the commit point nothing may fail the batch: this is best effort.
         forget_abandoned(self.store.redis, self.store.settings.queue, self.abandoned)
-        publish_committed(self.store.redis, self.store.settings.queue, self.store.settings.events_maxlen, self.state)
+        if publish_committed(self.store.redis, self.store.settings.queue, self.store.settings.events_maxlen,
+                             self.state):
+            self.store.events_accepted_through = self.fence
         if backup is not None:
             self.store.hold_backup_cap(backup)
 
