@@ -138,3 +138,38 @@ def test_a_commit_whose_change_events_alone_pass_the_journal_limit_does_not_comp
     store.apply([product(f"Q{n}") for n in range(40)], "b2")
     store.apply([product("A", product_name="renamed")], "b3")
     assert record(settings.catalog_path)["base"] != first_base
+
+
+def test_each_journal_entry_is_serialized_once_however_many_commits_rewrite_the_record(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    serialized: list[dict] = []  # type: ignore[type-arg]
+    real = state_journal.serialize_entry
+    monkeypatch.setattr(state_journal, "serialize_entry", lambda entry: serialized.append(entry) or real(entry))
+    store = CatalogStore(settings)
+    applied = [f"b{n}" for n in range(12)]
+    for n, batch_id in enumerate(applied):
+        store.apply([product(f"P{n % 5}", product_name=f"name {n}")], batch_id)
+    journal = record(settings.catalog_path)["journal"]
+    assert len(journal) == 11  # b1..b11: b0 started the base, and no compaction since
+    # b1..b10, each once when its events were published (b11's entry still carries its own, written
+    # with the record): not once per commit that rewrote it (10 + 9 + ... + 1 = 55 times).
+    assert [list(entry["ledger"]) for entry in serialized] == [[f"b{n}"] for n in range(1, 11)]
+    # What a process without the kept bytes reads is every batch and product.
+    state = read_state(state_path(settings.catalog_path))
+    assert state is not None and list(state.ledger) == applied
+    assert sorted(state.versions) == [f"P{n}" for n in range(5)]
+    # Each product name was last written by the last of b0..b11 that names it.
+    assert all(state.versions[f"P{n}"]["product_name"] == state.ledger[f"b{n + 5 * ((11 - n) // 5)}"]["sequence"]
+               for n in range(5))
+
+
+def test_two_writers_taking_turns_each_write_every_batch_of_the_other(settings: Settings) -> None:
+    # Each keeps the bytes of the entries it wrote; the other's commit brings entries of its own.
+    writers = [CatalogStore(settings), CatalogStore(settings)]
+    applied = [f"b{n}" for n in range(9)]
+    for n, batch_id in enumerate(applied):
+        writers[n % 2].apply([product(f"P{n}")], batch_id)
+    state = read_state(state_path(settings.catalog_path))
+    assert state is not None and list(state.ledger) == applied
+    assert sorted(state.versions) == [f"P{n}" for n in range(9)]

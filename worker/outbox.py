@@ -45,7 +45,9 @@ def publish_pending(client: redis.Redis, queue: str, maxlen: int, state: Catalog
         if missing:
             publish(client, queue, missing, maxlen)
             log.warning("published %d change event(s) that a crash or a Redis failure had held back", len(missing))
-    state.journal = [{k: v for k, v in entry.items() if k != "events"} for entry in state.journal]
+    # Entries without events stay the same objects: their serialized bytes are kept (worker/state_journal.py).
+    state.journal = [{k: v for k, v in entry.items() if k != "events"} if "events" in entry else entry
+                     for entry in state.journal]
     state.journal = [entry for entry in state.journal if entry["ledger"] or entry["versions"]]
     return len(missing)
 
