@@ -70,7 +70,7 @@ def test_a_failing_write_keeps_the_old_file_and_removes_the_temp(
     def full_disk(fd: int, buffers: object) -> int:
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(atomic.os, "write", full_disk)
+    monkeypatch.setattr(atomic.os, "writev", full_disk)
     with pytest.raises(CommitError):
         atomic_write(target, b"NEW")
     monkeypatch.undo()
@@ -119,39 +119,18 @@ def test_a_new_catalog_gets_the_usual_mode_for_new_files(tmp_path: Path) -> None
     assert stat.S_IMODE((tmp_path / "products.json").stat().st_mode) == 0o640
 
 
-@pytest.mark.parametrize("run_size", [4, 1 << 20])
 def test_parts_are_written_whole_and_in_order_even_when_the_kernel_writes_them_in_pieces(
-    target: Path, monkeypatch: pytest.MonkeyPatch, run_size: int
+    target: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real_write = os.write
+    real_writev = os.writev
 
-    def short_write(fd: int, data: bytes) -> int:  # at most 3 bytes a call, as a kernel may
-        return real_write(fd, bytes(data[:3]))
+    def short_writev(fd: int, buffers: list[memoryview]) -> int:  # at most 3 bytes a call, as a kernel may
+        return real_writev(fd, [bytes(b"".join(bytes(b) for b in buffers)[:3])])
 
     parts = [b"[\n", memoryview(b"abcdefgh")[2:7], b"", b",\n", b"x" * 10, b"\n]\n"]
-    monkeypatch.setattr(atomic, "WRITE_RUN", run_size)
-    monkeypatch.setattr(atomic.os, "write", short_write)
+    monkeypatch.setattr(atomic.os, "writev", short_writev)
     atomic_write(target, b"".join(bytes(p) for p in parts))
     temp = atomic.write_temp(target, parts)
     monkeypatch.undo()
     assert temp.read_bytes() == target.read_bytes() == b"[\ncdefg,\nxxxxxxxxxx\n]\n"
-    temp.unlink()
-
-
-def test_runs_join_small_parts_in_order_and_pass_a_large_part_without_copying_it() -> None:
-    large = b"L" * 10
-    parts: list[bytes | memoryview] = [b"ab", b"", b"cd", b"e", large, b"f", memoryview(b"ghij")[:3], b"k"]
-    result = list(atomic.runs(parts, 4))
-    assert [bytes(run) for run in result] == [b"abcd", b"e", large, b"fghi", b"k"]
-    assert result[2] is large
-
-
-def test_each_run_is_seen_before_it_is_written_and_together_they_are_the_file(
-    target: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    seen: list[bytes] = []
-    monkeypatch.setattr(atomic, "WRITE_RUN", 3)
-    temp = atomic.write_temp(target, [b"ab", b"cd", b"efgh", b"i"], each_run=lambda run: seen.append(bytes(run)))
-    assert seen == [b"abcd", b"efgh", b"i"]
-    assert temp.read_bytes() == b"".join(seen)
     temp.unlink()

@@ -8,7 +8,7 @@ import os
 import re
 import secrets
 import stat
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from contextlib import suppress
 from pathlib import Path
 
@@ -17,7 +17,7 @@ from catalog_core.errors import CommitError
 log = logging.getLogger(__name__)
 
 TEMP_SUFFIX = ".tmp"
-WRITE_RUN = 1 << 20  # bytes per write (see ``runs``)
+IOV_MAX = 1024  # buffers one writev takes (Linux's limit)
 # Backups beside the catalog are what usually fills its disk: say where to look.
 FULL_DISK_HINT = (". The disk is full: `catalog backups list` shows what the backups take, "
                   "`catalog backups rotate` thins and compresses them")
@@ -75,51 +75,28 @@ def fsync_file(path: Path) -> None:
         os.close(fd)
 
 
-def runs(parts: Sequence[bytes | memoryview], size: int) -> Iterator[bytes | memoryview]:
-    """``parts`` joined into runs of about ``size`` bytes, in order; a part that large already is
-    passed as it is, never copied. A catalog comes as one part per product (a few KiB each): one
-    join per run is cheaper than a gathered write of thousands of buffers, and a run is long
-    enough for ``hashlib`` to release the GIL while it hashes it."""
-    pending: list[bytes | memoryview] = []
-    held = 0
-    for part in parts:
-        if len(part) >= size:
-            if pending:
-                yield b"".join(pending)
-                pending, held = [], 0
-            yield part
-            continue
-        pending.append(part)
-        held += len(part)
-        if held >= size:
-            yield b"".join(pending)
-            pending, held = [], 0
-    if pending:
-        yield b"".join(pending)
+def write_all(fd: int, parts: Sequence[bytes | memoryview]) -> None:
+    """Write ``parts`` one after the other: gathered writes (``writev``), no copy into one buffer."""
+    views = [memoryview(part) for part in parts if len(part)]
+    at = 0
+    while at < len(views):
+        written = os.writev(fd, views[at:at + IOV_MAX])
+        while at < len(views) and written >= len(views[at]):  # skip what was written whole
+            written -= len(views[at])
+            at += 1
+        if written:  # a short write: the rest of that part next
+            views[at] = views[at][written:]
 
 
-def write_all(fd: int, parts: Sequence[bytes | memoryview],
-              each_run: Callable[[bytes | memoryview], None] | None = None) -> None:
-    """Write ``parts`` one after the other, in runs (``runs``); ``each_run(run)`` is called before
-    each run is written, so a caller can hash it meanwhile."""
-    for run in runs(parts, WRITE_RUN):
-        if each_run is not None:
-            each_run(run)
-        view = memoryview(run)
-        while view:  # a short write: the rest next
-            view = view[os.write(fd, view):]
-
-
-def write_temp(path: Path, data: bytes | Sequence[bytes | memoryview], sync: bool = True,
-               each_run: Callable[[bytes | memoryview], None] | None = None) -> Path:
+def write_temp(path: Path, data: bytes | Sequence[bytes | memoryview], sync: bool = True) -> Path:
     """Write ``data`` (bytes, or parts written one after the other) to a new temp sibling of
     ``path``, fsynced unless ``sync=False`` (then the caller calls ``fsync_file`` before relying
-    on it), with ``path``'s mode if it exists. ``each_run``: see ``write_all``."""
+    on it), with ``path``'s mode if it exists."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, temp = _create_temp(path)
     try:
         with os.fdopen(fd, "wb", buffering=0) as handle:
-            write_all(handle.fileno(), [data] if isinstance(data, bytes) else data, each_run)
+            write_all(handle.fileno(), [data] if isinstance(data, bytes) else data)
             if sync:
                 os.fsync(handle.fileno())
         with suppress(FileNotFoundError):

@@ -78,14 +78,14 @@ class Committed(NamedTuple):
 
 def _hashed_temp(catalog: Path, data: Sequence[bytes | memoryview], helper: ThreadPoolExecutor
                  ) -> tuple[Path, str, list[int], Future[None]]:
-    """Step 5: the catalog temp file, its sha256 (each run of bytes hashed in ``helper`` while it
-    is written), its identity (inode, size, mtime), which a rename keeps, and its fsync,
-    left running beside the state's write and fsync (step 6): the two fsyncs overlap."""
-    digest = OverlappedSha256(helper)
-    temp = write_temp(catalog, data, sync=False, each_run=digest.update)
-    sha256 = digest.hexdigest()
+    """Step 5: the catalog temp file, its sha256 (computed while the write runs: both release the
+    GIL), its identity (inode, size, mtime), which a rename keeps, and its fsync, left running
+    beside the state's write and fsync (step 6): the two fsyncs overlap."""
+    digest = helper.submit(sha256_of_parts, data)
+    temp = write_temp(catalog, data, sync=False)
+    sha256 = digest.result()
     status = _stat_own_temp(temp)
-    return temp, sha256, [status.st_ino, status.st_size, status.st_mtime_ns], helper.submit(fsync_file, temp)
+    return temp, str(sha256), [status.st_ino, status.st_size, status.st_mtime_ns], helper.submit(fsync_file, temp)
 
 
 def _stat_own_temp(temp: Path) -> os.stat_result:
@@ -97,28 +97,12 @@ def _stat_own_temp(temp: Path) -> os.stat_result:
                           "starting over") from None
 
 
-class OverlappedSha256:
-    """The sha256 of the runs given to ``update``, each hashed in ``helper`` while the caller
-    writes it: ``hashlib`` releases the GIL on buffers over 2 KiB, so hashing and writing run
-    at once, and the commit waits for the longer of the two, not their sum."""
-
-    def __init__(self, helper: ThreadPoolExecutor) -> None:
-        self._digest = hashlib.sha256()
-        self._helper = helper
-        self._pending: Future[None] | None = None
-
-    def update(self, run: bytes | memoryview) -> None:
-        self._wait()  # in order: one run at a time
-        self._pending = self._helper.submit(self._digest.update, run)
-
-    def hexdigest(self) -> str:
-        self._wait()
-        return self._digest.hexdigest()
-
-    def _wait(self) -> None:
-        if self._pending is not None:
-            self._pending.result()
-            self._pending = None
+def sha256_of_parts(parts: Sequence[bytes | memoryview]) -> str:
+    """The sha256 of the file ``parts`` make, joined (``worker.state.sha256_of`` of their join)."""
+    digest = hashlib.sha256()
+    for part in parts:
+        digest.update(part)
+    return digest.hexdigest()
 
 
 def commit(catalog: Path, new_catalog: bytes | Sequence[bytes | memoryview] | None, state: CatalogState,
