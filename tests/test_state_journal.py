@@ -165,7 +165,8 @@ def test_each_journal_entry_is_serialized_once_however_many_commits_rewrite_the_
 
 
 def test_two_writers_taking_turns_each_write_every_batch_of_the_other(settings: Settings) -> None:
-    # Each keeps the bytes of the entries it wrote; the other's commit brings entries of its own.
+    # One process keeps the bytes of the last record it encoded, whichever writer it was; each
+    # commit brings the other's entries, read from the file, as new objects.
     writers = [CatalogStore(settings), CatalogStore(settings)]
     applied = [f"b{n}" for n in range(9)]
     for n, batch_id in enumerate(applied):

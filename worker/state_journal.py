@@ -100,7 +100,8 @@ class _SerializedEntries:
     is never changed once it is in a journal (a new commit's changes are a new entry; the outbox
     replaces an entry it strips of its events), so its bytes are kept, keyed by identity, with
     the entry itself (its id cannot be reused while it is kept). Only the entries of the last
-    record encoded are kept; a miss is only a ``dumps``.
+    record this process encoded are kept (a worker has one writer; two stores in one process
+    only miss more); a miss is only a ``dumps``, and a hit needs the very same entry object.
     """
 
     def __init__(self) -> None:
