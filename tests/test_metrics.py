@@ -111,6 +111,31 @@ def test_commit_histograms_are_cumulative_at_export(settings: Settings) -> None:
     assert value(samples, "catalog_last_commit_timestamp_seconds") == 1500.0  # the last recorded, as recorded
 
 
+def test_a_commit_counts_all_its_batches_outcomes_in_a_few_commands_whatever_their_number(settings: Settings) -> None:
+    client = redis.Redis.from_url(settings.redis_url)
+    queue = settings.queue
+    superseded = [SupersededField(index=0, product_id="A", field="category", by_sequence=9)]
+    results = [BatchResult(batch_id=f"a{n}", status=BatchStatus.APPLIED, updated=1, created=n % 2,
+                           superseded=superseded if n % 5 == 0 else []) for n in range(30)]
+    results += [BatchResult(batch_id=f"u{n}", status=BatchStatus.UNCHANGED, unchanged=2) for n in range(6)]
+    results += [BatchResult(batch_id=f"r{n}", status=BatchStatus.REJECTED) for n in range(4)]
+    client.config_resetstat()
+    metrics.record_commit(client, queue, len(results), 0.05, 0.001, 1000.0, results)
+
+    # One HINCRBY per counter that moved (3 outcomes, 3 record changes, superseded fields), plus a
+    # bucket and a count for each of the 3 histograms: not one or more per batch (103 here).
+    assert client.info("commandstats")["cmdstat_hincrby"]["calls"] == 7 + 3 * 2
+    samples = scrape(settings)
+    # Counted by hand: 30 applied (15 of them created one product, every one updated one,
+    # every fifth had one superseded field), 6 unchanged with 2 records each, 4 rejected.
+    for outcome, count in {"applied": 30, "unchanged": 6, "rejected": 4}.items():
+        assert value(samples, "catalog_batches_total", queue=queue, outcome=outcome) == count, outcome
+    assert value(samples, "catalog_records_total", queue=queue, change="created") == 15
+    assert value(samples, "catalog_records_total", queue=queue, change="updated") == 30
+    assert value(samples, "catalog_records_total", queue=queue, change="unchanged") == 12
+    assert value(samples, "catalog_superseded_fields_total", queue=queue) == 6
+
+
 def test_a_recording_that_fails_is_logged_and_never_raised(caplog: pytest.LogCaptureFixture) -> None:
     dead = redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.5, retry=NO_RETRY)
     metrics.record_batch(dead, "q", BatchResult(batch_id="b", status=BatchStatus.APPLIED))

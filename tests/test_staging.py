@@ -11,6 +11,7 @@ from typing import Any
 
 import orjson
 import pytest
+import redis
 
 from catalog_core.errors import LockTimeoutError
 from catalog_core.sequence import next_sequence
@@ -20,7 +21,7 @@ from tests.helpers import product, wait_for
 from worker import group_commit
 from worker.app import WorkerContext
 from worker.lock import catalog_lock, lock_name
-from worker.staging import staging_key
+from worker.staging import REPLY_TTL_S, push_answers, staging_key
 from worker.state import read_state, state_path
 
 WAIT_S = 20.0
@@ -278,3 +279,15 @@ def test_staged_batches_over_the_holders_byte_budget_wait_for_its_next_commit(se
         thread.join(WAIT_S)
         assert outcome["result"].status.value == "applied", outcome
     assert group_sizes[0] == 1  # each entry is over 1 KiB, the budget: one at a time
+
+
+def test_answers_reach_each_rounds_reply_list_in_order_with_one_push_per_round(redis_url: str) -> None:
+    client = redis.Redis.from_url(redis_url)
+    answers = [("reply:a", b"a1"), ("reply:b", b"b1"), ("reply:a", b"a2"), ("reply:a", b"a3"), ("reply:b", b"b2")]
+    client.config_resetstat()
+    push_answers(client, answers)
+    assert client.lrange("reply:a", 0, -1) == [b"a1", b"a2", b"a3"]
+    assert client.lrange("reply:b", 0, -1) == [b"b1", b"b2"]
+    assert 0 < client.ttl("reply:a") <= REPLY_TTL_S and 0 < client.ttl("reply:b") <= REPLY_TTL_S
+    # A holder answers a whole group at once: one RPUSH per round, not one per batch.
+    assert client.info("commandstats")["cmdstat_rpush"]["calls"] == 2

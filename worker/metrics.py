@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable, Sequence
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import redis
@@ -77,16 +78,24 @@ def _send(client: redis.Redis, what: str, fill: Callable[[Any], Any]) -> None:
         log.warning("metrics: could not record %s (%s); the batch is not affected", what, exc)
 
 
-def _count_outcome(pipe: redis.client.Pipeline, queue: str, result: BatchResult) -> None:
+def _outcome_counts(results: Iterable[BatchResult]) -> Counter[str]:
+    """The counter fields ``results`` add to, summed: a commit of many batches is a few HINCRBY, not
+    a few per batch."""
+    counts: Counter[str] = Counter()
+    for result in results:
+        counts[f"batches:{result.status.value}"] += 1
+        if result.status in (BatchStatus.APPLIED, BatchStatus.UNCHANGED):
+            for change in RECORD_CHANGES:
+                counts[f"records:{change}"] += getattr(result, change)
+            counts["superseded_fields"] += len(result.superseded)
+    return counts
+
+
+def _count_outcomes(pipe: redis.client.Pipeline, queue: str, results: Iterable[BatchResult]) -> None:
     key = counters_key(queue)
-    pipe.hincrby(key, f"batches:{result.status.value}", 1)
-    if result.status in (BatchStatus.APPLIED, BatchStatus.UNCHANGED):
-        for change in RECORD_CHANGES:
-            count = getattr(result, change)
-            if count:
-                pipe.hincrby(key, f"records:{change}", count)
-        if result.superseded:
-            pipe.hincrby(key, "superseded_fields", len(result.superseded))
+    for name, count in _outcome_counts(results).items():
+        if count:
+            pipe.hincrby(key, name, count)
 
 
 def record_batch(client: redis.Redis, queue: str, result: BatchResult) -> None:
@@ -94,7 +103,7 @@ def record_batch(client: redis.Redis, queue: str, result: BatchResult) -> None:
 
     A duplicate counts as a duplicate only: its records were counted when it was first applied.
     """
-    _send(client, f"the outcome of batch {result.batch_id}", lambda pipe: _count_outcome(pipe, queue, result))
+    _send(client, f"the outcome of batch {result.batch_id}", lambda pipe: _count_outcomes(pipe, queue, [result]))
 
 
 def record_failure(client: redis.Redis, queue: str, batch_id: str) -> None:
@@ -114,8 +123,7 @@ def record_commit(client: redis.Redis, queue: str, batches: int, commit_seconds:
         _observe(pipe, queue, "lock_wait_seconds", lock_wait_seconds)
         _observe(pipe, queue, "batches_per_commit", float(batches))
         pipe.hset(times_key(queue), "last_commit", repr(float(committed_at)))
-        for result in results:
-            _count_outcome(pipe, queue, result)
+        _count_outcomes(pipe, queue, results)
 
     _send(client, "a commit", fill)
 

@@ -68,10 +68,14 @@ def pop_entries(client: redis.Redis, key: str, limit: int, max_entry_bytes: int,
 
 
 def push_answers(client: redis.Redis, answers: Sequence[tuple[str, bytes]]) -> None:
-    """Each ``(reply list, answer)``, in one round trip; every reply list expires."""
+    """Each ``(reply list, answer)``, in one round trip; every reply list expires. A round's batches
+    share one reply list: its answers go in one RPUSH, in their order."""
+    by_reply: dict[str, list[bytes]] = {}
+    for reply_to, answer in answers:
+        by_reply.setdefault(reply_to, []).append(answer)
     with client.pipeline(transaction=False) as pipe:
-        for reply_to, answer in answers:
-            pipe.rpush(reply_to, answer)
+        for reply_to, grouped in by_reply.items():
+            pipe.rpush(reply_to, *grouped)
             pipe.expire(reply_to, REPLY_TTL_S)
         pipe.execute()
 
