@@ -19,11 +19,12 @@ from catalog_cli.options import CatalogOption, JsonOption, RedisUrlOption, setti
 from catalog_cli.output import out, print_json_line, show
 from producers.api import client_app
 from worker.backups import backup_usage
+from worker.catalog_digest import describes
 from worker.catalog_file import parse_catalog, read_catalog_bytes
 from worker.lock import existing_lock_name
 from worker.lock_info import read_lock
 from catalog_core.metric_keys import times_key
-from worker.state import read_state, sha256_of, state_path
+from worker.state import read_state, state_path
 
 PING_TIMEOUT = 3.0  # default seconds a worker has to answer; its main process answers even while it runs batches
 SETTLE_ATTEMPTS = 3  # a commit between its two renames disagrees for milliseconds: look again
@@ -66,9 +67,9 @@ def _catalog_agrees(settings: Settings) -> Check:
     products = parse_catalog(data, path)
     if state is None:
         return Check("catalog", Status.OK, f"{len(products):,} products; no state file yet (no commit so far)")
-    if state.catalog_sha256 != sha256_of(data):
+    if not describes(state.catalog_sha256, data):
         return Check("catalog", Status.DEGRADED, f"{len(products):,} products, but the state file describes another "
-                     "version (sha256): an interrupted commit or an edit by hand; the next write repairs or adopts "
+                     "version (its digest): an interrupted commit or an edit by hand; the next write repairs or adopts "
                      "it, `catalog verify` tells more")
     return Check("catalog", Status.OK, f"{len(products):,} products; agrees with the state file (fence {state.fence})")
 

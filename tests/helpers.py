@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import re
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -22,6 +24,21 @@ def product(product_id: str, **fields: Any) -> dict[str, Any]:
     }
     base.update(fields)
     return base
+
+
+def catalog_digest(data: bytes) -> str:
+    """The digest a state records of a catalog file, as a model written apart from
+    worker/catalog_digest.py: for a file in the writers' layout (``[``, products indented two
+    spaces and separated by ``,`` at line ends, ``]``), the sha256 of a fixed prefix and of each
+    product's sha256 in order; for any other file, its sha256."""
+    if data == b"[]\n":
+        entries: list[bytes] = []
+    elif data.startswith(b"[\n  {\n") and data.endswith(b"\n  }\n]\n"):
+        entries = re.split(rb"(?<=\n  }),\n(?=  \{\n)", data[2:-3])
+    else:
+        return hashlib.sha256(data).hexdigest()
+    listed = b"".join(hashlib.sha256(entry).digest() for entry in entries)
+    return hashlib.sha256(b"catalog-ingest entries sha256 v1\n" + listed).hexdigest()
 
 
 def write_jsonl(path: Path, records: list[Any]) -> Path:

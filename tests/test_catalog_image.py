@@ -14,6 +14,7 @@ from catalog_core.errors import CatalogCorruptError
 from worker.catalog_file import serialize_catalog
 from worker import catalog_image
 from worker.catalog_image import CatalogImage
+from tests.helpers import catalog_digest
 
 # JSON values as a catalog may hold them: any text (non-ASCII, control characters, newlines,
 # quotes), numbers, nesting, empty containers.
@@ -67,6 +68,17 @@ def test_an_image_read_from_a_file_gives_back_each_product_and_the_file_layout(c
     image = CatalogImage.from_file_bytes(data, "products.json")
     assert image.to_bytes() == data
     assert [image.product(p["product_id"]) for p in catalog] == catalog
+
+
+@settings(max_examples=80, deadline=None)
+@given(catalog=catalogs())
+def test_the_digest_of_a_file_in_our_layout_is_the_hash_list_of_its_entries_as_the_model_computes_it(
+    catalog: list[dict[str, Any]]
+) -> None:
+    data = serialize_catalog(catalog)
+    assert CatalogImage.from_file_bytes(data, "products.json").sha256 == catalog_digest(data)
+    assert CatalogImage.from_products(catalog).sha256 == catalog_digest(data)
+    assert catalog_digest(data) != __import__("hashlib").sha256(data).hexdigest()
 
 
 def test_an_image_of_a_hand_formatted_file_keeps_the_files_sha_and_writes_the_canonical_layout() -> None:
@@ -196,8 +208,13 @@ def test_any_chain_of_changes_and_writes_serializes_exactly_as_the_full_dump_of_
             assert image.to_bytes() == expected
             assert [image.product(p) for p in order] == [model[p] for p in order]
             if sealed:  # written: as its parts (the overlay stays, up to its limit), or joined past it
-                image = image.sealed_as("sha")
+                image.parts()
+                # The digest a commit records, from the kept digests of the entries: the model's
+                # digest of the bytes written.
+                assert image.digest() == catalog_digest(expected)
+                image = image.sealed_as(image.digest())
                 assert image.to_bytes() == expected and image.ids == order
+        assert image.digest() == catalog_digest(b"".join(image.parts()))
 
 
 @settings(max_examples=150, deadline=None)
@@ -216,7 +233,7 @@ def test_new_products_placed_before_the_last_few_are_laid_over_the_file_and_seri
             model.update(earlier)
             if data.draw(st.booleans()):
                 image.parts()
-                image = image.sealed_as("sha")
+                image = image.sealed_as(image.digest())  # as a commit does: the new entries' digests kept
         # Placement by sequence: a batch's new products go before those a later batch created.
         at = data.draw(st.integers(0, max(len(ids) - 1, 0)))
         new_ids = data.draw(st.lists(IDS.filter(lambda i: i not in model), unique=True, min_size=1, max_size=3))
@@ -231,6 +248,7 @@ def test_new_products_placed_before_the_last_few_are_laid_over_the_file_and_seri
         assert after.to_bytes() == serialize_catalog([model[p] for p in order])
         assert [after.product(p) for p in order] == [model[p] for p in order]
         assert after.position == {p: i for i, p in enumerate(order)} and after.ids == order
+        assert after.digest() == catalog_digest(after.to_bytes())
 
 
 @settings(max_examples=150, deadline=None)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -9,11 +10,16 @@ from pathlib import Path
 import pytest
 
 from worker import commit as commit_module
+from tests.helpers import catalog_digest
+from worker.catalog_file import serialize_catalog
 from worker.commit import commit, recover
-from worker.state import CatalogState, previous_state_path, read_state, sha256_of, state_path
+from worker.state import CatalogState, previous_state_path, read_state, state_path
 
 OLD = b'[{"product_id": "OLD"}]\n'
 NEW = b'[{"product_id": "NEW"}]\n'
+# The layout the writers write, whose digest is the hash list of its products (worker/catalog_digest.py).
+OWN_OLD = serialize_catalog([{"product_id": "OLD", "v": 1}])
+OWN_NEW = serialize_catalog([{"product_id": "OLD", "v": 2}, {"product_id": "NEW"}])
 
 
 @pytest.fixture
@@ -29,8 +35,8 @@ def temps(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.iterdir() if p.name.endswith(".tmp"))
 
 
-def crash_in_child(catalog: Path, at: str) -> None:
-    """Run a commit of NEW in a forked child that dies with os._exit at ``at``: no cleanup runs."""
+def crash_in_child(catalog: Path, at: str, new: bytes = NEW) -> None:
+    """Run a commit of ``new`` in a forked child that dies with os._exit at ``at``: no cleanup runs."""
     pid = os.fork()
     if pid == 0:  # the child
         real_replace = os.replace
@@ -52,7 +58,7 @@ def crash_in_child(catalog: Path, at: str) -> None:
             commit_module.os.replace = replace  # type: ignore[assignment]
             state = read_state(state_path(catalog)) or CatalogState()
             state.fence = 2
-            commit(catalog, NEW, state, check)
+            commit(catalog, new, state, check)
         finally:  # never back into pytest, whatever the commit did: the parent waits for this exit
             os._exit(0)
     _, status = os.waitpid(pid, 0)
@@ -74,7 +80,7 @@ def test_a_crash_at_any_point_is_recovered_to_an_agreeing_catalog_and_state(
     crash_in_child(catalog, crash_point)
     state, _action = recover(catalog)
     assert catalog.read_bytes() == expected
-    assert state.catalog_sha256 == sha256_of(expected)
+    assert state.catalog_sha256 == catalog_digest(expected)
     assert read_state(state_path(catalog)) == state
     assert state.fence == (2 if expected == NEW else 1)
     assert temps(catalog.parent) == []
@@ -93,7 +99,7 @@ def test_a_lost_new_catalog_is_rolled_back_to_the_previous_state(catalog: Path) 
         (catalog.parent / name).unlink()  # the new catalog is gone for good
     state, action = recover(catalog)
     assert action is not None and "rolled back" in action
-    assert catalog.read_bytes() == OLD and state.catalog_sha256 == sha256_of(OLD) and state.fence == 1
+    assert catalog.read_bytes() == OLD and state.catalog_sha256 == catalog_digest(OLD) and state.fence == 1
 
 
 def test_a_catalog_edited_by_hand_is_adopted_not_overwritten(catalog: Path) -> None:
@@ -101,14 +107,14 @@ def test_a_catalog_edited_by_hand_is_adopted_not_overwritten(catalog: Path) -> N
     state, action = recover(catalog)
     assert action is not None and "outside catalog-ingest" in action
     assert json.loads(catalog.read_bytes()) == [{"product_id": "HAND"}]
-    assert state.catalog_sha256 == sha256_of(catalog.read_bytes())
+    assert state.catalog_sha256 == catalog_digest(catalog.read_bytes())
 
 
 def test_an_existing_catalog_without_state_gets_one(tmp_path: Path) -> None:
     path = tmp_path / "products.json"
     path.write_bytes(OLD)
     state, action = recover(path)
-    assert state.catalog_sha256 == sha256_of(OLD) and action is not None
+    assert state.catalog_sha256 == catalog_digest(OLD) and action is not None
 
 
 def test_a_commit_keeps_the_replaced_state_for_a_roll_back(catalog: Path) -> None:
@@ -152,13 +158,13 @@ from worker.commit import recover_for_write  # noqa: E402
 
 def test_recovery_of_agreeing_files_does_nothing_and_says_none(catalog: Path) -> None:
     state, data, action, _identity = recover_for_write(catalog)
-    assert action is None and data.sha256 == sha256_of(OLD) and state.catalog_sha256 == sha256_of(OLD)
+    assert action is None and data.sha256 == catalog_digest(OLD) and state.catalog_sha256 == catalog_digest(OLD)
 
 
 def test_recover_for_write_hands_back_the_catalog_as_rolled_forward(catalog: Path) -> None:
     crash_in_child(catalog, "between the renames")
     state, data, action, _identity = recover_for_write(catalog)
-    assert data.sha256 == sha256_of(NEW) and state.catalog_sha256 == sha256_of(NEW)
+    assert data.sha256 == catalog_digest(NEW) and state.catalog_sha256 == catalog_digest(NEW)
     assert action is not None and action.startswith("rolled forward")
 
 
@@ -180,11 +186,11 @@ def test_each_recovery_says_what_it_did_in_its_own_words(catalog: Path, tmp_path
 def test_a_hand_edited_catalog_whose_state_names_no_pending_file_is_adopted(tmp_path: Path) -> None:
     path = tmp_path / "products.json"
     path.write_bytes(OLD)
-    commit(path, None, CatalogState(catalog_sha256=sha256_of(OLD)), lambda: None)  # a state-only commit
+    commit(path, None, CatalogState(catalog_sha256=catalog_digest(OLD)), lambda: None)  # a state-only commit
     assert read_state(state_path(path)).pending_token is None  # type: ignore[union-attr]
     path.write_bytes(NEW)
     state, action = recover(path)
-    assert action is not None and "outside catalog-ingest" in action and state.catalog_sha256 == sha256_of(NEW)
+    assert action is not None and "outside catalog-ingest" in action and state.catalog_sha256 == catalog_digest(NEW)
 
 
 def test_recovery_logs_what_it_did_and_each_stale_temp_file_it_removed(
@@ -245,14 +251,57 @@ def test_a_failed_catalog_rename_after_the_commit_point_is_said_and_rolled_forwa
     assert f"{catalog}: committed; the catalog rename is left to the next writer's recovery " \
            "([Errno 5] Input/output error)" in [r.getMessage() for r in caplog.records]
     monkeypatch.undo()
-    assert recover_for_write(catalog).image.sha256 == sha256_of(NEW)
+    assert recover_for_write(catalog).image.sha256 == catalog_digest(NEW)
 
 
-def test_the_state_names_the_sha256_of_the_whole_catalog_when_it_is_written_in_many_parts(tmp_path: Path) -> None:
-    # The parts are hashed in a helper thread while they are written: every part, in order.
-    parts = [b"[\n"] + [f'  {{"product_id": "P{n}"}},\n'.encode() for n in range(40)] + [b"  {}\n]\n", b""]
+@pytest.mark.parametrize("data", [OLD, OWN_NEW], ids=["another layout", "the writers' layout"])
+def test_the_state_names_the_digest_of_the_whole_catalog_when_it_is_given_in_many_parts(tmp_path: Path,
+                                                                                       data: bytes) -> None:
+    parts = [data[at:at + 7] for at in range(0, len(data), 7)] + [b""]
     path = tmp_path / "products.json"
     commit(path, parts, CatalogState(fence=1), lambda: None)
-    expected = b"".join(parts)
-    assert path.read_bytes() == expected
-    assert read_state(state_path(path)).catalog_sha256 == sha256_of(expected)  # type: ignore[union-attr]
+    assert path.read_bytes() == data
+    assert read_state(state_path(path)).catalog_sha256 == catalog_digest(data)  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(("crash_point", "committed"), [
+    ("after both temp files are written", False),
+    ("before the state rename", False),
+    ("between the renames", True),
+    ("after the catalog rename", True),
+])
+def test_a_crash_in_a_commit_of_a_catalog_in_the_writers_layout_is_recovered_by_its_digest(
+    tmp_path: Path, crash_point: str, committed: bool
+) -> None:
+    path = tmp_path / "products.json"
+    commit(path, OWN_OLD, CatalogState(fence=1), lambda: None)
+    crash_in_child(path, crash_point, OWN_NEW)
+    state, action = recover(path)
+    expected = OWN_NEW if committed else OWN_OLD
+    assert path.read_bytes() == expected and state.catalog_sha256 == catalog_digest(expected)
+    assert ("rolled forward" in (action or "")) == (crash_point == "between the renames")
+    assert read_state(state_path(path)) == state and temps(path.parent) == []
+
+
+def test_a_lost_new_catalog_in_the_writers_layout_is_rolled_back_by_its_digest(tmp_path: Path) -> None:
+    path = tmp_path / "products.json"
+    commit(path, OWN_OLD, CatalogState(fence=1), lambda: None)
+    crash_in_child(path, "between the renames", OWN_NEW)
+    for name in temps(path.parent):
+        (path.parent / name).unlink()
+    state, action = recover(path)
+    assert action is not None and "rolled back" in action
+    assert path.read_bytes() == OWN_OLD and state.catalog_sha256 == catalog_digest(OWN_OLD) and state.fence == 1
+
+
+def test_a_state_written_before_the_digest_agrees_by_the_plain_sha256_and_the_next_commit_records_the_digest(
+    tmp_path: Path
+) -> None:
+    path = tmp_path / "products.json"
+    path.write_bytes(OWN_OLD)
+    commit(path, None, CatalogState(fence=1, catalog_sha256=hashlib.sha256(OWN_OLD).hexdigest()), lambda: None)
+    state, action = recover(path)
+    assert action is None  # neither rolled nor adopted: the same catalog
+    state.fence = 2
+    commit(path, OWN_NEW, state, lambda: None)
+    assert read_state(state_path(path)).catalog_sha256 == catalog_digest(OWN_NEW)  # type: ignore[union-attr]

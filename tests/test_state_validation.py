@@ -15,7 +15,7 @@ import pytest
 from catalog_core.errors import CatalogCorruptError
 from schemas import BatchResult, BatchStatus
 from tests.conftest import CliRunner
-from tests.helpers import product, write_jsonl
+from tests.helpers import catalog_digest, product, write_jsonl
 from worker.catalog_file import serialize_catalog
 from worker import state as state_module
 from worker.commit import commit, recover, recover_for_write
@@ -244,7 +244,7 @@ def test_recovery_returns_the_identity_of_the_state_it_finally_read(committed: P
     before = current_identity(state_path(committed))
     recovered = recover_for_write(committed)
     assert recovered.action is not None and "rolled back" in recovered.action
-    assert recovered.state.fence == 1 and recovered.image.sha256 == sha256(OLD)
+    assert recovered.state.fence == 1 and recovered.image.sha256 == catalog_digest(OLD)
     assert recovered.state_identity == current_identity(state_path(committed)) != before
 
 

@@ -20,7 +20,6 @@ that starts over still has the image it started from.
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -28,6 +27,7 @@ from typing import Any
 
 import orjson
 
+from worker.catalog_digest import FileDigests, digest_of, digest_of_list, entry_digests
 from worker.catalog_file import parse_catalog
 from worker.catalog_layout import Cut, cut, cut_like, entry_bytes, entry_end, file_parts, kept_prefix
 
@@ -44,16 +44,17 @@ Entry = bytes | memoryview  # an entry, or a buffer of a file's parts
 
 
 class CatalogImage:
-    """An immutable catalog: ``ids`` in file order, each one's serialized entry, and their sha256.
+    """An immutable catalog: ``ids`` in file order, each one's serialized entry, and their digest
+    (``sha256``: the state's ``catalog_sha256``, worker/catalog_digest.py).
 
     The entries are either a list (``_entries``), or a file in our layout (``_base``: its bytes
     and how it is cut) with new entries by index laid over it (``_fresh``; indices past the
     file's entries are products appended after them). An image read from a file is parsed on
-    first use: recovery and ``restore`` need only its sha256, and must work even when the file
+    first use: recovery and ``restore`` need only its digest, and must work even when the file
     is not a catalog at all.
     """
 
-    __slots__ = ("_ids", "_entries", "_base", "_fresh", "_position", "sha256", "_unparsed")
+    __slots__ = ("_ids", "_entries", "_base", "_fresh", "_position", "sha256", "_unparsed", "_digests")
 
     def __init__(self, ids: list[str], entries: list[Entry], sha256: str | None) -> None:
         self._ids: list[str] = ids
@@ -62,7 +63,8 @@ class CatalogImage:
         self._fresh: dict[int, bytes] = {}
         self._position: dict[str, int] | None = None
         self._unparsed: tuple[bytes, Path | str] | None = None
-        self.sha256 = sha256  # of to_bytes(); None for "no catalog file yet"
+        self._digests: FileDigests | None = None  # with ``_base``: its entries' digests (``digest``)
+        self.sha256 = sha256  # the digest of to_bytes() (worker/catalog_digest.py); None: no catalog file yet
 
     @classmethod
     def empty(cls) -> CatalogImage:
@@ -70,9 +72,10 @@ class CatalogImage:
 
     @classmethod
     def _of_file(cls, data: bytes, layout: Cut, sha256: str | None, fresh: dict[int, bytes] | None = None,
-                 ids: list[str] | None = None) -> CatalogImage:
+                 ids: list[str] | None = None, digests: FileDigests | None = None) -> CatalogImage:
         image = cls(layout.ids if ids is None else ids, [], sha256)
         image._entries, image._base, image._fresh = None, (data, layout), fresh or {}
+        image._digests = digests or FileDigests(data, layout.starts)
         return image
 
     @classmethod
@@ -81,8 +84,12 @@ class CatalogImage:
         None is an absent catalog."""
         if data is None:
             return cls.empty()
-        image = cls([], [], hashlib.sha256(data).hexdigest())  # of the file as it is, whatever its layout
-        image._unparsed = (data, source)
+        # Its digest is of the file as it is, whatever its layout; in ours, the entries' digests
+        # computed for it are kept for the parse.
+        layout = cut(data)
+        digests = None if layout is None else FileDigests(data, layout.starts)
+        image = cls([], [], digest_of(data) if digests is None else digest_of_list(digests.all()))
+        image._unparsed, image._digests = (data, source), digests
         return image
 
     @classmethod
@@ -118,12 +125,12 @@ class CatalogImage:
     @classmethod
     def from_products(cls, products: Iterable[Mapping[str, Any]]) -> CatalogImage:
         image = cls._written(products)
-        image.sha256 = hashlib.sha256(image.to_bytes()).hexdigest()
+        image.sha256 = image.digest()
         return image
 
     @classmethod
     def _written(cls, products: Iterable[Mapping[str, Any]]) -> CatalogImage:
-        """The image of ``products`` as our writers write them, its sha256 not computed."""
+        """The image of ``products`` as our writers write them, its digest not computed."""
         ids: list[str] = []
         entries: list[Entry] = []
         for product in products:
@@ -139,9 +146,12 @@ class CatalogImage:
             # Our layout is cut and checked one product at a time: a catalog of 100,000 products
             # never becomes a Python object per field all at once. Any other layout is parsed whole.
             parsed = CatalogImage.from_own_bytes(data, self.sha256, verify=True)
-            if parsed is None:  # (its sha256 stays the file's as it is, not our layout's)
+            if parsed is not None and self._digests is not None:
+                parsed._digests = self._digests  # the same file, cut the same way
+            if parsed is None:  # (its digest stays the file's as it is, not our layout's)
                 parsed = CatalogImage._written(parse_catalog(data, source))
             self._ids, self._entries, self._base, self._fresh = parsed._ids, parsed._entries, parsed._base, {}
+            self._digests = parsed._digests
             self._unparsed = None
 
     @property
@@ -229,6 +239,22 @@ class CatalogImage:
                                                                                                  stop - 1)]
                            for first, stop, entry in self._segments()])
 
+    def digest(self) -> str:
+        """The digest of ``to_bytes()`` (worker/catalog_digest.py), from the digests kept for the file's
+        entries and for each new one: a commit hashes what changed, not the whole catalog again."""
+        self._parse()
+        if self._base is None:
+            return digest_of_list(entry_digests(self._entries or []))
+        return digest_of_list(self._digest_list())
+
+    def _digest_list(self) -> bytes:
+        assert self._base is not None and self._digests is not None
+        digests = self._digests
+        if not self._fresh:
+            return digests.all()
+        return b"".join(digests.run(first, stop) if entry is None else digests.of_new(first, entry)
+                        for first, stop, entry in self._segments())
+
     def _file(self) -> tuple[bytes, Cut]:
         """This image as one file in our layout and its cut (the file written for it, once ``sealed_as``)."""
         self._parse()
@@ -254,12 +280,16 @@ class CatalogImage:
                 else:
                     starts.append(at)
                     at += len(entry) + 2
+        # The digests of the entries carry over when the old file's are known (a writer's image):
+        # then the next commit hashes only what it changes.
+        known = self._digest_list() if self._digests is not None and self._digests.computed else None
         self._entries, self._base, self._fresh = None, (data, Cut(self._ids, starts)), {}
+        self._digests = FileDigests(data, starts, known)
 
     def with_changes(self, changed: Mapping[str, Mapping[str, Any]], order: Sequence[str] | None) -> CatalogImage:
         """A new image: ``changed`` products re-serialized, in ``order`` when given (every id, once).
 
-        Its ``sha256`` is left None until the image is written (``sealed_as``).
+        Its ``sha256`` (digest) is left None until the image is written (``sealed_as``).
         """
         fresh = {product_id: entry_bytes(product) for product_id, product in changed.items()}
         ids, position = self.ids, self.position
@@ -278,7 +308,7 @@ class CatalogImage:
         new_entries = {position[product_id]: entry for product_id, entry in fresh.items()}
         new_ids = [*ids, *appended] if appended else ids
         if self._base is not None:
-            image = CatalogImage._of_file(*self._base, None, {**self._fresh, **new_entries}, new_ids)
+            image = CatalogImage._of_file(*self._base, None, {**self._fresh, **new_entries}, new_ids, self._digests)
         else:
             entries = [*self.entries, *(fresh[product_id] for product_id in appended)]
             for index, entry in new_entries.items():
@@ -303,12 +333,12 @@ class CatalogImage:
             entry = fresh.get(product_id)
             laid[index] = entry if entry is not None else bytes(self.entry(position[product_id]))
             new_position[product_id] = index
-        image = CatalogImage._of_file(*self._base, None, laid, list(order))
+        image = CatalogImage._of_file(*self._base, None, laid, list(order), self._digests)
         image._position = new_position
         return image
 
     def sealed_as(self, sha256: str | None) -> CatalogImage:
-        """This image, once written: the sha256 of its bytes, as the commit computed it. Its new
+        """This image, once written: the digest of its bytes, as the commit recorded it. Its new
         entries stay laid over the file they replace, as written (no copy of the whole file per
         commit), until they are many (``parts`` joins them then)."""
         self.sha256 = sha256

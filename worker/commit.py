@@ -2,9 +2,10 @@
 
 The protocol, numbered as steps 5-10 of "One write" in docs/commit-protocol.md (which has the
 crash-point table):
-5. write the new catalog to a temp file (when the catalog changes), hashing it meanwhile, and
-   start its fsync, which runs beside step 6 and ends before step 7;
-6. write the new state to a temp file and fsync it; it carries the catalog's sha256, identity
+5. write the new catalog to a temp file (when the catalog changes) and start its fsync, which
+   runs beside step 6 and ends before step 7;
+6. write the new state to a temp file and fsync it; it carries the catalog's digest
+   (worker/catalog_digest.py: the writer computed it from its entries, not from the file), identity
    and the token of the catalog temp file (its name is ``.<catalog>.<token>.tmp``; the state
    names no file, so a hand-edited state cannot point recovery at any other file). When its
    journal is full, a new base segment is written first (worker/state_journal.py);
@@ -13,13 +14,12 @@ crash-point table):
 9. rename the state temp over the state file and fsync the folder: the commit point;
 10. rename the catalog temp over the catalog (no folder fsync: a power loss that undoes this
     rename is the crash after step 9, rolled forward; the next commit's folder fsync covers it).
-Recovery (step 1) compares the catalog's sha256 with the state's and rolls forward (the
+Recovery (step 1) compares the catalog's digest with the state's and rolls forward (the
 catalog temp file with the state's token) or back (``.state.prev``) until they agree.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import stat
@@ -40,6 +40,7 @@ from worker.atomic import (
     temp_prefix,
     write_temp,
 )
+from worker.catalog_digest import describes, digest_of
 from worker.catalog_file import read_catalog_bytes
 from worker.catalog_image import CatalogImage
 from worker.state import (
@@ -50,7 +51,6 @@ from worker.state import (
     read_state,
     read_state_file,
     serialize_state,
-    sha256_of,
     state_path,
 )
 from worker.state_journal import LedgerWindow, collect_bases, encode_record
@@ -76,16 +76,13 @@ class Committed(NamedTuple):
     catalog_sha256: str | None
 
 
-def _hashed_temp(catalog: Path, data: Sequence[bytes | memoryview], helper: ThreadPoolExecutor
-                 ) -> tuple[Path, str, list[int], Future[None]]:
-    """Step 5: the catalog temp file, its sha256 (computed while the write runs: both release the
-    GIL), its identity (inode, size, mtime), which a rename keeps, and its fsync, left running
-    beside the state's write and fsync (step 6): the two fsyncs overlap."""
-    digest = helper.submit(sha256_of_parts, data)
+def _catalog_temp(catalog: Path, data: Sequence[bytes | memoryview], helper: ThreadPoolExecutor
+                  ) -> tuple[Path, list[int], Future[None]]:
+    """Step 5: the catalog temp file, its identity (inode, size, mtime), which a rename keeps, and
+    its fsync, left running beside the state's write and fsync (step 6): the two fsyncs overlap."""
     temp = write_temp(catalog, data, sync=False)
-    sha256 = digest.result()
     status = _stat_own_temp(temp)
-    return temp, str(sha256), [status.st_ino, status.st_size, status.st_mtime_ns], helper.submit(fsync_file, temp)
+    return temp, [status.st_ino, status.st_size, status.st_mtime_ns], helper.submit(fsync_file, temp)
 
 
 def _stat_own_temp(temp: Path) -> os.stat_result:
@@ -97,27 +94,25 @@ def _stat_own_temp(temp: Path) -> os.stat_result:
                           "starting over") from None
 
 
-def sha256_of_parts(parts: Sequence[bytes | memoryview]) -> str:
-    """The sha256 of the file ``parts`` make, joined (``worker.state.sha256_of`` of their join)."""
-    digest = hashlib.sha256()
-    for part in parts:
-        digest.update(part)
-    return digest.hexdigest()
-
-
 def commit(catalog: Path, new_catalog: bytes | Sequence[bytes | memoryview] | None, state: CatalogState,
-           before_commit: Callable[[], None], window: LedgerWindow | None = None) -> Committed:
-    """Write ``state`` (and ``new_catalog``, the new file's parts, when given) as one atomic change."""
+           before_commit: Callable[[], None], window: LedgerWindow | None = None,
+           catalog_digest: str | None = None) -> Committed:
+    """Write ``state`` (and ``new_catalog``, the new file's parts, when given) as one atomic change.
+
+    ``catalog_digest``: the new catalog's digest, when the caller knows it (``CatalogImage.digest``);
+    else it is computed from the bytes."""
     if isinstance(new_catalog, bytes):
         new_catalog = [new_catalog]
+    if new_catalog is not None and catalog_digest is None:
+        catalog_digest = digest_of(b"".join(new_catalog))
     state_file, previous = state_path(catalog), previous_state_path(catalog)
     catalog_temp = state_temp = None
     try:
         with ThreadPoolExecutor(max_workers=1) as helper:
             synced = None
             if new_catalog is not None:
-                catalog_temp, state.catalog_sha256, state.catalog_file, synced = _hashed_temp(catalog, new_catalog,
-                                                                                              helper)
+                state.catalog_sha256 = catalog_digest
+                catalog_temp, state.catalog_file, synced = _catalog_temp(catalog, new_catalog, helper)
             state.pending_token = _temp_token(catalog, catalog_temp)
             state_temp = write_temp(state_file, encode_record(catalog, state, window or LedgerWindow()))
             if synced is not None:
@@ -234,11 +229,16 @@ def _agreeing_catalog(catalog: Path, state: CatalogState | None, known: CatalogI
     image = CatalogImage.from_file_bytes(current, catalog)
     if state is None:
         return image, None if current is None else "no state file yet: started one for the existing catalog"
-    if state.catalog_sha256 == image.sha256:
+    if _agrees(state.catalog_sha256, current):
         state.catalog_file = on_disk  # verified by its bytes: the fast path can take it from now on
         return image, None
-    action = _reconcile(catalog, state, image.sha256)
+    action = _reconcile(catalog, state, current)
     return CatalogImage.from_file_bytes(read_catalog_bytes(catalog), catalog), action
+
+
+def _agrees(recorded: str | None, current: bytes | None) -> bool:
+    """Whether a state's catalog digest is that of the catalog file ``current`` (None: absent)."""
+    return recorded is None if current is None else describes(recorded, current)
 
 
 def _temp_token(catalog: Path, temp: Path | None) -> str | None:
@@ -257,19 +257,19 @@ def _pending_catalog(catalog: Path, token: str | None) -> Path | None:
         return None
 
 
-def _reconcile(catalog: Path, state: CatalogState, current_sha: str | None) -> str:
+def _reconcile(catalog: Path, state: CatalogState, current: bytes | None) -> str:
     state_file = state_path(catalog)
     pending = _pending_catalog(catalog, state.pending_token)
-    if pending is not None and sha256_of(pending.read_bytes()) == state.catalog_sha256:
+    if pending is not None and describes(state.catalog_sha256, pending.read_bytes()):
         os.replace(pending, catalog)
         sync_folder_or_warn(catalog.parent)
         return f"rolled forward: a commit had stopped between its two renames ({pending.name} put in place)"
     previous = read_state(previous_state_path(catalog))
-    if previous is not None and previous.catalog_sha256 == current_sha:
+    if previous is not None and _agrees(previous.catalog_sha256, current):
         atomic_write(state_file, serialize_state(previous))
         return "rolled back to the previous state: the new catalog of an interrupted commit was lost"
     # Neither: the file was changed by hand (an edit, a copy). Keep it; it becomes the truth.
-    state.catalog_sha256 = current_sha
+    state.catalog_sha256 = None if current is None else digest_of(current)
     state.pending_token = None
     atomic_write(state_file, serialize_state(state))
     return "the catalog was changed outside catalog-ingest; its current content is kept and adopted"

@@ -13,8 +13,9 @@ from pydantic import ValidationError
 from catalog_core.errors import CatalogCorruptError, CatalogMissingError
 from schemas import Product, RecordError, format_loc
 from worker.backups import list_backups
+from worker.catalog_digest import describes, digest_of
 from worker.catalog_file import parse_catalog, read_catalog_bytes
-from worker.state import read_state, sha256_of, state_path
+from worker.state import read_state, state_path
 
 
 def _read_existing(path: Path) -> bytes:
@@ -25,16 +26,16 @@ def _read_existing(path: Path) -> bytes:
 
 
 def _state_problems(path: Path, data: bytes) -> list[RecordError]:
-    """The state file must describe this very catalog (sha256), or a commit was interrupted."""
+    """The state file must describe this very catalog (its digest), or a commit was interrupted."""
     try:
         state = read_state(state_path(path))
     except CatalogCorruptError as exc:
         return [RecordError(index=None, msg=str(exc))]
-    if state is None or state.catalog_sha256 == sha256_of(data):
+    if state is None or describes(state.catalog_sha256, data):
         return []
     return [RecordError(index=None, msg=(
-        f"{state_path(path).name} describes another version of the catalog (sha256 {state.catalog_sha256}, "
-        f"file has {sha256_of(data)}): a commit was interrupted or the file was edited by hand; the next "
+        f"{state_path(path).name} describes another version of the catalog (digest {state.catalog_sha256}, "
+        f"file has {digest_of(data)}): a commit was interrupted or the file was edited by hand; the next "
         "write recovers (`catalog apply` of an empty batch does it now)"))]
 
 

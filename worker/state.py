@@ -12,7 +12,6 @@ import bisect
 import datetime as dt
 from collections import ChainMap
 from collections.abc import Mapping, MutableMapping
-import hashlib
 import os
 import re
 from dataclasses import dataclass, field, replace
@@ -61,10 +60,6 @@ def state_path(catalog: Path) -> Path:
 
 def previous_state_path(catalog: Path) -> Path:
     return catalog.with_name(catalog.name + ".state.prev")
-
-
-def sha256_of(data: bytes | None) -> str | None:
-    return hashlib.sha256(data).hexdigest() if data is not None else None
 
 
 @dataclass

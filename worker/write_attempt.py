@@ -12,6 +12,7 @@ from catalog_core.errors import CatalogError, FencedError, ProductNotYetCreatedE
 from catalog_core.sequence import forget_abandoned
 from schemas import BatchResult, BatchStatus
 from worker.atomic import discard
+from worker.catalog_digest import digest_of
 from worker.catalog_image import CatalogImage
 from worker.commit import Recovered, commit
 from worker.lock import HeldLock
@@ -97,7 +98,8 @@ class WriteAttempt:
             self.state.commits += 1
             self.state.catalog_own_layout = not isinstance(image, AsWritten)  # a restore writes the backup as it is
         try:
-            committed = commit(self.store.path, new_catalog, self.state, self.check, self.store.window)
+            committed = commit(self.store.path, new_catalog, self.state, self.check, self.store.window,
+                               None if image is None else image.digest())
         except BaseException:
             discard(backup)  # the commit did not happen: nor did its backup
             raise
@@ -121,6 +123,9 @@ class AsWritten(CatalogImage):
 
     def parts(self) -> list[bytes | memoryview]:
         return [self._data]
+
+    def digest(self) -> str:
+        return digest_of(self._data)
 
     def sealed_as(self, sha256: str | None) -> CatalogImage:
         self.sha256 = sha256  # its entries stay apart: the file is not in our layout
