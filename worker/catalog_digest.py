@@ -52,7 +52,7 @@ def digest_of(data: bytes) -> str:
 def describes(recorded: str | None, data: bytes) -> bool:
     """Whether a state's recorded digest is that of ``data``: its digest, or (a state written
     before the hash list, by this program's earlier versions) its plain sha256."""
-    return recorded is not None and recorded in (digest_of(data), hashlib.sha256(data).hexdigest())
+    return recorded is not None and (recorded == digest_of(data) or recorded == hashlib.sha256(data).hexdigest())
 
 
 class FileDigests:

@@ -34,7 +34,7 @@ from worker.catalog_layout import Cut, cut, cut_like, entry_bytes, entry_end, fi
 # New entries laid over the file an image was read or written as, beyond which the next write
 # joins them into one buffer: each change copies the overlay's index, each write sorts it.
 REBASE_AT = 2048
-# Each part of a write is Python work (a view, a writev slot, a hash update) of a few
+# Each part of a write is Python work (a view, a writev slot, its digests) of a few
 # microseconds, about what copying PART_BYTES of the file costs on 2 shared cores: a small file
 # with many new entries is written (and kept) joined, a large one as its parts. At 1,000
 # products a joined write is 2-3 ms faster than the thousands of parts of a well-spread overlay.
