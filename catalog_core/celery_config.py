@@ -12,6 +12,7 @@ from catalog_core.settings import Settings
 
 TASK_INGEST = "catalog.ingest_batch"
 TASK_ROTATE = "catalog.rotate_backups"
+UNACKED_MUTEX_EXPIRE_S = 10  # the redelivery sweep's mutex (below)
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:
@@ -25,9 +26,12 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         # of its visibility timeout instead of up to 100 s later.
         "unacked_restore_interval": settings.restore_interval,
         "unacked_restore_throttle": 1,
-        # The sweep holds a Redis mutex; a worker killed while holding it would stall every
-        # redelivery for kombu's default 300 s.
-        "unacked_mutex_expire": 60,
+        # The sweep holds a Redis mutex while it runs (milliseconds: a few ZRANGE and restores);
+        # a worker killed or paused inside it stalls every redelivery until the mutex expires:
+        # kombu's default, 300 s, would add five minutes to a dead worker's batches. Two sweeps
+        # overlapping after an early expiry restore nothing twice (each restore watches the
+        # unacked hash), so the expiry only has to outlast one sweep.
+        "unacked_mutex_expire": UNACKED_MUTEX_EXPIRE_S,
         # One list key per queue (no priority sub-queues): the worker's transport can then pop with
         # BRPOPLPUSH into a claim list, so a batch popped just before a crash is never lost
         # (worker/broker_transport.py). Producers share this, so they push to that one key.

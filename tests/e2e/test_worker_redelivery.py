@@ -15,6 +15,7 @@ import time
 
 import pytest
 
+from catalog_core.celery_config import UNACKED_MUTEX_EXPIRE_S
 from tests.e2e.worker_fixtures import Stack, stack, stack_factory  # noqa: F401 - fixtures
 from tests.helpers import product
 from worker.lock import lock_name
@@ -63,7 +64,9 @@ def test_a_batch_whose_worker_is_killed_mid_batch_is_redelivered_and_applied_by_
     assert settings.catalog_path.read_bytes() == seeded
     second = stack.start_worker(2, pool="prefork")
 
-    bound = settings.visibility_timeout + settings.restore_interval * 3 + 15
+    # A sweep after the visibility timeout puts it back; if the killed worker died inside a sweep,
+    # the sweep's mutex first expires (the test below takes that case on purpose).
+    bound = settings.visibility_timeout + UNACKED_MUTEX_EXPIRE_S + settings.restore_interval * 3 + 15
     state = stack.wait(handle, timeout=bound + 15)
     delay = time.monotonic() - killed_at
     print(f"redelivery delay: {delay:.1f}s (killed worker's pool: {pool})")
@@ -79,3 +82,36 @@ def test_a_batch_whose_worker_is_killed_mid_batch_is_redelivered_and_applied_by_
     assert delay >= settings.visibility_timeout - settings.lock_timeout - 1
     # ... and not much after it.
     assert delay < bound, f"redelivered only after {delay:.1f}s"
+
+
+def test_a_worker_killed_inside_the_redelivery_sweep_holds_its_batch_back_only_until_the_sweeps_mutex_expires(
+    stack: Stack,
+) -> None:
+    settings = stack.settings
+    stack.seed([product("SEED-1")])
+    first = stack.start_worker(1, pool="solo")
+    client = stack.redis()
+    lock_key = "lock:" + lock_name(settings.catalog_path)
+    assert client.set(lock_key, b"held-by-the-test", nx=True, ex=120)
+    handle = stack.producer.submit([product("SWEPT-1")], batch_id="swept-1")
+    wait_for_state(stack, handle.batch_id, "running", timeout=30)
+    delivered_at = time.monotonic()  # kombu recorded it as unacked just before
+    os.killpg(first.pid, signal.SIGKILL)
+    first.process.wait(10)
+    client.delete(lock_key)
+    second = stack.start_worker(2, pool="solo")  # sweeping every second from now on
+
+    # Just before the batch is due, a worker dies inside kombu's sweep (QoS.restore_visible): the
+    # sweep's mutex, a redis-py lock under kombu's key, stays until it expires.
+    time.sleep(max(0.0, delivered_at + settings.visibility_timeout - 2 - time.monotonic()))
+    client.set("unacked_mutex", b"token-of-the-dead-sweeper", ex=UNACKED_MUTEX_EXPIRE_S)
+    held_at = time.monotonic()
+    state = stack.wait(handle, timeout=60)
+    delay = time.monotonic() - held_at
+    print(f"redelivered {delay:.1f}s after the sweep's mutex was left behind")
+
+    assert state.result is not None and state.result.status == "applied", state
+    assert "swept-1" in second.log() and list(stack.catalog()) == ["SEED-1", "SWEPT-1"]
+    assert delay >= UNACKED_MUTEX_EXPIRE_S - 1, "the mutex did not hold the sweep back: the test proves nothing"
+    # The README's promise (CATALOG_RESTORE_INTERVAL): 10 s more at worst, then the next sweeps.
+    assert delay <= 10 + settings.restore_interval * 3 + 5, f"held back {delay:.1f}s by a dead worker's sweep"
