@@ -23,6 +23,13 @@ from schemas import BatchMessage
 
 RETRY_FOR_S = 120.0
 FOLLOW_FOR_S = 300.0
+PROGRESS_EVERY_S = 10.0
+
+
+def say(line: str) -> None:
+    """One line on stderr, which the runner keeps in this producer's log and quotes when it has to
+    stop it: a producer still following batches at the run's end says which, and why."""
+    print(f"{time.strftime('%H:%M:%S')} {line}", file=sys.stderr, flush=True)
 
 
 class ChaosProducer:
@@ -43,9 +50,11 @@ class ChaosProducer:
                 return "queued", self.producer.submit(batch.items, batch_id=batch.batch_id, source=source)
             except BatchRefusedError:
                 return "refused", None
-            except RedisUnavailableError:
+            except RedisUnavailableError as exc:
                 if time.monotonic() > deadline:
+                    say(f"{batch.batch_id}: gave up submitting after {RETRY_FOR_S:g}s: {exc}")
                     return "gave up", None
+                say(f"{batch.batch_id}: Redis unavailable while submitting ({exc}); retrying")
                 self._reconnect()
 
     def send_blind(self, batch: PlannedBatch) -> str:
@@ -68,13 +77,23 @@ class ChaosProducer:
     def follow(self, handles: dict[str, tuple[PlannedBatch, BatchHandle]], outcomes: dict[str, list[str]]) -> None:
         """Until every batch is final: a batch reported ``lost`` is submitted again, with the same id."""
         deadline = time.monotonic() + FOLLOW_FOR_S
+        seen: dict[str, str] = {}
+        progress_at = time.monotonic() + PROGRESS_EVERY_S
         while handles and time.monotonic() < deadline:
+            if time.monotonic() >= progress_at:
+                progress_at = time.monotonic() + PROGRESS_EVERY_S
+                say(f"following {len(handles)} batch(es): " + ", ".join(
+                    f"{batch_id} {seen.get(batch_id, '?')}" for batch_id in list(handles)[:10]))
             for batch_id, (batch, handle) in list(handles.items()):
                 try:
                     state = handle.state()
-                except RedisUnavailableError:
+                except RedisUnavailableError as exc:
+                    say(f"{batch_id}: Redis unavailable while asking its state ({exc}); reconnecting")
                     self._reconnect()
                     break
+                if seen.get(batch_id) != state.state:
+                    seen[batch_id] = state.state
+                    say(f"{batch_id}: {state.state}")
                 if state.state == "lost":
                     outcomes[batch_id].append("lost")
                     status, again = self.submit(batch, "resubmitted after loss")
