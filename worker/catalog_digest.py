@@ -33,7 +33,7 @@ def entry_digest(entry: bytes | memoryview) -> bytes:
 
 def entry_digests(entries: Iterable[bytes | memoryview]) -> bytes:
     """Each entry's sha256, in order, as one buffer (``DIGEST_BYTES`` each)."""
-    return b"".join(hashlib.sha256(entry).digest() for entry in entries)
+    return b"".join(map(entry_digest, entries))
 
 
 def digest_of_list(digests: bytes) -> str:
@@ -49,10 +49,13 @@ def digest_of(data: bytes) -> str:
     return digest_of_list(FileDigests(data, layout.starts).all())
 
 
-def describes(recorded: str | None, data: bytes) -> bool:
-    """Whether a state's recorded digest is that of ``data``: its digest, or (a state written
-    before the hash list, by this program's earlier versions) its plain sha256."""
-    return recorded is not None and (recorded == digest_of(data) or recorded == hashlib.sha256(data).hexdigest())
+def describes(recorded: str | None, data: bytes, digest: str | None = None) -> bool:
+    """Whether a state's recorded digest is that of ``data``: its digest (``digest``, when the
+    caller already has it), or (a state written before the hash list, by this program's earlier
+    versions) its plain sha256."""
+    if recorded is None:
+        return False
+    return recorded == (digest or digest_of(data)) or recorded == hashlib.sha256(data).hexdigest()
 
 
 class FileDigests:

@@ -229,16 +229,16 @@ def _agreeing_catalog(catalog: Path, state: CatalogState | None, known: CatalogI
     image = CatalogImage.from_file_bytes(current, catalog)
     if state is None:
         return image, None if current is None else "no state file yet: started one for the existing catalog"
-    if _agrees(state.catalog_sha256, current):
+    if _agrees(state.catalog_sha256, current, image.sha256):
         state.catalog_file = on_disk  # verified by its bytes: the fast path can take it from now on
         return image, None
-    action = _reconcile(catalog, state, current)
+    action = _reconcile(catalog, state, current, image.sha256)
     return CatalogImage.from_file_bytes(read_catalog_bytes(catalog), catalog), action
 
 
-def _agrees(recorded: str | None, current: bytes | None) -> bool:
+def _agrees(recorded: str | None, current: bytes | None, digest: str | None) -> bool:
     """Whether a state's catalog digest is that of the catalog file ``current`` (None: absent)."""
-    return recorded is None if current is None else describes(recorded, current)
+    return recorded is None if current is None else describes(recorded, current, digest)
 
 
 def _temp_token(catalog: Path, temp: Path | None) -> str | None:
@@ -257,7 +257,8 @@ def _pending_catalog(catalog: Path, token: str | None) -> Path | None:
         return None
 
 
-def _reconcile(catalog: Path, state: CatalogState, current: bytes | None) -> str:
+def _reconcile(catalog: Path, state: CatalogState, current: bytes | None, digest: str | None) -> str:
+    """``digest``: the digest of ``current`` (the catalog's bytes now), computed once by the caller."""
     state_file = state_path(catalog)
     pending = _pending_catalog(catalog, state.pending_token)
     if pending is not None and describes(state.catalog_sha256, pending.read_bytes()):
@@ -265,11 +266,11 @@ def _reconcile(catalog: Path, state: CatalogState, current: bytes | None) -> str
         sync_folder_or_warn(catalog.parent)
         return f"rolled forward: a commit had stopped between its two renames ({pending.name} put in place)"
     previous = read_state(previous_state_path(catalog))
-    if previous is not None and _agrees(previous.catalog_sha256, current):
+    if previous is not None and _agrees(previous.catalog_sha256, current, digest):
         atomic_write(state_file, serialize_state(previous))
         return "rolled back to the previous state: the new catalog of an interrupted commit was lost"
     # Neither: the file was changed by hand (an edit, a copy). Keep it; it becomes the truth.
-    state.catalog_sha256 = None if current is None else digest_of(current)
+    state.catalog_sha256 = digest
     state.pending_token = None
     atomic_write(state_file, serialize_state(state))
     return "the catalog was changed outside catalog-ingest; its current content is kept and adopted"

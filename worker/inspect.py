@@ -31,11 +31,14 @@ def _state_problems(path: Path, data: bytes) -> list[RecordError]:
         state = read_state(state_path(path))
     except CatalogCorruptError as exc:
         return [RecordError(index=None, msg=str(exc))]
-    if state is None or describes(state.catalog_sha256, data):
+    if state is None:
+        return []
+    digest = digest_of(data)
+    if describes(state.catalog_sha256, data, digest):
         return []
     return [RecordError(index=None, msg=(
         f"{state_path(path).name} describes another version of the catalog (digest {state.catalog_sha256}, "
-        f"file has {digest_of(data)}): a commit was interrupted or the file was edited by hand; the next "
+        f"file has {digest}): a commit was interrupted or the file was edited by hand; the next "
         "write recovers (`catalog apply` of an empty batch does it now)"))]
 
 
