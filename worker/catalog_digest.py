@@ -17,7 +17,7 @@ sha256 of its bytes as digest. ``digest_of`` is one function of a file's bytes e
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from worker.catalog_layout import cut, entry_end
 
@@ -92,3 +92,20 @@ class FileDigests:
         digest = entry_digest(entry)
         self.fresh[index] = (entry, digest)
         return digest
+
+    def at(self, index: int, new_entry: bytes | None) -> bytes | memoryview:
+        """The digest at ``index`` of an image of this file: ``new_entry``'s, or the file's entry's."""
+        return self.run(index, index + 1) if new_entry is None else self.of_new(index, new_entry)
+
+
+def patched_list(derived_from: bytes, changed: Iterable[int], digest_at: Callable[[int], bytes | memoryview],
+                 count: int) -> bytes | None:
+    """The digest list ``derived_from`` with the digest at each index of ``changed`` set anew
+    (indices past its end extend it, in order); None unless that makes a list of ``count``."""
+    listed = bytearray(derived_from)
+    for index in sorted(changed):  # in order: appended products extend the list one by one
+        at = index * DIGEST_BYTES
+        if at > len(listed):
+            return None
+        listed[at:at + DIGEST_BYTES] = digest_at(index)
+    return bytes(listed) if len(listed) == count * DIGEST_BYTES else None

@@ -27,7 +27,7 @@ from typing import Any
 
 import orjson
 
-from worker.catalog_digest import DIGEST_BYTES, FileDigests, digest_of, digest_of_list, entry_digest, entry_digests
+from worker.catalog_digest import FileDigests, digest_of, digest_of_list, entry_digest, entry_digests, patched_list
 from worker.catalog_file import parse_catalog
 from worker.catalog_layout import Cut, cut, cut_like, entry_bytes, entry_end, file_parts, kept_prefix
 
@@ -275,27 +275,15 @@ class CatalogImage:
         derives from none (read from a file, reordered, or changed from one whose list is unknown)."""
         if self._derived is None:
             return None
-        derived_from, changed = self._derived
-        listed = bytearray(derived_from)
-        for index in sorted(changed):  # in order: appended products extend the list one by one
-            at = index * DIGEST_BYTES
-            if at > len(listed):
-                return None
-            listed[at:at + DIGEST_BYTES] = self._entry_digest(index)
-        return bytes(listed) if len(listed) == len(self._ids) * DIGEST_BYTES else None
-
-    def _entry_digest(self, index: int) -> bytes | memoryview:
-        if self._base is None:
-            return entry_digest(self.entry(index))
-        assert self._digests is not None
-        entry = self._fresh.get(index)
-        return self._digests.run(index, index + 1) if entry is None else self._digests.of_new(index, entry)
+        digests = self._digests
+        if digests is None:
+            return patched_list(*self._derived, lambda index: entry_digest(self.entry(index)), len(self._ids))
+        return patched_list(*self._derived, lambda index: digests.at(index, self._fresh.get(index)), len(self._ids))
 
     def _joined_list(self) -> bytes:
-        if self._base is None:
+        digests = self._digests if self._base is not None else None
+        if digests is None:
             return entry_digests(self._entries or [])
-        assert self._digests is not None
-        digests = self._digests
         if not self._fresh:
             return digests.all()
         return b"".join(digests.run(first, stop) if entry is None else digests.of_new(first, entry)
