@@ -80,6 +80,11 @@ class BatchHandle:
         self.sequence = sequence
         self.submitted = submitted
         self.resubmitted_digest = resubmitted_digest
+        # Whether this handle knows the batch was queued: it queued it, or it found the batch's
+        # submission record (a resubmission, as after "Redis failed right after"). Such a batch
+        # with no trace left in Redis is lost, to be submitted again; a handle of an id it knows
+        # nothing of cannot tell that from an id never queued here ("unknown").
+        self.known_queued = submitted or resubmitted_digest is not None
         self._client, self._queue = client, queue
         self._result = AsyncResult(batch_id, app=app)
 
@@ -97,7 +102,7 @@ class BatchHandle:
         if submission is None and raw_state not in {"STARTED", "RETRY"}:
             # (A worker on it says it is not lost, even from a producer that keeps no submission
             # record: another language's, or a message pushed by hand.)
-            if self.submitted:
+            if self.known_queued:
                 # Only a producer can tell (catalog_core/metric_keys.py): counted once per batch.
                 record_lost(self._client(), self._queue, self.batch_id, self.result_expires)
                 return BatchState(self.batch_id, "lost", reason=(

@@ -76,6 +76,21 @@ def test_a_batch_its_producer_finds_lost_is_counted_once_however_often_it_is_ask
     assert 0 < ttl <= settings.result_expires
 
 
+def test_a_batch_submitted_again_after_a_failed_submission_shows_lost_when_redis_loses_it(settings: Settings) -> None:
+    """A submission that queued its batch but lost Redis's reply to its record raises ("submitting
+    it again with the same batch id is safe"); the retry finds the record and does not send the
+    batch again. When Redis then loses its data, that handle must say ``lost`` (the cue to submit
+    again), not ``unknown``: a chaos producer waited on ``unknown`` until it was killed."""
+    Producer(settings).submit([product("R-1")], batch_id="retried-1")  # the record written, the reply lost
+    retry = Producer(settings).submit([product("R-1")], batch_id="retried-1")
+    assert retry.resubmitted_digest is not None and not retry.submitted  # found, not sent again
+    redis.Redis.from_url(settings.redis_url).flushall()  # restarted without persistence
+    assert retry.state().state == "lost"
+    again = Producer(settings).submit([product("R-1")], batch_id="retried-1")
+    assert again.submitted  # sent this time: the loss cleared its record
+    assert value(scrape(settings), "catalog_batches_total", queue=settings.queue, outcome="lost") == 1
+
+
 def test_a_batch_still_queued_is_not_counted_lost(settings: Settings) -> None:
     handle = Producer(settings).submit([product("Q-1")], batch_id="queued-1")
     assert handle.state().state == "queued"
