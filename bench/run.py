@@ -1,6 +1,6 @@
 """Measure every goal of the write path in one run, beside its reference, and write the table and plots.
 
-    .venv/bin/python -m bench.run                        # 1k, 10k and 100k products: about 10 minutes
+    .venv/bin/python -m bench.run                        # 1k, 10k and 100k products: about 5-6 minutes
     .venv/bin/python -m bench.run --sizes 1000,10000 --quick
 
 One private redis-server (devtools/redis_server.py) and real workers (devtools/supervisor.py, the
@@ -90,7 +90,9 @@ def parse_options(argv: list[str] | None) -> Options:
                         help="fewer repeats and shorter bursts (3 repeats, 40 + 20 batches, workers 1,2)")
     parser.add_argument("--repeats", type=int, default=None, help="repeats behind each median (default 7)")
     parser.add_argument("--records", type=int, default=100, help="records of a large batch (default 100)")
-    parser.add_argument("--single-batches", type=int, default=None, help="1-record batches per burst (default 200)")
+    parser.add_argument("--single-batches", type=int, default=None,
+                        help=f"a 1-record burst is {RAW_REPEAT} times this many batches (default 200: bursts of "
+                             f"{200 * RAW_REPEAT:,})")
     parser.add_argument("--large-batches", type=int, default=None, help="large batches per burst (default 100)")
     parser.add_argument("--memory-batches", type=int, default=None,
                         help="large batches of the memory run at sizes other than the queue's (default 20)")
