@@ -21,7 +21,8 @@ from tests.helpers import product, wait_for
 from worker import group_commit
 from worker.app import WorkerContext
 from worker.lock import catalog_lock, lock_name
-from worker.staging import REPLY_TTL_S, push_answers, staging_key
+from worker import staging as staging_module
+from worker.staging import DRAIN_NOTICE_MS, REPLY_TTL_S, push_answers, staging_key
 from worker.state import read_state, state_path
 
 WAIT_S = 20.0
@@ -196,6 +197,62 @@ def test_a_worker_that_finds_the_lock_held_stages_its_batch_and_commits_it_itsel
     thread.join(WAIT_S)
     assert isinstance(outcome.get("result"), BatchResult) and outcome["result"].status.value == "applied", outcome
     assert client.llen(key(settings)) == 0  # taken back, not left for another holder
+
+
+def notice_key(settings: Settings) -> str:
+    return f"{key(settings)}:drainer"
+
+
+def test_a_worker_whose_batch_is_staged_leaves_the_free_lock_to_a_holder_that_says_it_drains(
+    settings: Settings,
+) -> None:
+    """Between two commits of a holder's drain the lock is free for an instant; a worker that took
+    it then would make its commit read the holder's files first (in bursts of large batches it
+    did, at the end of a long commit, and committed its own batches cold)."""
+    feeder = worker(settings)
+    client = feeder.store.redis
+    with catalog_lock(client, settings.catalog_path, 10, 10):  # another holder, in a commit
+        thread, outcome = in_thread(feeder, "f1", [product("F1")])
+        wait_for(lambda: client.llen(key(settings)) == 1)
+        client.set(notice_key(settings), "another-holder", px=DRAIN_NOTICE_MS)
+    until = time.monotonic() + 1.5  # six times the 0.25 s after which it would try the lock again
+    while time.monotonic() < until:
+        client.set(notice_key(settings), "another-holder", px=DRAIN_NOTICE_MS)  # as each of its commits renews it
+        assert client.llen(key(settings)) == 1 and not outcome, outcome  # left for that holder to take
+        time.sleep(0.05)
+    client.delete(notice_key(settings))  # its drain ended without taking it (it stopped, say)
+    thread.join(WAIT_S)
+    assert isinstance(outcome.get("result"), BatchResult) and outcome["result"].status.value == "applied", outcome
+
+
+@pytest.mark.parametrize("expiry", [None, 3_600_000])
+def test_a_drain_notice_that_would_outlive_a_holders_is_not_believed(settings: Settings, expiry: int | None) -> None:
+    feeder = worker(settings)
+    client = feeder.store.redis
+    client.set(notice_key(settings), "forged", px=expiry)  # anyone with Redis access can write one
+    with catalog_lock(client, settings.catalog_path, 10, 10):
+        thread, outcome = in_thread(feeder, "f1", [product("F1")])
+        wait_for(lambda: client.llen(key(settings)) == 1)
+    thread.join(WAIT_S)
+    assert isinstance(outcome.get("result"), BatchResult) and outcome["result"].status.value == "applied", outcome
+
+
+def test_a_holder_that_carried_staged_batches_says_it_drains_until_its_drain_ends(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(staging_module, "DRAIN_NOTICE_MS", 600_000)  # gone only if the holder removes it
+    holder, feeder = worker(settings), worker(settings)
+    client = holder.store.redis
+    feeding = feeder.committer._staging
+    assert feeding is not None
+    feeding.stage([request(feeder, "f1", [product("F1")])])
+    holder.committer.apply(request(holder, "h1", [product("H1")]))  # carried f1: its drain follows
+    assert client.get(notice_key(settings)) == holder.committer._token.encode()
+    assert 0 < client.pttl(notice_key(settings)) <= 600_000
+    wait_for(lambda: client.get(notice_key(settings)) is None, WAIT_S)  # nothing more staged: the drain ended
+    lone = worker(settings)  # a holder nobody feeds never says it drains
+    lone.committer.apply(request(lone, "l1", [product("L1")]))
+    assert client.get(notice_key(settings)) is None
 
 
 def test_staged_batches_no_holder_takes_within_the_lock_timeout_fail_for_a_retry_and_are_taken_back(

@@ -27,6 +27,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -88,6 +89,8 @@ class GroupCommitter:
         self._leading = False
         self._holder_seen_at = float("-inf")  # when another holder last answered us, or held the lock
         self._fed = False  # whether our last commit carried other workers' staged batches
+        self._token = uuid.uuid4().hex  # names this committer in its drain notice (worker/staging.py)
+        self._announced = False  # whether a drain notice of ours may be up
         self._stopping = threading.Event()  # set when the worker shuts down: no more draining
         self._drainer: threading.Thread | None = None
 
@@ -114,6 +117,9 @@ class GroupCommitter:
                     self._step_down()
 
     def _step_down(self) -> None:
+        if self._announced and self._staging is not None:
+            self._announced = False
+            self._staging.end_drain(self._token)  # no drain follows: the others may take the lock
         with self._changed:
             self._leading = False
             self._changed.notify_all()
@@ -205,11 +211,16 @@ class GroupCommitter:
         while any(slot.outcome is None for slot in group):
             now = time.monotonic()
             if now >= first_try and now - self._holder_seen_at >= STAY_WITH_HOLDER_S:
-                try:
-                    self._lead(group, wait=False, handover=handover)
-                    return
-                except LockBusyError:
-                    self._holder_seen_at = time.monotonic()
+                if handover.round is not None and self._staging.another_drains(self._token):
+                    # A holder between two commits of its drain: it takes ours in the next, where
+                    # taking the lock now would make our commit read its files first.
+                    self._holder_seen_at = now
+                else:
+                    try:
+                        self._lead(group, wait=False, handover=handover)
+                        return
+                    except LockBusyError:
+                        self._holder_seen_at = time.monotonic()
             try:
                 if handover.round is None:
                     handover.slots = [slot for slot in group if slot.outcome is None]
@@ -249,10 +260,14 @@ class GroupCommitter:
             return [item.request for item in joining]
 
         def deliver(outcomes: list[Outcome]) -> None:
-            """Under the lock, the commit durable: answer the staged batches."""
+            """Under the lock, the commit durable: answer the staged batches, and (a drain follows a
+            commit that carried some) renew our drain notice with the answers."""
             if self._staging is not None:
-                self._staging.answer([(item, _answer(item, outcome))
-                                      for item, outcome in zip(carried, outcomes, strict=True) if isinstance(item, Taken)])
+                answers = [(item, _answer(item, outcome))
+                           for item, outcome in zip(carried, outcomes, strict=True) if isinstance(item, Taken)]
+                drains = bool(answers) and not self._stopping.is_set()
+                self._announced = self._announced or drains
+                self._staging.answer(answers, self._token if drains else None)
 
         try:
             outcomes = self._apply_group([item.request for item in carried], gather, deliver, wait_for_lock=wait)

@@ -9,7 +9,11 @@ once that commit is durable. The worker that stays the holder keeps its cached c
 Keys (protocol in docs/commit-protocol.md, "Staging"):
 - ``<lock name>:staging``: a list of ``schemas.staging.StagedBatch`` JSON, one per batch;
 - ``catalog-ingest:staging:reply:<32 hex>``: one per staging round, the answers
-  (``StagedOutcome`` JSON), expiring after ``REPLY_TTL_S``.
+  (``StagedOutcome`` JSON), expiring after ``REPLY_TTL_S``;
+- ``<lock name>:staging:drainer``: the notice of a holder that goes on taking staged batches
+  (its committer's token), set with the answers of each commit that carried some and expiring
+  after ``DRAIN_NOTICE_MS``: another worker does not take the lock in the instant it is free
+  between two of that holder's commits. Advisory only: the lock and the fence still decide.
 
 Everything read here comes from Redis, where anyone with access can write: an entry too large,
 malformed, with a sequence the counter never issued or over the batch limits is dropped with a
@@ -35,6 +39,10 @@ from worker.write_attempt import BatchRequest
 log = logging.getLogger(__name__)
 
 REPLY_TTL_S = 600  # an answer nobody reads (its worker gave up or died) is gone after this
+# A drain notice lasts this long unless the holder's next commit renews it: it only has to cover
+# the moment between two of its commits (the drain's next one starts within milliseconds), and a
+# holder that died without removing it holds no other worker back for longer than this.
+DRAIN_NOTICE_MS = 1000
 ENVELOPE_BYTES = 64 * 1024  # what a staged entry may hold beyond its records
 
 # Pops up to ARGV[1] entries while those taken hold under ARGV[3] bytes (so at least one is
@@ -67,9 +75,11 @@ def pop_entries(client: redis.Redis, key: str, limit: int, max_entry_bytes: int,
     return int(dropped), list(entries)
 
 
-def push_answers(client: redis.Redis, answers: Sequence[tuple[str, bytes]]) -> None:
+def push_answers(client: redis.Redis, answers: Sequence[tuple[str, bytes]],
+                 notice: tuple[str, str] | None = None) -> None:
     """Each ``(reply list, answer)``, in one round trip; every reply list expires. A round's batches
-    share one reply list: its answers go in one RPUSH, in their order."""
+    share one reply list: its answers go in one RPUSH, in their order. ``notice``: ``(key, token)``
+    of the holder's drain notice, set in the same round trip."""
     by_reply: dict[str, list[bytes]] = {}
     for reply_to, answer in answers:
         by_reply.setdefault(reply_to, []).append(answer)
@@ -77,7 +87,16 @@ def push_answers(client: redis.Redis, answers: Sequence[tuple[str, bytes]]) -> N
         for reply_to, grouped in by_reply.items():
             pipe.rpush(reply_to, *grouped)
             pipe.expire(reply_to, REPLY_TTL_S)
+        if notice is not None:
+            pipe.set(notice[0], notice[1], px=DRAIN_NOTICE_MS)
         pipe.execute()
+
+
+# Removes the drain notice only if it is still this holder's (another may have set its own since).
+_END_NOTICE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
 
 
 @dataclass
@@ -181,17 +200,42 @@ class StagingArea:
                 log.warning("could not give back %d staged batches (%s); their workers will commit them",
                             len(taken), exc)
 
-    def answer(self, answers: Sequence[tuple[Taken, StagedOutcome]]) -> None:
+    def answer(self, answers: Sequence[tuple[Taken, StagedOutcome]], drainer: str | None = None) -> None:
         """Tell each staged batch's worker its outcome; never raises (a worker with no answer takes its
-        batch back and finds it in the ledger)."""
+        batch back and finds it in the ledger). ``drainer``: the token of a holder that goes on
+        taking staged batches, its drain notice set (or renewed) with the answers."""
         if not answers:
             return
         try:
             push_answers(self._client(), [(taken.staged.reply_to, outcome.model_dump_json().encode())
-                                          for taken, outcome in answers])
+                                          for taken, outcome in answers],
+                         None if drainer is None else (self._notice_key(), drainer))
         except redis.RedisError as exc:
             log.warning("could not answer %d staged batches (%s); their workers will find them applied",
                         len(answers), exc)
+
+    def another_drains(self, token: str) -> bool:
+        """Whether a holder other than ``token``'s says it goes on taking staged batches. A notice
+        that would outlive ``DRAIN_NOTICE_MS`` (anyone with Redis access can write one) is not
+        believed; False when Redis cannot say."""
+        try:
+            with self._client().pipeline(transaction=False) as pipe:
+                pipe.get(self._notice_key())
+                pipe.pttl(self._notice_key())
+                holder, left_ms = pipe.execute()
+        except redis.RedisError:
+            return False
+        return holder is not None and holder != token.encode() and 0 < left_ms <= DRAIN_NOTICE_MS
+
+    def end_drain(self, token: str) -> None:
+        """Remove ``token``'s drain notice (not another holder's); never raises (it expires anyway)."""
+        try:
+            self._client().eval(_END_NOTICE, 1, self._notice_key(), token)
+        except redis.RedisError as exc:
+            log.debug("could not remove the drain notice (%s); it expires in %d ms", exc, DRAIN_NOTICE_MS)
+
+    def _notice_key(self) -> str:
+        return f"{self._key()}:drainer"
 
     def _drain_answers(self, staged: Round) -> list[bytes]:
         with self._client().pipeline(transaction=True) as pipe:
