@@ -29,6 +29,7 @@ import orjson
 
 from worker.catalog_digest import FileDigests, digest_of, digest_of_list, entry_digest, entry_digests, patched_list
 from worker.catalog_file import parse_catalog
+from worker.catalog_index import as_dict, extended
 from worker.catalog_layout import Cut, cut, cut_like, entry_bytes, entry_end, file_parts, kept_prefix
 
 # New entries laid over the file an image was read or written as, beyond which the next write
@@ -62,7 +63,7 @@ class CatalogImage:
         self._entries: list[Entry] | None = entries
         self._base: tuple[bytes, Cut] | None = None
         self._fresh: dict[int, bytes] = {}
-        self._position: dict[str, int] | None = None
+        self._position: Mapping[str, int] | None = None
         self._unparsed: tuple[bytes, Path | str] | None = None
         self._digests: FileDigests | None = None  # with ``_base``: its entries' digests (``digest``)
         self._listed: bytes | None = None  # every entry's digest, in order, once ``digest`` computed them
@@ -185,7 +186,7 @@ class CatalogImage:
         return memoryview(data)[layout.starts[index]:entry_end(data, layout.starts, index)]
 
     @property
-    def position(self) -> dict[str, int]:
+    def position(self) -> Mapping[str, int]:
         if self._position is None:
             self._position = {product_id: index for index, product_id in enumerate(self.ids)}
         return self._position
@@ -323,8 +324,10 @@ class CatalogImage:
         self._entries, self._base, self._fresh = None, (data, Cut(self._ids, starts)), {}
         self._digests = FileDigests(data, starts, known)
 
-    def with_changes(self, changed: Mapping[str, Mapping[str, Any]], order: Sequence[str] | None) -> CatalogImage:
-        """A new image: ``changed`` products re-serialized, in ``order`` when given (every id, once).
+    def with_changes(self, changed: Mapping[str, Mapping[str, Any]], order: Sequence[str] | None,
+                     appended: Sequence[str] = ()) -> CatalogImage:
+        """A new image: ``changed`` products re-serialized, in ``order`` when given (every id, once),
+        else in place with ``appended`` (created, among ``changed``) after them all.
 
         Its ``sha256`` (digest) is left None until the image is written (``sealed_as``).
         """
@@ -339,9 +342,10 @@ class CatalogImage:
             return CatalogImage(list(order), [fresh[p] if p in fresh else entries[position[p]] for p in order], None)
         # The same products in the same places, perhaps new ones after them (the usual change):
         # the index is extended, not rebuilt, and the entries stay where they are.
-        appended = [] if order is None else list(order[len(ids):])
+        if order is not None:
+            appended = order[len(ids):]
         if appended:
-            position = {**position, **{product_id: len(ids) + index for index, product_id in enumerate(appended)}}
+            position = extended(position, appended, len(ids))
         new_entries = {position[product_id]: entry for product_id, entry in fresh.items()}
         new_ids = [*ids, *appended] if appended else ids
         if self._base is not None:
@@ -365,7 +369,7 @@ class CatalogImage:
         laid = dict(self._fresh)  # those from ``kept`` on are laid anew below
         laid.update((position[product_id], entry) for product_id, entry in fresh.items()
                     if product_id in position and position[product_id] < kept)
-        new_position = dict(position)
+        new_position = as_dict(position)
         for index in range(kept, len(order)):
             product_id = order[index]
             entry = fresh.get(product_id)

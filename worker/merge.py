@@ -39,7 +39,7 @@ class CatalogView(Protocol):
     """What the merge reads of a catalog: its ids in order, and a product by id (decoded on demand)."""
 
     ids: list[str]
-    position: dict[str, int]
+    position: Mapping[str, int]
 
     def product(self, product_id: str) -> dict[str, Any]: ...
 
@@ -61,7 +61,9 @@ class MergeOutcome:
     """The change a batch would make, with per-product counts, or the reasons it cannot.
 
     ``changed_products`` holds the new value of every product created or updated; ``order`` the new
-    order of all ids when products were created or moved (None: the order is unchanged).
+    order of all ids when products were created elsewhere than after every other, or moved
+    (None: the order is unchanged, but for ``appended``, the products created after every other,
+    in order: the usual change, which then costs what it appends, not a list of every id).
     ``products`` (the whole new catalog) is only filled by ``merge_batch``.
     """
 
@@ -69,6 +71,7 @@ class MergeOutcome:
     changed_products: dict[str, dict[str, Any]] = field(default_factory=dict)
     previous: dict[str, dict[str, Any]] = field(default_factory=dict)  # updated products as they were
     order: list[str] | None = None
+    appended: list[str] = field(default_factory=list)
     created: int = 0
     updated: int = 0
     unchanged: int = 0
@@ -113,7 +116,7 @@ def merge_batch(
     if outcome.errors:
         outcome.products = list(catalog)
         return outcome
-    order = outcome.order if outcome.order is not None else view.ids
+    order = outcome.order if outcome.order is not None else [*view.ids, *outcome.appended]
     outcome.products = [outcome.changed_products[p] if p in outcome.changed_products else view.product(p) for p in order]
     return outcome
 
@@ -207,13 +210,15 @@ def merge_into(
             outcome.changed_products[product_id] = product
             outcome.previous[product_id] = stored[product_id]
             outcome.updated += 1
-    if appended:
-        outcome.order = [*catalog.ids, *appended]
+    outcome.appended = appended
     if sequence is not None and placed:
         order = _place(catalog.ids, placed, sequence, known_versions, position)
-        outcome.moved = catalog.ids != order[: len(catalog.ids)]
-        if order != catalog.ids:
-            outcome.order = order
+        if order is None:
+            outcome.appended = placed
+        else:
+            outcome.moved = catalog.ids != order[: len(catalog.ids)]
+            if order != catalog.ids:
+                outcome.order = order
     return outcome
 
 
@@ -252,11 +257,12 @@ def _creates_earlier(record: dict[str, Any], sequence: int, written: Mapping[str
 
 
 def _place(ids: list[str], placed: list[str], sequence: int, versions: Versions,
-           position: Mapping[str, int]) -> list[str]:
-    """Insert ``placed`` as a block before the first product created by a higher sequence."""
+           position: Mapping[str, int]) -> list[str] | None:
+    """Insert ``placed`` as a block before the first product created by a higher sequence: the new
+    order, or None when that is after every product (nothing moves)."""
     known = any(product_id in position for product_id in placed)
     if not known and (not ids or versions.get(ids[-1], {}).get(CREATED, 0) <= sequence):
-        return [*ids, *placed]  # new products, and none created later sits last: they go at the end
+        return None  # new products, and none created later sits last: they go at the end
     chosen = set(placed)
     rest = [p for p in ids if p not in chosen] if known else ids
     at = len(rest)

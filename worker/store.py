@@ -292,11 +292,12 @@ class CatalogStore:
         if applied:
             state.applied += 1
             removed = {product_id: image.product(product_id) for product_id in deletions}
-            order = outcome.order
+            order, appended = outcome.order, outcome.appended
             if removed:
-                order = [p for p in (order or image.ids) if p not in removed]
+                order, appended = [p for p in (order or [*image.ids, *appended]) if p not in removed], []
                 state.versions.update(dict.fromkeys(removed, {}))  # as if never created
-            image = image.with_changes({p: v for p, v in outcome.changed_products.items() if p not in removed}, order)
+            image = image.with_changes({p: v for p, v in outcome.changed_products.items() if p not in removed}, order,
+                                       appended)
             if self.settings.events_maxlen:
                 state.events.append(EncodedEvent(change_event(write.fence, batch_id, request.source, sequence, backup,
                                                               outcome.changed_products, outcome.previous, removed)))
