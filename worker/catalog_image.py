@@ -276,13 +276,16 @@ class CatalogImage:
         derives from none (read from a file, reordered, or changed from one whose list is unknown)."""
         if self._derived is None:
             return None
-        digests = self._digests
-        if digests is None:
-            return patched_list(*self._derived, lambda index: entry_digest(self.entry(index)), len(self._ids))
-        return patched_list(*self._derived, lambda index: digests.at(index, self._fresh.get(index)), len(self._ids))
+        digests = self._file_digests()
+        return patched_list(*self._derived, lambda index: entry_digest(self.entry(index)) if digests is None
+                            else digests.at(index, self._fresh.get(index)), len(self._ids))
+
+    def _file_digests(self) -> FileDigests | None:
+        """The digests kept for the file this image lays its new entries over; None for a list image."""
+        return self._digests if self._base is not None else None
 
     def _joined_list(self) -> bytes:
-        digests = self._digests if self._base is not None else None
+        digests = self._file_digests()
         if digests is None:
             return entry_digests(self._entries or [])
         if not self._fresh:
