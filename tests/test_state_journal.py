@@ -174,3 +174,23 @@ def test_two_writers_taking_turns_each_write_every_batch_of_the_other(settings: 
     state = read_state(state_path(settings.catalog_path))
     assert state is not None and list(state.ledger) == applied
     assert sorted(state.versions) == [f"P{n}" for n in range(9)]
+
+
+def test_the_base_that_state_prev_names_is_kept_even_when_its_record_carries_megabytes_of_events(
+    settings: Settings, short_journal: int
+) -> None:
+    # A group commit at 10,000 products carries megabytes of change events in its record. When the
+    # next commit compacts, that record becomes .state.prev, and the base it names must stay:
+    # a roll back (recovery) reads .state.prev with its base.
+    store = CatalogStore(settings)
+    previous = settings.catalog_path.with_name("products.json.state.prev")
+    for number, kind in enumerate("bssbsbssbs"):  # a small commit right after a big one compacts (the 5th)
+        if kind == "b":
+            store.apply([product(f"P{number}-{m}", description_long="x" * 60_000) for m in range(50)], f"b{number}")
+            assert state_path(settings.catalog_path).stat().st_size > 3_000_000
+        else:
+            store.apply([product("A", product_name=f"name {number}")], f"b{number}")
+        if previous.exists():
+            named = orjson.loads(previous.read_bytes())["base"]
+            assert settings.catalog_path.with_name(f".products.json.state.{named}").exists(), f"after b{number}"
+            assert read_state(previous) is not None

@@ -38,7 +38,7 @@ import orjson
 
 from catalog_core.events import EncodedEvent
 from schemas.state import STATE_FORMAT
-from worker.atomic import write_temp
+from worker.atomic import read_regular_file, write_temp
 from worker.state import (
     CatalogState,
     base_segment_path,
@@ -47,6 +47,7 @@ from worker.state import (
     remember_base,
     state_path,
 )
+from worker.state_base import STATE_MAX_BYTES
 
 log = logging.getLogger(__name__)
 
@@ -177,11 +178,14 @@ def _base_pattern(state_file: Path) -> re.Pattern[str]:
 
 
 def _referenced_base(path: Path) -> str | None:
-    """The base a state file names, read lightly (a record is small; a format-1 file names none)."""
+    """The base a state file names (a format-1 file, or one that cannot be read, names none).
+
+    Read whole, within the state's bound: a record carries its commit's change events, megabytes
+    for a group commit at 10,000 products, and a prefix of it is not JSON. Only called when a
+    base is about to be deleted, right after a compaction."""
     try:
-        with path.open("rb") as handle:
-            head = handle.read(JOURNAL_MAX_BYTES * 2)
-        base = orjson.loads(head).get("base")
+        read = read_regular_file(path, OSError, limit=STATE_MAX_BYTES)
+        base = None if read is None else orjson.loads(read[0]).get("base")
     except (OSError, orjson.JSONDecodeError, AttributeError):
         return None
     return base if isinstance(base, str) else None
