@@ -194,3 +194,40 @@ def test_the_base_that_state_prev_names_is_kept_even_when_its_record_carries_meg
             named = orjson.loads(previous.read_bytes())["base"]
             assert settings.catalog_path.with_name(f".products.json.state.{named}").exists(), f"after b{number}"
             assert read_state(previous) is not None
+
+
+def test_a_journal_of_large_entries_is_compacted_once_its_rewrites_cost_what_a_new_base_would(
+    settings: Settings,
+) -> None:
+    # Each commit rewrites the record; a compaction writes a base (its bytes and a file). Here each
+    # commit's entry holds 50 products' field versions: under the fixed limits alone (64 entries,
+    # 1 MiB) the record would grow all along these 30 commits, to about half a megabyte.
+    store = CatalogStore(settings)
+    store.apply([product(f"P{m}") for m in range(50)], "start")
+    allowance = 2 * state_journal.BASE_FILE_BYTES
+
+    def journal_now() -> tuple[str, int, int, int]:
+        """The record's base, its size and entries without change events, and the base's size."""
+        written = record(settings.catalog_path)
+        journal = [{k: v for k, v in entry.items() if k != "events"} for entry in written["journal"]]
+        base_bytes = settings.catalog_path.with_name(f".products.json.state.{written['base']}").stat().st_size
+        return written["base"], len(orjson.dumps({**written, "journal": journal})), len(journal), base_bytes
+
+    before = journal_now()
+    compactions = 0
+    for n in range(30):
+        store.apply([product(f"P{m}", product_name=f"name {n}-{m}") for m in range(50)], f"b{n}")
+        now = journal_now()
+        base, size, entries, base_bytes = now
+        if base == before[0]:
+            assert entries * size < 2 * base_bytes + allowance, f"b{n}: the journal outgrew its base"
+        else:
+            compactions += 1
+            # Only once the journal (one entry more than before) would have cost a base.
+            _, last_size, last_entries, last_base = before
+            grown = last_size + last_size // max(last_entries, 1)
+            assert (last_entries + 1) * grown >= 0.9 * (2 * last_base + allowance), f"b{n} compacted early"
+        before = now
+    assert compactions >= 3
+    state = read_state(state_path(settings.catalog_path))
+    assert state is not None and {f"b{n}" for n in range(30)} <= set(state.ledger)
