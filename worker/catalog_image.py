@@ -27,8 +27,9 @@ from typing import Any
 
 import orjson
 
-from worker.catalog_digest import FileDigests, digest_of, digest_of_list, entry_digest, entry_digests, patched_list
+from worker.catalog_digest import FileDigests, digest_of, digest_of_list
 from worker.catalog_file import parse_catalog
+from worker.catalog_image_digest import DigestList, Entry
 from worker.catalog_index import as_dict, extended
 from worker.catalog_layout import Cut, cut, cut_like, entry_bytes, entry_end, file_parts, kept_prefix
 
@@ -41,10 +42,7 @@ REBASE_AT = 2048
 # products a joined write is 2-3 ms faster than the thousands of parts of a well-spread overlay.
 PART_BYTES = 4 * 1024
 
-Entry = bytes | memoryview  # an entry, or a buffer of a file's parts
-
-
-class CatalogImage:
+class CatalogImage(DigestList):
     """An immutable catalog: ``ids`` in file order, each one's serialized entry, and their digest
     (``sha256``: the state's ``catalog_sha256``, worker/catalog_digest.py).
 
@@ -55,8 +53,7 @@ class CatalogImage:
     is not a catalog at all.
     """
 
-    __slots__ = ("_ids", "_entries", "_base", "_fresh", "_position", "sha256", "_unparsed", "_digests", "_listed",
-                 "_derived")
+    __slots__ = ("_ids", "_entries", "_base", "_fresh", "_position", "sha256", "_unparsed", "_digests")
 
     def __init__(self, ids: list[str], entries: list[Entry], sha256: str | None) -> None:
         self._ids: list[str] = ids
@@ -66,11 +63,7 @@ class CatalogImage:
         self._position: Mapping[str, int] | None = None
         self._unparsed: tuple[bytes, Path | str] | None = None
         self._digests: FileDigests | None = None  # with ``_base``: its entries' digests (``digest``)
-        self._listed: bytes | None = None  # every entry's digest, in order, once ``digest`` computed them
-        # The digest list of an image this one was changed from, in the same order (perhaps with
-        # products appended), and the indices set since: this one's is that list, patched there
-        # (``_patched_list``). The list only: an image keeps no other image alive.
-        self._derived: tuple[bytes, frozenset[int]] | None = None
+        super().__init__()
         self.sha256 = sha256  # the digest of to_bytes() (worker/catalog_digest.py); None: no catalog file yet
 
     @classmethod
@@ -206,7 +199,8 @@ class CatalogImage:
         """An image of a file in file order: ``(first, stop, None)`` for a run of the file's entries,
         ``(index, index + 1, entry)`` for a new one."""
         assert self._base is not None
-        count, segments, at = len(self._base[1].starts), [], 0
+        segments: list[tuple[int, int, bytes | None]] = []
+        count, at = len(self._base[1].starts), 0
         for index in sorted(self._fresh):
             if at < min(index, count):
                 segments.append((at, min(index, count), None))
@@ -245,53 +239,6 @@ class CatalogImage:
         return file_parts([entry if entry is not None else view[layout.starts[first]:entry_end(data, layout.starts,
                                                                                                  stop - 1)]
                            for first, stop, entry in self._segments()])
-
-    def digest(self) -> str:
-        """The digest of ``to_bytes()`` (worker/catalog_digest.py), from the digests kept for the file's
-        entries and for each new one: a commit hashes what changed, not the whole catalog again."""
-        return digest_of_list(self._digest_list())
-
-    def _digest_list(self) -> bytes:
-        """Every entry's digest, in order, computed once: the list of the image this one was changed
-        from, patched where the change set entries (a copy of 32 bytes a product and the new
-        entries' digests, where joining the runs of an overlay of many entries took milliseconds),
-        else joined from the file's runs and the new entries."""
-        self._parse()
-        if self._listed is None:
-            patched = self._patched_list()
-            self._listed = patched if patched is not None else self._joined_list()
-            self._derived = None  # the list it was patched from is no longer needed
-        return self._listed
-
-    def _derive(self, indices: Iterable[int]) -> tuple[bytes, frozenset[int]] | None:
-        """What an image changed from this one at ``indices`` (same order) derives its digest list from."""
-        if self._listed is not None:
-            return self._listed, frozenset(indices)
-        if self._derived is not None:
-            return self._derived[0], self._derived[1].union(indices)
-        return None
-
-    def _patched_list(self) -> bytes | None:
-        """The digest list this image derives from, patched at every index set since; None when it
-        derives from none (read from a file, reordered, or changed from one whose list is unknown)."""
-        if self._derived is None:
-            return None
-        digests = self._file_digests()
-        return patched_list(*self._derived, lambda index: entry_digest(self.entry(index)) if digests is None
-                            else digests.at(index, self._fresh.get(index)), len(self._ids))
-
-    def _file_digests(self) -> FileDigests | None:
-        """The digests kept for the file this image lays its new entries over; None for a list image."""
-        return self._digests if self._base is not None else None
-
-    def _joined_list(self) -> bytes:
-        digests = self._file_digests()
-        if digests is None:
-            return entry_digests(self._entries or [])
-        if not self._fresh:
-            return digests.all()
-        return b"".join(digests.run(first, stop) if entry is None else digests.of_new(first, entry)
-                        for first, stop, entry in self._segments())
 
     def _file(self) -> tuple[bytes, Cut]:
         """This image as one file in our layout and its cut (the file written for it, once ``sealed_as``)."""
