@@ -13,7 +13,7 @@ from catalog_core.settings import Settings
 from schemas import BatchStatus
 from tests.helpers import product
 from worker import state_journal
-from worker.state import read_state, serialize_state, state_path
+from worker.state import previous_state_path, read_state, serialize_state, state_path
 from worker.store import CatalogStore
 
 BASE_NAME = re.compile(r"^\.products\.json\.state\.[0-9a-f]{64}$")
@@ -231,3 +231,30 @@ def test_a_journal_of_large_entries_is_compacted_once_its_rewrites_cost_what_a_n
     assert compactions >= 3
     state = read_state(state_path(settings.catalog_path))
     assert state is not None and {f"b{n}" for n in range(30)} <= set(state.ledger)
+
+
+def test_after_a_compaction_the_base_of_state_prev_is_kept_only_while_prev_names_it(
+    settings: Settings, short_journal: int
+) -> None:
+    store = CatalogStore(settings)
+    number = 0
+    while True:  # up to the commit that compacts: the state names a new base, .state.prev the old one
+        store.apply([product(f"P{number}")], f"b{number}")
+        number += 1
+        if not previous_state_path(settings.catalog_path).exists():
+            continue  # the first commit
+        current, previous = record(settings.catalog_path), orjson.loads(previous_state_path(settings.catalog_path).read_bytes())
+        if current["base"] != previous["base"]:
+            break
+    old_base = settings.catalog_path.with_name(f".products.json.state.{previous['base']}")
+    state = read_state(state_path(settings.catalog_path))
+    assert state is not None
+    prev_file = previous_state_path(settings.catalog_path)
+    # Named with JSON escapes (a hand edit): still named.
+    escaped = "".join(f"\\u{ord(c):04x}" for c in previous["base"])
+    prev_file.write_bytes(prev_file.read_bytes().replace(f'"base":"{previous["base"]}"'.encode(), f'"base":"{escaped}"'.encode()))
+    assert orjson.loads(prev_file.read_bytes())["base"] == previous["base"]
+    assert state_journal.collect_bases(settings.catalog_path, state) == [] and old_base.exists()
+    # Named by nobody any more: collected.
+    prev_file.write_bytes(orjson.dumps({**previous, "base": current["base"]}))
+    assert state_journal.collect_bases(settings.catalog_path, state) == [old_base] and not old_base.exists()
