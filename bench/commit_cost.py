@@ -9,12 +9,6 @@
   object applying consecutive batches, so whatever it keeps between batches is used as a worker
   would use it.
 
-The three are sampled in turn, each after ``os.sync()``. Run one after the other, the project
-came right after the seed cycle's 7 dumps and backup copies of the catalog, which the kernel
-could still be writing back while the project's fsyncs waited; and a change of the machine's
-load during the run weighed on one of the three only (G4 at 10,000 products was 1.2x the floor
-in one run and 2.1x in the next, with min-max ranges of 17-45 and 37-47 ms).
-
 The floor and the seed cycle are written here, with nothing from ``worker/``: a reference
 never comes from the code under test.
 """
@@ -122,55 +116,35 @@ def timed_ms(action: Callable[[], Any]) -> tuple[float, Any]:
     return (time.perf_counter() - started) * 1000, value
 
 
-def settle() -> None:
-    """Write back every dirty page first: a sample's fsync then waits for its own data, not for the
-    megabytes the previous sample (the seed cycle's dump and backup copy) left to the kernel."""
-    os.sync()
-
-
 def measure_commit_cost(products: int, records: int, repeats: int, workdir: Path, redis_url: str,
                         rng: random.Random, profile_to: Path | None = None) -> CommitCost:
-    """Floor, seed cycle and project apply at ``products`` products, each the median of ``repeats``.
-
-    The three are sampled in turn (floor, seed, project, floor, ...), each from a settled disk, so
-    that a change of the machine's load during the run weighs on all three alike."""
+    """Floor, seed cycle and project apply at ``products`` products, each the median of ``repeats``."""
     catalog = make_catalog(products, rng)
     data = catalog_bytes(catalog)
 
-    floor_target = workdir / "floor" / "products.json"
-    floor_target.parent.mkdir(parents=True)
-    floor_commit(catalog, floor_target)  # first write of the file: not counted
+    floor_dir = workdir / "floor"
+    floor_dir.mkdir(parents=True)
+    floor_commit(catalog, floor_dir / "products.json")  # first write of the file: not counted
+    floor = [timed_ms(lambda: floor_commit(catalog, floor_dir / "products.json"))[0] for _ in range(repeats)]
+    del catalog
 
     seed_catalog = workdir / "seed" / "products.json"
     (workdir / "seed" / "backups").mkdir(parents=True)
     seed_catalog.write_bytes(data)
-
-    store = warm_store(data, products, records, workdir / "project", redis_url, rng)
-    floor: list[float] = []
-    seed: list[float] = []
-    project: list[float] = []
-    statuses: dict[str, int] = {}
+    seed = []
     for number in range(repeats):
-        settle()
-        floor.append(timed_ms(lambda: floor_commit(catalog, floor_target))[0])
         batch = make_batch(f"seed{number}", records, products, rng)
-        settle()
         seed.append(timed_ms(lambda: seed_cycle(seed_catalog, seed_catalog.parent / "backups", batch, number))[0])
-        batch = make_batch(f"apply{products}x{number}", records, products, rng)
-        settle()
-        ms, result = timed_ms(lambda: store.apply(batch, f"bench-apply-{products}-{number}"))
-        statuses[result.status.value] = statuses.get(result.status.value, 0) + 1
-        project.append(ms)
-    if profile_to is not None:
-        profile_applies(store, products, records, repeats, rng, profile_to)
-    for folder in ("floor", "seed", "project"):
-        shutil.rmtree(workdir / folder)
+    shutil.rmtree(workdir / "seed")
+
+    project, statuses = measure_project_apply(data, products, records, repeats, workdir / "project", redis_url, rng,
+                                              profile_to)
+    shutil.rmtree(workdir / "project")
     return CommitCost(products, len(data), Timing.of(floor), Timing.of(seed), Timing.of(project), statuses)
 
 
-def warm_store(data: bytes, products: int, records: int, folder: Path, redis_url: str, rng: random.Random) -> Any:
-    """A ``CatalogStore`` on a catalog holding ``data``, after one batch (not counted): whatever it
-    keeps between batches is filled, as in a worker that has applied one."""
+def measure_project_apply(data: bytes, products: int, records: int, repeats: int, folder: Path, redis_url: str,
+                          rng: random.Random, profile_to: Path | None) -> tuple[list[float], dict[str, int]]:
     # Imported here: the harness must still start (and say what broke) if the store does not import.
     from worker.store import CatalogStore
 
@@ -178,8 +152,18 @@ def warm_store(data: bytes, products: int, records: int, folder: Path, redis_url
     folder.mkdir(parents=True)
     settings.catalog_path.write_bytes(data)
     store = CatalogStore(settings)
-    store.apply(make_batch(f"warm{products}", records, products, rng), f"bench-apply-{products}-warm")
-    return store
+    statuses: dict[str, int] = {}
+    samples = []
+    for number in range(repeats + 1):
+        batch = make_batch(f"apply{products}x{number}", records, products, rng)
+        ms, result = timed_ms(lambda: store.apply(batch, f"bench-apply-{products}-{number}"))
+        if number == 0:
+            continue  # warm-up: the first batch fills whatever the store keeps; not counted
+        statuses[result.status.value] = statuses.get(result.status.value, 0) + 1
+        samples.append(ms)
+    if profile_to is not None:
+        profile_applies(store, products, records, repeats, rng, profile_to)
+    return samples, statuses
 
 
 def profile_applies(store: Any, products: int, records: int, repeats: int, rng: random.Random, target: Path) -> None:
