@@ -182,7 +182,9 @@ def status(
 
     lost: queued, but Redis kept no trace of it (it lost its data): resubmit it with the same
     batch id, which is safe. unknown: never queued here, or its result expired (results are
-    kept CATALOG_RESULT_EXPIRES seconds). Exit 0 done, 1 rejected (or a duplicate whose records
+    kept CATALOG_RESULT_EXPIRES seconds), and the catalog's ledger (read when this machine has
+    CATALOG_PATH) does not know it either; a batch the ledger knows (`catalog apply`'s too) is
+    shown as it recorded it, with the backup that holds the version from before it. Exit 0 done, 1 rejected (or a duplicate whose records
     differ), 3 failed or lost, 4 still queued, running or retrying, 5 unknown.
     """
     from producers.api import Producer  # noqa: PLC0415 - Celery is slow to import; only here
@@ -193,8 +195,31 @@ def status(
         rejection = find_rejection(connect(settings.redis_url), settings.queue, batch_id)
         if rejection is not None:
             state = BatchState(batch_id, "done", result=rejection.result)
+    ledger_note = None
+    if state.state == "unknown":
+        recorded = _ledger_result(settings, batch_id)
+        if recorded is not None:
+            state = BatchState(batch_id, "done", result=recorded)
+            ledger_note = (f"(from the ledger of {settings.catalog_path}: its result in Redis expired, or it was "
+                           "applied with `catalog apply`)")
     _show_state(state, None, as_json)
+    if ledger_note is not None and not as_json:
+        err.print(ledger_note, style="dim")
     raise typer.Exit(_exit_for([state]))
+
+
+def _ledger_result(settings: Settings, batch_id: str) -> BatchResult | None:
+    """The batch's outcome as the catalog's ledger keeps it (CATALOG_LEDGER_DAYS, CATALOG_LEDGER_MAX_IDS),
+    when this machine has the catalog; None otherwise, or when its state file cannot be read (the
+    batch is then as unknown as Redis says)."""
+    from worker.state import read_state, state_path  # noqa: PLC0415 - only when Redis knows nothing
+
+    try:
+        state = read_state(state_path(settings.catalog_path))
+    except CatalogError as exc:
+        err.print(f"(the catalog's ledger was not read: {show(str(exc))})", style="dim")
+        return None
+    return None if state is None else state.original(batch_id)
 
 
 def rejected(

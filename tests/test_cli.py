@@ -197,3 +197,32 @@ def test_a_catalog_path_that_is_a_symlink_loop_is_a_clear_error(run_cli: CliRunn
         assert result.returncode in (2, 3), (command, result.stderr)
         assert "Traceback" not in result.stderr and "loop.json" in result.stderr, (command, result.stderr)
         assert "symbolic link" in result.stderr, (command, result.stderr)
+
+
+def test_status_of_a_batch_redis_has_no_result_for_comes_from_the_ledger_with_its_backup(
+    run_cli: CliRunner, tmp_path: Path, settings: Settings
+) -> None:
+    # `catalog apply` leaves no result in Redis (nor does one that expired): the ledger knows.
+    run_cli("apply", str(write_jsonl(tmp_path / "create.jsonl", [product("A")])))
+    patch = write_jsonl(tmp_path / "patch.jsonl", [{"product_id": "A", "product_name": "Renamed"}])
+    [applied] = json_lines(run_cli("apply", str(patch), "--json").stdout)
+    assert applied["backup"] is not None
+    shown = run_cli("status", applied["batch_id"], "--json")
+    assert shown.returncode == 0, shown.stderr
+    [line] = json_lines(shown.stdout)
+    # The ledger keeps the backup's name (what `catalog backups restore NAME` takes).
+    assert line["status"] == "applied" and line["backup"] == Path(applied["backup"]).name and line["updated"] == 1
+    told = run_cli("status", applied["batch_id"])
+    assert told.returncode == 0 and "from the ledger of" in told.stderr and "Traceback" not in told.stderr
+    unknown = run_cli("status", "never-submitted")
+    assert unknown.returncode == 5 and "unknown" in unknown.stdout
+
+
+def test_status_says_unknown_when_the_catalog_state_file_cannot_be_read(
+    run_cli: CliRunner, tmp_path: Path, settings: Settings
+) -> None:
+    run_cli("apply", str(write_jsonl(tmp_path / "create.jsonl", [product("A")])))
+    settings.catalog_path.with_name("products.json.state").write_bytes(b"{not json")
+    shown = run_cli("status", "some-batch")
+    assert shown.returncode == 5 and "unknown" in shown.stdout and "Traceback" not in shown.stderr
+    assert "ledger was not read" in shown.stderr and "products.json.state" in shown.stderr
