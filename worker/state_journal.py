@@ -14,8 +14,8 @@ A commit appends its changes to the journal. When the journal passes ``JOURNAL_M
 entries or ``JOURNAL_MAX_BYTES``, or once rewriting it has cost what a new base would
 (``_cheaper_to_compact``), the commit compacts instead. (The commit's own change events never
 count: they leave the journal at the next write, and a compaction keeps them, so compacting
-could not shrink them.) It folds everything into a new base segment (trimming the ledger to its window), written and fsynced before the commit point,
-and starts an empty journal. The commit point does not move: it is still the rename of the state
+could not shrink them.) It folds everything into a new base segment (trimming the ledger to its
+window), written and fsynced before the commit point, and starts an empty journal. The commit point does not move: it is still the rename of the state
 file, so the crash table of docs/commit-protocol.md holds as it was. A base segment is named by
 its sha256 and checked against it when read; bases referenced by neither the state file nor
 ``.state.prev`` are deleted after a commit (``collect_bases``).
@@ -104,10 +104,11 @@ def _cheaper_to_compact(catalog: Path, state: CatalogState, journal_bytes: int) 
     Each commit rewrites the record, journal included: a journal of ``n`` entries of about
     ``e`` bytes has cost about ``n * n * e / 2`` bytes of writes since the base, and a compaction
     costs the base. Compacting once ``n * journal_bytes >= 2 * base`` keeps the state's bytes
-    per commit near their least, ``sqrt(2 * base * e)``, whatever the batch size: 100-record
-    batches on a 1,000-product catalog wrote records of up to 1 MiB (about half the catalog)
-    under the fixed limits alone, and now write about a tenth of that. Small entries (1-record
-    batches) reach ``JOURNAL_MAX_ENTRIES`` first, as before."""
+    per commit near their least, ``sqrt(2 * base * e)``, whatever the batch size. Over 100
+    100-record batches on a 1,000-product catalog, the fixed limits alone let the record grow to
+    1 MiB (most of the catalog's size) and wrote 530 KB of state a commit, records and bases;
+    this writes 209 KB. Small entries (1-record batches) reach ``JOURNAL_MAX_ENTRIES`` first, as
+    before."""
     try:
         base_bytes = base_segment_path(state_path(catalog), state.base).stat().st_size if state.base else 0
     except OSError:
