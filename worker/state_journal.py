@@ -15,10 +15,11 @@ entries or ``JOURNAL_MAX_BYTES``, or once rewriting it has cost what a new base 
 (``_cheaper_to_compact``), the commit compacts instead. (The commit's own change events never
 count: they leave the journal at the next write, and a compaction keeps them, so compacting
 could not shrink them.) It folds everything into a new base segment (trimming the ledger to its
-window), written and fsynced before the commit point, and starts an empty journal. The commit point does not move: it is still the rename of the state
-file, so the crash table of docs/commit-protocol.md holds as it was. A base segment is named by
-its sha256 and checked against it when read; bases referenced by neither the state file nor
-``.state.prev`` are deleted after a commit (``collect_bases``).
+window), written and fsynced before the commit point, and starts an empty journal. The commit
+point does not move: it is still the rename of the state file, so the crash table of
+docs/commit-protocol.md holds as it was. A base segment is named by its sha256 and checked
+against it when read; bases referenced by neither the state file nor ``.state.prev`` are
+deleted after a commit (``collect_bases``).
 """
 
 from __future__ import annotations
