@@ -174,7 +174,9 @@ def test_a_version_1_message_without_sequence_or_trace_is_unknown_until_applied_
     assert (code, shown["status"]) == (0, "applied")
 
 
-def test_a_task_id_other_than_the_batch_id_leaves_the_batch_unknown_to_status(stack: Stack) -> None:
+def test_a_task_id_other_than_the_batch_id_leaves_the_batch_known_only_to_the_catalogs_ledger(
+    stack: Stack, tmp_path: Path
+) -> None:
     producer = plain_producer(stack)
     message = producer.message([product("ID-1")], "plain-wrong-id", producer.take_sequence())
     producer.push(message, task_id=str(uuid.uuid4()))
@@ -183,6 +185,11 @@ def test_a_task_id_other_than_the_batch_id_leaves_the_batch_unknown_to_status(st
     producer.push(stray)
     wait_for_result(stack, "plain-after")  # one worker, first in first out: the first one is done too
 
-    assert "ID-1" in stack.catalog()  # applied, but under another id
+    assert "ID-1" in stack.catalog()  # applied, but its result is stored under the other id
+    # Where the catalog is (the workers' machine), status reads the ledger, keyed by batch id.
     code, shown = status_of(stack, "plain-wrong-id")
-    assert (code, shown["status"]) == (5, "unknown")
+    assert (code, shown["status"]) == (0, "applied")
+    # Anywhere else (a producer's machine), Redis alone cannot tell.
+    elsewhere = stack.cli("status", "plain-wrong-id", "--json", env={"CATALOG_PATH": str(tmp_path / "products.json")})
+    assert "Traceback" not in elsewhere.stderr, elsewhere.stderr
+    assert (elsewhere.returncode, json.loads(elsewhere.stdout)["status"]) == (5, "unknown")
