@@ -184,8 +184,9 @@ def status(
     batch id, which is safe. unknown: never queued here, or its result expired (results are
     kept CATALOG_RESULT_EXPIRES seconds), and the catalog's ledger (read when this machine has
     CATALOG_PATH) does not know it either; a batch the ledger knows (`catalog apply`'s too) is
-    shown as it recorded it, with the backup that holds the version from before it. Exit 0 done, 1 rejected (or a duplicate whose records
-    differ), 3 failed or lost, 4 still queued, running or retrying, 5 unknown.
+    shown as it recorded it, with the backup that holds the version from before it. Exit 0
+    done, 1 rejected (or a duplicate whose records differ), 3 failed or lost, 4 still queued,
+    running or retrying, 5 unknown.
     """
     from producers.api import Producer  # noqa: PLC0415 - Celery is slow to import; only here
 
