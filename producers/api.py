@@ -99,7 +99,12 @@ class BatchHandle:
             raise RedisUnavailableError(f"cannot read the state of batch {self.batch_id}: {exc}") from None
         if raw_state in {"FAILURE", "REVOKED"}:
             return BatchState(self.batch_id, "failed", reason=reason)
-        if submission is None and raw_state not in {"STARTED", "RETRY"}:
+        # A retry's message goes out before its RETRY state is stored: Redis losing its data in
+        # between (restarted empty) keeps the state, and loses the message and the submission
+        # record. A handle that knows it queued the batch cannot tell that from a live retry
+        # without the record, and submitting again is safe (a duplicate is caught).
+        stale_retry = raw_state == "RETRY" and self.known_queued
+        if submission is None and (raw_state not in {"STARTED", "RETRY"} or stale_retry):
             # (A worker on it says it is not lost, even from a producer that keeps no submission
             # record: another language's, or a message pushed by hand.)
             if self.known_queued:

@@ -91,6 +91,23 @@ def test_a_batch_submitted_again_after_a_failed_submission_shows_lost_when_redis
     assert value(scrape(settings), "catalog_batches_total", queue=settings.queue, outcome="lost") == 1
 
 
+def test_a_retry_whose_message_redis_lost_shows_lost_not_retrying_forever(settings: Settings) -> None:
+    """A retry's message goes out before its RETRY state is stored; Redis restarted empty in between
+    keeps the state and loses the message and the submission record. Seen in a CI chaos run: the
+    producer waited on ``retrying`` until it was killed."""
+    producer = Producer(settings)
+    handle = producer.submit([product("T-1")], batch_id="retry-lost-1")
+    redis.Redis.from_url(settings.redis_url).flushall()  # the message and the submission record gone
+    producer.results_app.backend.mark_as_retry("retry-lost-1", RuntimeError("a product not created yet"))
+    assert handle.state().state == "lost"
+    # A retry whose submission record is still there is a live one.
+    live = producer.submit([product("T-2")], batch_id="retry-live-1")
+    producer.results_app.backend.mark_as_retry("retry-live-1", RuntimeError("a product not created yet"))
+    assert live.state().state == "retrying"
+    # A handle that did not queue the batch (catalog status) cannot tell: it says what Redis says.
+    assert producer.handle("retry-lost-1").state().state == "retrying"
+
+
 def test_a_batch_still_queued_is_not_counted_lost(settings: Settings) -> None:
     handle = Producer(settings).submit([product("Q-1")], batch_id="queued-1")
     assert handle.state().state == "queued"
