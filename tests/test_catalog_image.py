@@ -254,6 +254,25 @@ def test_new_products_placed_before_the_last_few_are_laid_over_the_file_and_seri
         assert after.digest() == catalog_digest(after.to_bytes())
 
 
+def test_new_products_placed_far_before_the_end_by_a_late_batch_are_laid_over_the_file_not_rebuilt() -> None:
+    # A batch that comes late (workers take a burst out of order) places its new products before
+    # every product later batches created: hundreds of entries to move, past the overlay's limit.
+    catalog = [{"product_id": f"P{n:04d}", "v": n} for n in range(1000)]
+    image = CatalogImage.from_own_bytes(serialize_catalog(catalog), "sha")
+    assert image is not None and len(image.ids) == 1000
+    assert image._overlay_limit() < 300
+    new = {"product_id": "NEW", "v": -1}
+    order = [*image.ids[:700], "NEW", *image.ids[700:]]
+    after = image.with_changes({"NEW": new}, order)
+    # Laid over the file from the insertion on; before, a rebuild of every entry and of the index
+    # per late batch made a 4-worker burst slower than a 2-worker one.
+    assert after._base is not None and len(after._fresh) == 301
+    expected = [*catalog[:700], new, *catalog[700:]]
+    assert after.to_bytes() == serialize_catalog(expected)
+    assert after.position == {p: i for i, p in enumerate(order)} and after.ids == order
+    assert after.digest() == catalog_digest(after.to_bytes())
+
+
 @settings(max_examples=150, deadline=None)
 @given(case=change_chains(), known_is_written=st.booleans())
 def test_a_long_file_another_writer_changed_is_cut_like_the_known_file_exactly_as_cut_whole(

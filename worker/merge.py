@@ -212,7 +212,7 @@ def merge_into(
             outcome.updated += 1
     outcome.appended = appended
     if sequence is not None and placed:
-        order = _place(catalog.ids, placed, sequence, known_versions, position)
+        order = _place(catalog.ids, placed, sequence, versions_of, position)
         if order is None:
             outcome.appended = placed
         else:
@@ -256,17 +256,19 @@ def _creates_earlier(record: dict[str, Any], sequence: int, written: Mapping[str
     return written.get(CREATED, 0) > sequence and _complete(record)
 
 
-def _place(ids: list[str], placed: list[str], sequence: int, versions: Versions,
+def _place(ids: list[str], placed: list[str], sequence: int, versions_of: Callable[[str], Mapping[str, int]],
            position: Mapping[str, int]) -> list[str] | None:
     """Insert ``placed`` as a block before the first product created by a higher sequence: the new
-    order, or None when that is after every product (nothing moves)."""
+    order, or None when that is after every product (nothing moves). ``versions_of``: ``_reader``'s
+    (the walk back from the end asks it once per product created later, thousands in a burst
+    whose batches come out of order)."""
     known = any(product_id in position for product_id in placed)
-    if not known and (not ids or versions.get(ids[-1], {}).get(CREATED, 0) <= sequence):
+    if not known and (not ids or versions_of(ids[-1]).get(CREATED, 0) <= sequence):
         return None  # new products, and none created later sits last: they go at the end
     chosen = set(placed)
     rest = [p for p in ids if p not in chosen] if known else ids
     at = len(rest)
-    while at > 0 and versions.get(rest[at - 1], {}).get(CREATED, 0) > sequence:
+    while at > 0 and versions_of(rest[at - 1]).get(CREATED, 0) > sequence:
         at -= 1
     return rest[:at] + placed + rest[at:]
 
