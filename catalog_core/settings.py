@@ -58,9 +58,9 @@ class Settings(BaseSettings):
     max_retries: int = Field(8, ge=0, description="Retries of a batch after a lock timeout or Redis failure.")
     retry_backoff_max: int = Field(120, ge=1, description="Longest wait between retries, in seconds.")
     result_expires: int = Field(7 * 24 * 3600, ge=60, description="Seconds batch results are kept.")
-    worker_threads: int = Field(32, ge=1, le=256, description="Batches one worker process holds at once (Celery "
+    worker_threads: int = Field(64, ge=1, le=256, description="Batches one worker process holds at once (Celery "
                                 "threads pool). Those that arrive while a commit runs share the next commit.")
-    group_commit_max_batches: int = Field(64, ge=1, le=10_000, description="Most batches one commit carries.")
+    group_commit_max_batches: int = Field(128, ge=1, le=10_000, description="Most batches one commit carries.")
     group_commit_max_bytes: int = Field(16 * 1024 * 1024, ge=1024, description="Most bytes of other workers' "
                                         "staged batches one commit takes (at least one): bounds a holder's memory.")
     staging: bool = Field(True, description="A worker that finds the lock held hands its batches to the holder "
