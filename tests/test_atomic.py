@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ctypes
+import mmap
 import os
 import stat
 from pathlib import Path
@@ -134,3 +136,47 @@ def test_parts_are_written_whole_and_in_order_even_when_the_kernel_writes_them_i
     monkeypatch.undo()
     assert temp.read_bytes() == target.read_bytes() == b"[\ncdefg,\nxxxxxxxxxx\n]\n"
     temp.unlink()
+
+
+
+def resident_pages(path: Path) -> int:
+    """Pages of ``path`` in the page cache now: mincore(2) over a read-only map of it (its address
+    read from /proc/self/maps, as a read-only mmap object does not give it)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    size = path.stat().st_size
+    with path.open("rb") as file, mmap.mmap(file.fileno(), size, prot=mmap.PROT_READ):
+        start = next(int(line.split("-", 1)[0], 16) for line in Path("/proc/self/maps").read_text().splitlines()
+                     if line.endswith(" " + str(path)))
+        vector = (ctypes.c_ubyte * ((size + mmap.PAGESIZE - 1) // mmap.PAGESIZE))()
+        if libc.mincore(ctypes.c_void_p(start), ctypes.c_size_t(size), vector) != 0:
+            pytest.skip(f"mincore(2) failed: {os.strerror(ctypes.get_errno())}")
+    return sum(byte & 1 for byte in vector)
+
+
+def cached_file(path: Path) -> Path:
+    path.write_bytes(os.urandom(4 * 1024 * 1024))
+    with path.open("rb+") as file:
+        os.fsync(file.fileno())  # clean pages: the kernel may drop them
+    return path
+
+
+@pytest.mark.skipif(not hasattr(os, "posix_fadvise") or not Path("/proc/self/maps").exists(),
+                    reason="needs posix_fadvise and /proc (Linux)")
+def test_the_pages_of_a_replaced_version_are_left_to_the_kernel(tmp_path: Path) -> None:
+    # A control file, released with the system call itself, tells whether this file system drops
+    # clean pages at all (tmpfs keeps them): only then can the helper be judged.
+    control = cached_file(tmp_path / "control.json")
+    with control.open("rb") as file:
+        os.posix_fadvise(file.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
+    if resident_pages(control) > 0:
+        pytest.skip("this file system keeps a file's clean pages cached whatever it is told (tmpfs?)")
+    backup = cached_file(tmp_path / "products_20261130_120000_000000.json")
+    assert resident_pages(backup) > 0
+    atomic.release_cached_pages(backup)
+    assert resident_pages(backup) == 0
+    assert backup.read_bytes()  # the file itself is untouched, read from the disk
+
+
+def test_releasing_the_pages_of_a_file_that_is_gone_is_not_an_error(tmp_path: Path) -> None:
+    atomic.release_cached_pages(tmp_path / "gone.json")
+    atomic.release_cached_pages(None)

@@ -41,6 +41,26 @@ def test_each_write_keeps_the_previous_version_as_a_backup(settings: Settings) -
     assert result.backup is not None and Path(result.backup).read_bytes() == first
 
 
+def test_the_version_a_commit_replaced_has_its_cached_pages_released_once_the_lock_is_free(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = CatalogStore(settings)
+    released: list[tuple[Path | None, bool]] = []
+
+    def release(path: Path | None) -> None:
+        released.append((path, bool(store.redis.keys("lock:*"))))  # python-redis-lock: held while "lock:<name>" is
+
+    monkeypatch.setattr(store_module, "release_cached_pages", release)
+    store.apply([product("A")], "b1")  # no catalog before: no backup
+    result = store.apply([{"product_id": "A", "category": "Cruise"}], "b2")
+    unchanged = store.apply([{"product_id": "A", "category": "Cruise"}], "b3")
+    assert unchanged.status == BatchStatus.UNCHANGED
+    undo = store.restore(Path(str(result.backup)).name)
+    assert result.backup is not None and undo is not None
+    assert released[:3] == [(None, False), (Path(result.backup), False), (None, False)]
+    assert released[3][0] == undo
+
+
 def test_a_batch_that_changes_nothing_writes_nothing_and_takes_no_backup(settings: Settings) -> None:
     store = CatalogStore(settings)
     store.apply([product("A", category="Tour")], "b1")

@@ -119,6 +119,31 @@ def discard(*temps: Path | None) -> None:
                 temp.unlink()
 
 
+def release_cached_pages(path: Path | None) -> None:
+    """Let the kernel drop ``path``'s cached pages (clean once fsynced); never fails.
+
+    Why: a backup is the catalog a commit replaced, a hard link to the very pages readers had.
+    Kept cached, they make the next commit's write take new pages instead of reusing them: on
+    this project's 2-core test VM, writing 13 MB into new pages took 29-31 ms against 2.5 ms
+    into reused ones (a plain loop of link, write, fsync and rename, bench/README.md), and a
+    100-record commit at 10,000 products went from 16 ms to 42 ms when commits came back to
+    back. A backup is read rarely (restore, rotation), from the disk then; a reader still in
+    the middle of the old version reads the rest from the disk.
+    """
+    if path is None or not hasattr(os, "posix_fadvise"):
+        return
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return
+    try:
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    except OSError as exc:
+        log.debug("could not release the cached pages of %s: %s", path, exc)
+    finally:
+        os.close(fd)
+
+
 def sync_folder_or_warn(folder: Path) -> None:
     try:
         fsync_dir(folder)

@@ -39,7 +39,7 @@ from catalog_core.sequence import (
 from catalog_core.settings import Settings
 from schemas import BatchResult, BatchStatus
 from schemas.batch import digest_of, records_json
-from worker.atomic import discard
+from worker.atomic import discard, release_cached_pages
 from worker.backup_policy import BackupPolicy
 from worker.backups import CapWatch, find_backup, read_backup, take_backup
 from worker.catalog_image import CatalogImage
@@ -244,6 +244,7 @@ class CatalogStore:
             results = [outcomes[i] for i in range(len(requests))]
             if deliver is not None:
                 deliver(results)
+        release_cached_pages(backup)  # the version replaced: its pages are for the next write (the lock is free)
         if self.on_commit is not None:
             self.on_commit(CommitStats(len(requests), locked - started, time.perf_counter() - locked, time.time(),
                                        tuple(outcome for outcome in results if isinstance(outcome, BatchResult))))
@@ -317,6 +318,7 @@ class CatalogStore:
                 write = self._begin(held)
                 taken = take_backup(self.path, self.backup_dir) if write.image.sha256 is not None else None
                 write.commit(AsWritten(restored_image, data), taken)
+                release_cached_pages(taken)
                 return taken
 
         restored: Path | None = self._with_retries(attempt)
