@@ -18,7 +18,7 @@ from catalog_core.sequence import next_sequence
 from catalog_core.settings import Settings
 from schemas import BatchResult
 from tests.helpers import product, wait_for
-from worker import group_commit
+from worker import group_commit, staged_handover
 from worker.app import WorkerContext
 from worker.lock import catalog_lock, lock_name
 from worker import staging as staging_module
@@ -197,6 +197,35 @@ def test_a_worker_that_finds_the_lock_held_stages_its_batch_and_commits_it_itsel
     thread.join(WAIT_S)
     assert isinstance(outcome.get("result"), BatchResult) and outcome["result"].status.value == "applied", outcome
     assert client.llen(key(settings)) == 0  # taken back, not left for another holder
+
+
+def test_batches_that_come_while_a_round_waits_for_the_holder_join_the_staging_list_at_once(
+    settings: Settings,
+) -> None:
+    """They waited for every answer of the round before them, a whole commit of the holder: in a
+    4-worker burst the stagers fed it one batch each, and the rest a commit later."""
+    holder, feeder = worker(settings), worker(settings)
+    client = feeder.store.redis
+    with catalog_lock(client, settings.catalog_path, 10, 10):  # the holder, in a long commit
+        first, first_outcome = in_thread(feeder, "f1", [product("F1")])
+        wait_for(lambda: client.llen(key(settings)) == 1)
+        second, second_outcome = in_thread(feeder, "f2", [product("F2")])
+        wait_for(lambda: client.llen(key(settings)) == 2, 2.0)  # staged behind f1, before any answer
+        assert not first_outcome and not second_outcome
+        # A holder answers f2 (f1, taken with it, is left unanswered: that holder died, say): the
+        # thread of f2 returns at once, while the leader, f1's thread, waits on for f1.
+        staging = holder.committer._staging
+        assert staging is not None
+        taken = staging.take(2)
+        assert [t.request.batch_id for t in taken] == ["f1", "f2"]
+        result = BatchResult(batch_id="f2", status="applied", sequence=taken[1].request.sequence, fence=1)
+        staging.answer([(taken[1], staged_handover.answer_to(taken[1], result))])
+        second.join(WAIT_S)
+        assert second_outcome.get("result") == result and not first_outcome
+    first.join(WAIT_S)  # the lock free, the feeder commits f1 itself (taken, and never answered)
+    assert isinstance(first_outcome.get("result"), BatchResult), first_outcome
+    assert first_outcome["result"].status.value == "applied"
+    assert client.llen(key(settings)) == 0
 
 
 def notice_key(settings: Settings) -> str:

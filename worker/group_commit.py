@@ -12,9 +12,10 @@ hands each thread its own outcome. Threads that arrived meanwhile wait; when the
 done, one of them leads the next group. Nothing runs in the background, but for a holder that
 other workers feed: a thread of its own goes on taking their staged batches (``_drain``).
 
-Staging (worker/staging.py; the protocol, steps 1-6, in docs/commit-protocol.md, "Staging"): a
-leader that finds the lock held stages its group in Redis for the holder, which commits it with
-its own and answers; so one worker keeps the lock, its catalog cached, while the others feed it.
+Staging (worker/staging.py, worker/staged_handover.py; the protocol, steps 1-6, in
+docs/commit-protocol.md, "Staging"): a leader that finds the lock held stages its group in Redis
+for the holder, which commits it with its own and answers; so one worker keeps the lock, its
+catalog cached, while the others feed it. Batches that arrive meanwhile join the staged ones.
 
 Every batch's outcome is given only after the commit that carries it is durable, so a thread
 returns (and Celery acknowledges the message, ``acks_late``) only then. A process killed in the
@@ -28,17 +29,14 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable
 
 import redis
 
-from catalog_core.errors import (
-    CatalogError, LockBusyError, LockTimeoutError, ProductNotYetCreatedError, RedisUnavailableError,
-)
+from catalog_core.errors import LockBusyError, LockTimeoutError, RedisUnavailableError
 from schemas import BatchResult
-from schemas.staging import StagedOutcome
-from worker.staging import Round, StagingArea, Taken
+from worker.staged_handover import Handover, Slot, answer_to, settle, take_back, withdraw_quietly
+from worker.staging import StagingArea, Taken
 from worker.write_attempt import BatchRequest, Outcome
 
 log = logging.getLogger(__name__)
@@ -58,22 +56,6 @@ COLD_WAIT_S = 0.1
 ApplyGroup = Callable[..., list[Outcome]]  # CatalogStore.apply_group
 
 
-@dataclass(eq=False)
-class _Slot:
-    request: BatchRequest
-    outcome: Outcome | BaseException | None = None
-    done: bool = False
-    group_size: int = field(default=0)
-
-
-@dataclass
-class _Handover:
-    """A leader's batches while they wait in the staging list: the round, and its slots in its order."""
-
-    round: Round | None = None
-    slots: list[_Slot] = field(default_factory=list)
-
-
 class GroupCommitter:
     """Applies batches from many threads in as few commits as they allow; one per worker process."""
 
@@ -85,7 +67,7 @@ class GroupCommitter:
         self._staging = staging
         self._stage_timeout = stage_timeout
         self._changed = threading.Condition()
-        self._waiting: list[_Slot] = []
+        self._waiting: list[Slot] = []
         self._leading = False
         self._holder_seen_at = float("-inf")  # when another holder last answered us, or held the lock
         self._fed = False  # whether our last commit carried other workers' staged batches
@@ -96,7 +78,7 @@ class GroupCommitter:
 
     def apply(self, request: BatchRequest) -> BatchResult:
         """The batch's own outcome, once a durable commit carries it; its own error otherwise."""
-        slot = _Slot(request)
+        slot = Slot(request)
         with self._changed:
             self._waiting.append(slot)
         while True:
@@ -176,18 +158,18 @@ class GroupCommitter:
             else:
                 return
 
-    def _commit(self, group: list[_Slot], holding_only: bool = False) -> None:
+    def _commit(self, group: list[Slot], holding_only: bool = False) -> None:
         """Give every slot of ``group`` (which grows by the batches gathered) its outcome.
         ``holding_only``: commit only if the lock is free now (staged batches, and ours that come)."""
         interrupted: BaseException | None = None
         try:
             if holding_only:
                 try:
-                    self._lead(group, wait=False, handover=_Handover())
+                    self._lead(group, wait=False, handover=Handover())
                 except LockBusyError:
                     self._fed = False  # another worker holds the lock: nothing was gathered
             elif self._staging is None:
-                self._lead(group, wait=True, handover=_Handover())
+                self._lead(group, wait=True, handover=Handover())
             else:
                 self._lead_or_stage(group)
         except BaseException as exc:  # nothing of what is left was committed
@@ -203,9 +185,9 @@ class GroupCommitter:
         if interrupted is not None:
             raise interrupted  # a thread told to stop (the pool shutting down) still stops
 
-    def _lead_or_stage(self, group: list[_Slot]) -> None:
+    def _lead_or_stage(self, group: list[Slot]) -> None:
         assert self._staging is not None
-        handover = _Handover()
+        handover = Handover()
         deadline = time.monotonic() + self._stage_timeout
         first_try = time.monotonic() + (0.0 if self._knows_latest() else COLD_WAIT_S)
         while any(slot.outcome is None for slot in group):
@@ -225,6 +207,8 @@ class GroupCommitter:
                 if handover.round is None:
                     handover.slots = [slot for slot in group if slot.outcome is None]
                     handover.round = self._staging.stage([slot.request for slot in handover.slots])
+                else:
+                    self._stage_arrivals(group, handover)
                 answers = self._staging.wait(handover.round, POLL_S)
             except redis.RedisError as exc:
                 if handover.round is None:  # nothing staged: queue for the lock as without staging
@@ -234,21 +218,52 @@ class GroupCommitter:
                 raise RedisUnavailableError(f"Redis failed while waiting for staged batches: {exc}") from None
             if answers:
                 self._holder_seen_at = time.monotonic()
-            self._settle(handover.slots, answers)
+                deadline = self._holder_seen_at + self._stage_timeout  # the holder is at work
+            settle(handover.slots, answers)
+            self._release_answered(group)
             if time.monotonic() > deadline and any(slot.outcome is None for slot in group):
-                self._withdraw_quietly(handover)  # the retry of each comes back through the queue
+                withdraw_quietly(self._staging, handover)  # the retry of each comes back through the queue
                 raise LockTimeoutError(f"another writer held the lock for over {self._stage_timeout:g}s "
                                        "(CATALOG_LOCK_TIMEOUT), and committed none of the batches staged for it")
 
-    def _lead(self, group: list[_Slot], wait: bool, handover: _Handover) -> None:
+    def _stage_arrivals(self, group: list[Slot], handover: Handover) -> None:
+        """Batches that came here while ours wait for the holder join them in the staging list now
+        (the group up to ``max_batches``): they waited for every answer of the round before, a
+        whole commit of the holder, and a burst's stagers fed it a batch or two a commit."""
+        assert self._staging is not None and handover.round is not None
+        with self._changed:
+            room = self._max_batches - len(group)
+            if room <= 0 or not self._waiting:
+                return
+            arrivals, self._waiting = self._waiting[:room], self._waiting[room:]
+        try:
+            self._staging.stage([slot.request for slot in arrivals], joining=handover.round)
+        except BaseException:
+            with self._changed:
+                self._waiting[:0] = arrivals  # not staged: the next leader takes them
+            raise
+        group.extend(arrivals)
+        handover.slots.extend(arrivals)
+
+    def _release_answered(self, group: list[Slot]) -> None:
+        """Slots the holder answered return now (the commit that carried them is durable), not
+        once the whole group is answered: it grows while its batches wait (``_stage_arrivals``)."""
+        with self._changed:
+            answered = [slot for slot in group if slot.outcome is not None and not slot.done]
+            for slot in answered:
+                slot.done, slot.group_size = True, len(group)
+            if answered:
+                self._changed.notify_all()
+
+    def _lead(self, group: list[Slot], wait: bool, handover: Handover) -> None:
         """Commit ``group``'s open batches, those waiting here and staged ones, holding the lock
         (waiting for it only if ``wait``, else ``LockBusyError`` when it is held)."""
-        carried: list[_Slot | Taken] = [] if handover.round is not None else [s for s in group if s.outcome is None]
+        carried: list[Slot | Taken] = [] if handover.round is not None else [s for s in group if s.outcome is None]
 
         def gather() -> list[BatchRequest]:
             """Once the lock is held: our staged batches no holder answered, batches that came
             while the leader waited here, and other workers' staged batches join."""
-            joining: list[_Slot | Taken] = self._take_back(handover)
+            joining: list[Slot | Taken] = [*take_back(self._staging, handover)]
             with self._changed:
                 room = self._max_batches - len(carried) - len(joining)
                 local, self._waiting = self._waiting[:max(room, 0)], self._waiting[max(room, 0):]
@@ -263,7 +278,7 @@ class GroupCommitter:
             """Under the lock, the commit durable: answer the staged batches, and (a drain follows a
             commit that carried some) renew our drain notice with the answers."""
             if self._staging is not None:
-                answers = [(item, _answer(item, outcome))
+                answers = [(item, answer_to(item, outcome))
                            for item, outcome in zip(carried, outcomes, strict=True) if isinstance(item, Taken)]
                 drains = bool(answers) and not self._stopping.is_set()
                 self._announced = self._announced or drains
@@ -276,7 +291,7 @@ class GroupCommitter:
                 self._staging.give_back([item for item in carried if isinstance(item, Taken)])
             raise
         for item, outcome in zip(carried, outcomes, strict=True):
-            if isinstance(item, _Slot):
+            if isinstance(item, Slot):
                 item.outcome = outcome
         staged = sum(isinstance(item, Taken) for item in carried)
         self._fed = staged > 0
@@ -284,51 +299,10 @@ class GroupCommitter:
             log.info("group commit: %d batches in one commit%s", len(carried),
                      f" ({staged} staged by other workers)" if staged else "")
 
-    def _take_back(self, handover: _Handover) -> list[_Slot | Taken]:
-        """Under the lock: our staged entries no holder took come back; those taken are answered by
-        now (a holder answers before it releases the lock), or their holder is gone: both kinds
-        left unanswered are ours to commit (the ledger tells a duplicate)."""
-        staged, handover.round = handover.round, None
-        if staged is None or self._staging is None:
-            return []
-        open_slots = [index for index, slot in enumerate(handover.slots) if slot.outcome is None]
-        try:
-            withdrawn = self._staging.withdraw(staged, open_slots)
-            self._settle([handover.slots[i] for i in open_slots if i not in withdrawn],
-                         self._staging.answers_now(staged))
-        except redis.RedisError as exc:
-            log.warning("could not take back staged batches (%s); committing them here", exc)
-        return [handover.slots[i] for i in open_slots if handover.slots[i].outcome is None]
-
-    def _withdraw_quietly(self, handover: _Handover) -> None:
-        if handover.round is not None and self._staging is not None:
-            try:
-                self._staging.withdraw(handover.round, [i for i, s in enumerate(handover.slots) if s.outcome is None])
-            except redis.RedisError as exc:
-                log.warning("could not take back staged batches (%s); a holder may commit them first", exc)
-
     @staticmethod
-    def _settle(slots: Sequence[_Slot], answers: Sequence[StagedOutcome]) -> None:
-        """Each answer to the first open slot of its batch id (a batch may be there twice)."""
-        for answer in answers:
-            slot = next((s for s in slots if s.outcome is None and s.request.batch_id == answer.batch_id), None)
-            if slot is None:
-                continue  # stale (an earlier round's) or not ours
-            if answer.result is not None:
-                slot.outcome = answer.result
-            else:
-                slot.outcome = ProductNotYetCreatedError(answer.retry or "retry")
-
-    @staticmethod
-    def _outcome(slot: _Slot) -> BatchResult:
+    def _outcome(slot: Slot) -> BatchResult:
         if isinstance(slot.outcome, BaseException):
             raise slot.outcome
         assert slot.outcome is not None
         return slot.outcome
 
-
-def _answer(item: Taken, outcome: Outcome) -> StagedOutcome:
-    if isinstance(outcome, BatchResult):
-        return StagedOutcome(batch_id=item.request.batch_id, result=outcome)
-    assert isinstance(outcome, CatalogError)
-    return StagedOutcome(batch_id=item.request.batch_id, retry=str(outcome))

@@ -132,16 +132,20 @@ class StagingArea:
         # (CATALOG_GROUP_COMMIT_MAX_BYTES), whatever the number and size of the staged batches.
         self._group_bytes = group_bytes
 
-    def stage(self, requests: Sequence[BatchRequest]) -> Round:
-        """Push ``requests`` for the holder (in one command); ``RedisError`` if Redis refuses."""
-        staged = Round(REPLY_KEY_PREFIX + uuid.uuid4().hex)
+    def stage(self, requests: Sequence[BatchRequest], joining: Round | None = None) -> Round:
+        """Push ``requests`` for the holder (in one command): a new round, or more of ``joining``, a
+        round whose answers are awaited (theirs come to its list too). ``RedisError`` if Redis
+        refuses (then ``joining`` is as it was)."""
+        staged = joining or Round(REPLY_KEY_PREFIX + uuid.uuid4().hex)
+        entries = []
         for request in requests:
             assert request.planner is None, "a planned batch is decided under the lock, never staged"
-            staged.entries.append(orjson.dumps({
+            entries.append(orjson.dumps({
                 "batch_id": request.batch_id, "sequence": request.sequence, "source": request.source,
                 "final_attempt": request.final_attempt, "records": list(request.records),
                 "reply_to": staged.reply_to}))
-        self._client().rpush(self._key(), *staged.entries)
+        self._client().rpush(self._key(), *entries)
+        staged.entries.extend(entries)
         return staged
 
     def wait(self, staged: Round, timeout: float) -> list[StagedOutcome]:
