@@ -224,7 +224,8 @@ class GroupCommitter:
             if time.monotonic() > deadline and any(slot.outcome is None for slot in group):
                 withdraw_quietly(self._staging, handover)  # the retry of each comes back through the queue
                 raise LockTimeoutError(f"another writer held the lock for over {self._stage_timeout:g}s "
-                                       "(CATALOG_LOCK_TIMEOUT), and committed none of the batches staged for it")
+                                       "(CATALOG_LOCK_TIMEOUT), and answered none of the batches staged for it "
+                                       "in that time")
 
     def _stage_arrivals(self, group: list[Slot], handover: Handover) -> None:
         """Batches that came here while ours wait for the holder join them in the staging list now
