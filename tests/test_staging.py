@@ -78,15 +78,14 @@ def test_a_holder_whose_own_batches_are_done_goes_on_with_batches_staged_during_
     assert staging is not None and feeding is not None
     first = feeding.stage([request(feeder, "f1", [product("F1")])])
     later: list[Any] = []
-    take = staging.take
+    answer = staging.answer
 
-    def take_then_more_arrive(limit: int) -> Any:
-        taken = take(limit)
-        if not later:  # the feeder's next batches come while the holder commits
+    def answer_as_more_arrive(*args: Any) -> Any:
+        if not later:  # the feeder's next batches come once the commit is written (too late for it)
             later.append(feeding.stage([request(feeder, "f2", [product("F2")]), request(feeder, "f3", [product("F3")])]))
-        return taken
+        return answer(*args)
 
-    monkeypatch.setattr(staging, "take", take_then_more_arrive)
+    monkeypatch.setattr(staging, "answer", answer_as_more_arrive)
     own = holder.committer.apply(request(holder, "h1", [product("H1")]))
     # The feeder's committer never ran: only the holder can have committed f2 and f3.
     assert own.status.value == "applied"
@@ -97,6 +96,55 @@ def test_a_holder_whose_own_batches_are_done_goes_on_with_batches_staged_during_
     assert holder.store.redis.llen(key(settings)) == 0
     state = read_state(state_path(settings.catalog_path))
     assert state is not None and {"h1", "f1", "f2", "f3"} <= set(state.ledger) and state.commits == 3
+
+
+def test_batches_staged_while_a_fed_holder_merges_join_the_same_commit(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """At a burst's end they waited for the whole of a long commit, then for a commit of their own.
+    Only a holder others feed asks again (a round trip), so a lone worker's commit does not."""
+    holder, feeder = worker(settings), worker(settings)
+    feeding = feeder.committer._staging
+    assert feeding is not None
+    commits_before = read_state(state_path(settings.catalog_path)).commits  # type: ignore[union-attr]
+    first = feeding.stage([request(feeder, "f0", [product("F0")])])  # the holder is fed
+    late: list[Any] = []
+    apply_one = holder.store._apply_one
+
+    def merge_while_more_arrive(*args: Any) -> Any:
+        if not late:  # staged while the holder merges
+            late.append(feeding.stage([request(feeder, "f1", [product("F1")]), request(feeder, "f2", [product("F2")])]))
+        return apply_one(*args)
+
+    monkeypatch.setattr(holder.store, "_apply_one", merge_while_more_arrive)
+    own = holder.committer.apply(request(holder, "h1", [product("H1")]))
+    assert own.status.value == "applied"
+    assert [a.batch_id for a in feeding.answers_now(first)] == ["f0"]
+    answers = feeding.answers_now(late[0])  # answered before the holder returned: the same commit
+    assert sorted((a.batch_id, a.result.status.value if a.result else None) for a in answers) == [
+        ("f1", "applied"), ("f2", "applied")]
+    state = read_state(state_path(settings.catalog_path))
+    assert state is not None and {"h1", "f0", "f1", "f2"} <= set(state.ledger)
+    assert state.commits == commits_before + 1
+    assert holder.store.redis.llen(key(settings)) == 0
+
+
+def test_a_holder_nobody_feeds_does_not_ask_the_staging_list_again_after_its_merge(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    holder = worker(settings)
+    staging = holder.committer._staging
+    assert staging is not None
+    calls: list[int] = []
+    take = staging.take
+
+    def counting_take(limit: int, spent_bytes: int = 0) -> Any:
+        calls.append(limit)
+        return take(limit, spent_bytes)
+
+    monkeypatch.setattr(staging, "take", counting_take)
+    holder.committer.apply(request(holder, "h1", [product("H1")]))
+    assert len(calls) == 1  # once the lock is held; none after the merge
 
 
 def test_a_worker_shutting_down_ends_its_holders_drain_and_waits_for_it(
@@ -354,8 +402,8 @@ def test_staged_batches_over_the_holders_byte_budget_wait_for_its_next_commit(se
     group_sizes = []
     real_take = holder.committer._staging.take  # type: ignore[union-attr]
 
-    def counting_take(limit: int) -> Any:
-        taken = real_take(limit)
+    def counting_take(limit: int, spent_bytes: int = 0) -> Any:
+        taken = real_take(limit, spent_bytes)
         group_sizes.append(len(taken))
         return taken
 
@@ -364,7 +412,9 @@ def test_staged_batches_over_the_holders_byte_budget_wait_for_its_next_commit(se
     for thread, outcome in threads:
         thread.join(WAIT_S)
         assert outcome["result"].status.value == "applied", outcome
-    assert group_sizes[0] == 1  # each entry is over 1 KiB, the budget: one at a time
+    # Each entry is over 1 KiB, the budget: one at a time, and nothing more after the merge of
+    # the commit that took it (the budget is the whole commit's).
+    assert group_sizes[:2] == [1, 0]
 
 
 def test_answers_reach_each_rounds_reply_list_in_order_with_one_push_per_round(redis_url: str) -> None:

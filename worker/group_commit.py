@@ -260,18 +260,24 @@ class GroupCommitter:
         """Commit ``group``'s open batches, those waiting here and staged ones, holding the lock
         (waiting for it only if ``wait``, else ``LockBusyError`` when it is held)."""
         carried: list[Slot | Taken] = [] if handover.round is not None else [s for s in group if s.outcome is None]
+        gathered: list[int] = []  # how many joined at each call of ``gather``
 
         def gather() -> list[BatchRequest]:
-            """Once the lock is held: our staged batches no holder answered, batches that came
-            while the leader waited here, and other workers' staged batches join."""
+            """Once the lock is held, and once more after the merge of what joined: our staged
+            batches no holder answered, batches that came while the leader waited here, and other
+            workers' staged batches join (``max_batches`` and the byte budget for all together)."""
             joining: list[Slot | Taken] = [*take_back(self._staging, handover)]
             with self._changed:
                 room = self._max_batches - len(carried) - len(joining)
                 local, self._waiting = self._waiting[:max(room, 0)], self._waiting[max(room, 0):]
             group.extend(local)
             joining.extend(local)
-            if self._staging is not None:
-                joining.extend(self._staging.take(self._max_batches - len(carried) - len(joining)))
+            staged = [item for item in carried if isinstance(item, Taken)]
+            # After a merge, only a holder others feed asks for more (one more round trip).
+            if self._staging is not None and (not gathered or staged):
+                spent = sum(len(item.entry) for item in staged)
+                joining.extend(self._staging.take(self._max_batches - len(carried) - len(joining), spent))
+            gathered.append(len(joining))
             carried.extend(joining)
             return [item.request for item in joining]
 

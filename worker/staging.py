@@ -174,13 +174,14 @@ class StagingArea:
         except redis.RedisError:
             return False
 
-    def take(self, limit: int) -> list[Taken]:
-        """Up to ``limit`` staged batches for the holder's commit; never raises."""
-        if limit <= 0:
+    def take(self, limit: int, spent_bytes: int = 0) -> list[Taken]:
+        """Up to ``limit`` staged batches for the holder's commit, which already took entries of
+        ``spent_bytes`` (at least one if it took none); never raises."""
+        budget = self._group_bytes - spent_bytes
+        if limit <= 0 or budget <= 0:
             return []
         try:
-            dropped, entries = pop_entries(self._client(), self._key(), limit, self._max_entry_bytes,
-                                           self._group_bytes)
+            dropped, entries = pop_entries(self._client(), self._key(), limit, self._max_entry_bytes, budget)
         except redis.RedisError as exc:
             log.warning("could not take staged batches (%s); their workers will commit them", exc)
             return []

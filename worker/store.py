@@ -202,8 +202,10 @@ class CatalogStore:
         and no trace in the commit. An error of the commit itself (Redis, the disk, the lock)
         is raised for the whole group: nothing of it was committed.
 
-        ``gather``, called once the lock is held, returns more batches to carry (those that came
-        while this writer waited for the lock); their outcomes follow ``requests``' in the list.
+        ``gather``, called once the lock is held and once more after the merge, returns more
+        batches to carry (those that came while this writer waited for the lock, or merged);
+        their outcomes follow ``requests``' in the list. The second call's batches are applied
+        after the first's, in sequence order among themselves.
         ``deliver`` gets the outcomes once the commit is durable, before the lock is released
         (a staged batch's answer: worker/group_commit.py). ``wait_for_lock=False``: only if the
         lock is free now, else ``LockBusyError``.
@@ -228,11 +230,20 @@ class CatalogStore:
             try:
                 image = write.image
                 outcomes: dict[int, Outcome] = {}
-                for index in sorted(range(len(requests)), key=lambda i: order_key(requests[i], i)):
-                    try:
-                        outcomes[index], image = self._apply_one(write, image, requests[index], backup)
-                    except ProductNotYetCreatedError as exc:
-                        outcomes[index] = exc
+                merged, again = 0, gather is not None
+                while merged < len(requests):
+                    for index in sorted(range(merged, len(requests)), key=lambda i: order_key(requests[i], i)):
+                        try:
+                            outcomes[index], image = self._apply_one(write, image, requests[index], backup)
+                        except ProductNotYetCreatedError as exc:
+                            outcomes[index] = exc
+                    merged = len(requests)
+                    if again:
+                        # Those that came while these merged join this commit too (once, the group's
+                        # room allowing): a burst's last batches waited for the whole of it, then for
+                        # a commit of their own. In any order: the merge does not depend on it.
+                        again = False
+                        requests.extend(gather())  # type: ignore[misc]
                 changed = image is not write.image
                 if not changed:
                     discard(backup)
