@@ -57,9 +57,26 @@ class EncodedEvent:
     @property
     def data(self) -> bytes:
         """The event's JSON, ``committed_at`` included, where the event has it."""
+        return b"".join(self.parts())
+
+    def parts(self) -> tuple[bytes, ...]:
+        """``data`` as the buffers it joins."""
         if self._tail is None:
-            return self._head
-        return b"".join((self._head, orjson.dumps(self.committed_at), self._tail))
+            return (self._head,)
+        return self._head, orjson.dumps(self.committed_at), self._tail
+
+
+def encoded_array(events: Sequence[EncodedEvent]) -> bytes:
+    """``events`` as one JSON array, ``[e1,e2,...]``, joined in one copy: a group commit's events
+    are megabytes (10 MB for 100 100-record batches), and joining each event, then the list, then
+    the brackets held four copies of them at once (tracemalloc, one process)."""
+    parts: list[bytes] = [b"["]
+    for number, event in enumerate(events):
+        if number:
+            parts.append(b",")
+        parts.extend(event.parts())
+    parts.append(b"]")
+    return b"".join(parts)
 
 
 def publish(client: redis.Redis, queue: str, events: Sequence[EncodedEvent], maxlen: int) -> None:

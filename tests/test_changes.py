@@ -9,7 +9,7 @@ import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from catalog_core.events import EncodedEvent
+from catalog_core.events import EncodedEvent, encoded_array
 from schemas.events import ChangeEvent, FieldChange
 from worker.changes import change_event, field_changes
 
@@ -73,3 +73,20 @@ def test_an_event_read_back_from_a_commit_record_keeps_its_bytes_and_committed_a
     assert EncodedEvent(committed).data == orjson.dumps(committed)
     odd = {"event_id": "7-3", "fence": 7, "batch_id": "b1"}  # no committed_at at all: dumped as it is
     assert EncodedEvent(odd).data == orjson.dumps(odd)
+
+
+@given(committed_ats=st.lists(st.floats(0, 4e9) | st.just(0.0), max_size=5), odd=st.booleans())
+def test_a_commits_events_joined_in_one_copy_are_byte_for_byte_the_dump_of_their_list(
+    committed_ats: list[float], odd: bool
+) -> None:
+    events = []
+    for number, committed_at in enumerate(committed_ats):
+        event = change_event(7, f"b{number}", "feed", number + 1, None,
+                             {"P1": {"product_id": "P1", "a": number}}, {"P1": {"product_id": "P1", "a": -1}}, {})
+        encoded = EncodedEvent(event)
+        encoded.committed_at = committed_at
+        events.append((encoded, {**event, "committed_at": committed_at}))
+    if odd:  # read back from a record without committed_at: dumped as it is
+        plain = {"event_id": "7-9", "fence": 7, "batch_id": "b9"}
+        events.append((EncodedEvent(plain), plain))
+    assert encoded_array([encoded for encoded, _ in events]) == orjson.dumps([dumped for _, dumped in events])

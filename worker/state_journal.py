@@ -37,7 +37,7 @@ from typing import Any
 
 import orjson
 
-from catalog_core.events import EncodedEvent
+from catalog_core.events import EncodedEvent, encoded_array
 from schemas.state import STATE_FORMAT
 from worker.atomic import read_regular_file, write_temp
 from worker.state import (
@@ -89,12 +89,13 @@ def encode_record(catalog: Path, state: CatalogState, window: LedgerWindow, now:
         compact = bool(state.ledger or state.versions)  # a whole state (recovery, tools): its own base
     # This commit's change events, serialized once: a commit of many batches carries megabytes of
     # them (every changed field, old and new), which no compaction would make smaller.
-    events = b"[" + b",".join(event.data for event in state.events) + b"]" if state.events else None
+    events = encoded_array(state.events) if state.events else None
     if not compact and len(state.journal) <= JOURNAL_MAX_ENTRIES:
         data = _record_bytes(state, events)
         journal_bytes = len(data) - len(events or b"")
         if journal_bytes <= JOURNAL_MAX_BYTES and not _cheaper_to_compact(catalog, state, journal_bytes):
             return data
+        del data  # a compaction follows: one record in memory at a time (megabytes of events each)
     _compact(catalog, state, window, now or dt.datetime.now(dt.UTC))
     return _record_bytes(state, events)
 
