@@ -260,12 +260,13 @@ class GroupCommitter:
         """Commit ``group``'s open batches, those waiting here and staged ones, holding the lock
         (waiting for it only if ``wait``, else ``LockBusyError`` when it is held)."""
         carried: list[Slot | Taken] = [] if handover.round is not None else [s for s in group if s.outcome is None]
-        gathered: list[int] = []  # how many joined at each call of ``gather``
+        gathered = False  # whether ``gather`` ran already (it runs again after the merge)
 
         def gather() -> list[BatchRequest]:
             """Once the lock is held, and once more after the merge of what joined: our staged
             batches no holder answered, batches that came while the leader waited here, and other
             workers' staged batches join (``max_batches`` and the byte budget for all together)."""
+            nonlocal gathered
             joining: list[Slot | Taken] = [*take_back(self._staging, handover)]
             with self._changed:
                 room = self._max_batches - len(carried) - len(joining)
@@ -277,7 +278,7 @@ class GroupCommitter:
             if self._staging is not None and (not gathered or staged):
                 spent = sum(len(item.entry) for item in staged)
                 joining.extend(self._staging.take(self._max_batches - len(carried) - len(joining), spent))
-            gathered.append(len(joining))
+            gathered = True
             carried.extend(joining)
             return [item.request for item in joining]
 

@@ -136,7 +136,7 @@ class StagingArea:
         """Push ``requests`` for the holder (in one command): a new round, or more of ``joining``, a
         round whose answers are awaited (theirs come to its list too). ``RedisError`` if Redis
         refuses (then ``joining`` is as it was)."""
-        staged = joining or Round(REPLY_KEY_PREFIX + uuid.uuid4().hex)
+        staged = joining if joining is not None else Round(REPLY_KEY_PREFIX + uuid.uuid4().hex)
         entries = []
         for request in requests:
             assert request.planner is None, "a planned batch is decided under the lock, never staged"

@@ -228,22 +228,15 @@ class CatalogStore:
             # The version every batch of this commit replaces: linked now so the ledger can name it.
             backup = take_backup(self.path, self.backup_dir) if write.image.sha256 is not None else None
             try:
-                image = write.image
                 outcomes: dict[int, Outcome] = {}
-                merged, again = 0, gather is not None
-                while merged < len(requests):
-                    for index in sorted(range(merged, len(requests)), key=lambda i: order_key(requests[i], i)):
-                        try:
-                            outcomes[index], image = self._apply_one(write, image, requests[index], backup)
-                        except ProductNotYetCreatedError as exc:
-                            outcomes[index] = exc
+                image = self._merge(write, write.image, requests, 0, backup, outcomes)
+                if gather is not None:
+                    # Those that came while these merged join this commit too (once, the group's
+                    # room allowing): a burst's last batches waited for the whole of it, then for
+                    # a commit of their own. In any order: the merge does not depend on it.
                     merged = len(requests)
-                    if again:
-                        # Those that came while these merged join this commit too (once, the group's
-                        # room allowing): a burst's last batches waited for the whole of it, then for
-                        # a commit of their own. In any order: the merge does not depend on it.
-                        again = False
-                        requests.extend(gather())  # type: ignore[misc]
+                    requests.extend(gather())
+                    image = self._merge(write, image, requests, merged, backup, outcomes)
                 changed = image is not write.image
                 if not changed:
                     discard(backup)
@@ -265,6 +258,16 @@ class CatalogStore:
                          outcome.batch_id, outcome.sequence, outcome.status.value, outcome.created, outcome.updated,
                          outcome.unchanged, len(outcome.superseded))
         return results
+
+    def _merge(self, write: WriteAttempt, image: CatalogImage, requests: Sequence[BatchRequest], start: int,
+               backup: Path | None, outcomes: dict[int, Outcome]) -> CatalogImage:
+        """Apply ``requests[start:]`` to ``image`` in sequence order, each outcome into ``outcomes``."""
+        for index in sorted(range(start, len(requests)), key=lambda i: order_key(requests[i], i)):
+            try:
+                outcomes[index], image = self._apply_one(write, image, requests[index], backup)
+            except ProductNotYetCreatedError as exc:
+                outcomes[index] = exc
+        return image
 
     def _apply_one(self, write: WriteAttempt, image: CatalogImage, request: BatchRequest,
                    backup: Path | None) -> tuple[BatchResult, CatalogImage]:
@@ -329,8 +332,8 @@ class CatalogStore:
                 write = self._begin(held)
                 taken = take_backup(self.path, self.backup_dir) if write.image.sha256 is not None else None
                 write.commit(AsWritten(restored_image, data), taken)
-                release_cached_pages(taken)
                 return taken
 
         restored: Path | None = self._with_retries(attempt)
+        release_cached_pages(restored)  # as after a commit, the lock free
         return restored
