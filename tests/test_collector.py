@@ -7,6 +7,7 @@ import threading
 from collections.abc import Iterator
 
 import pytest
+import redis_lock
 
 from catalog_core.errors import CommitError
 from catalog_core.settings import Settings
@@ -28,6 +29,23 @@ def test_a_commit_runs_with_the_collector_paused_and_it_is_back_on_after(setting
     store = CatalogStore(settings)
     seen: list[bool] = []
     store.apply_group([store.request([product("A")], "b1")], deliver=lambda outcomes: seen.append(gc.isenabled()))
+    assert seen == [False]
+    assert gc.isenabled()
+
+
+def test_the_collector_resumes_only_once_the_lock_is_released(settings: Settings,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    # Resuming it inside the lock's release ran the collection it owed with the lock held: a
+    # twentieth of a worker's time in a burst, every other writer waiting.
+    seen: list[bool] = []
+    release = redis_lock.Lock.release
+
+    def watched_release(lock: redis_lock.Lock) -> None:
+        seen.append(gc.isenabled())
+        release(lock)
+
+    monkeypatch.setattr(redis_lock.Lock, "release", watched_release)
+    CatalogStore(settings).apply([product("A")], "b1")
     assert seen == [False]
     assert gc.isenabled()
 

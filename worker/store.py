@@ -18,7 +18,7 @@ import datetime as dt
 import logging
 import time
 from collections.abc import Callable, Sequence
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -218,7 +218,10 @@ class CatalogStore:
     def _apply_group_once(self, requests: list[BatchRequest], gather: Callable[[], Sequence[BatchRequest]] | None,
                           deliver: Callable[[list[Outcome]], None] | None, wait_for_lock: bool) -> list[Outcome]:
         started = time.perf_counter()
-        with self._locked(wait_for_lock) as held, collector_paused():  # worker/collector.py: why
+        with ExitStack() as after_release, self._locked(wait_for_lock) as held:
+            # Paused once the lock is held, resumed once it is released (worker/collector.py: why):
+            # the collection it owes runs with the lock free, not inside its release.
+            after_release.enter_context(collector_paused())
             locked = time.perf_counter()
             if gather is not None:
                 requests.extend(gather())  # kept if this attempt starts over
