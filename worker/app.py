@@ -15,7 +15,7 @@ from catalog_core.celery_config import TASK_ROTATE, celery_config
 from catalog_core.errors import SettingsError
 from catalog_core.settings import Settings, check_timing_rules, load_settings, unknown_setting_variables
 from catalog_core.settings_rules import one_line, unknown_variable_warning
-from worker import bad_messages, metrics, ops_hooks
+from worker import bad_messages, message_json, metrics, ops_hooks
 from worker.broker_transport import TRANSPORT
 from schemas.staging import StagedBatch
 from worker.group_commit import GroupCommitter
@@ -186,5 +186,6 @@ def create_app(settings: Settings | None = None, *, exit_on_bad_settings: bool =
     # Sent in the worker process when a shutdown begins (warm or cold). Weak: gone with the context.
     signals.worker_shutting_down.connect(context.on_worker_shutting_down)
     bad_messages.install(app, context)
+    message_json.install()  # the same values as kombu's JSON decoder, at orjson's speed
     ops_hooks.install(context)  # log format, a batch's fields on its log lines, lock holder name, beat start
     return app
