@@ -14,13 +14,22 @@ python-redis-lock 4.0.1 pitfalls this module works around:
   guard: called first on a subclass, it leaves ``redis_lock.Lock`` itself without scripts for
   the rest of the process (its ``release`` then fails with "'NoneType' object is not
   callable"). Our subclass registers them on the base class.
+
+The lock's value (python-redis-lock's ``id``, any string unique to one acquisition) is the
+**holder record**: JSON ``{id, host, pid, worker, since}``, ``id`` the random part. `catalog
+lock`, health and the metrics read it (worker/lock_info.py). Being the lock's own value, it is
+set, renewed and removed with the lock, by the same commands: a separate key cost two Redis
+round trips a commit (a tenth of a 100-record commit at 1,000 products) and could outlive or
+misname its holder.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import os
+import secrets
 import socket
 import sys
 import time
@@ -71,11 +80,6 @@ def redis_key(name: str) -> str:
     return f"lock:{name}"
 
 
-def holder_key(name: str) -> str:
-    """Beside the lock: JSON {id, host, pid, worker, since} of its holder; the lock's value is only a random id."""
-    return f"{name}:holder"
-
-
 def path_lock_name(catalog: Path) -> str:
     """The fallback: named by the resolved path, so only writers that reach it by that path share it."""
     digest = hashlib.sha256(str(catalog.resolve()).encode()).hexdigest()[:16]
@@ -83,9 +87,7 @@ def path_lock_name(catalog: Path) -> str:
 
 
 class _Lock(redis_lock.Lock):
-    """A lock whose every extension (ours and the auto-renewal thread's) also keeps its holder record alive."""
-
-    holder: str | None = None
+    """python-redis-lock's lock, its value the holder record (``holder_record``)."""
 
     @classmethod
     def register_scripts(cls, redis_client: redis.Redis) -> None:
@@ -97,33 +99,18 @@ class _Lock(redis_lock.Lock):
         starts the renewal thread (``auto_renewal=True``), so this object holds the lock once it has one."""
         return self._lock_renewal_thread is not None
 
-    def extend(self, expire: int | None = None) -> None:
-        super().extend(expire)
-        if self.holder is not None:
-            try:
-                self._client.expire(self.holder, expire or self._expire)
-            except redis.RedisError:
-                pass  # the holder record is for people; the lock itself was extended
+
+@functools.cache
+def _host() -> str:
+    return socket.gethostname()
 
 
-def _record_holder(lock: _Lock, name: str, expire: int) -> None:
-    """Write the holder record right after acquiring; best effort (it only informs `catalog lock`)."""
-    record = {"id": lock.id, "host": socket.gethostname(), "pid": os.getpid(), "worker": holder_name,
+def holder_record() -> str:
+    """A new lock value: who takes the lock (host, pid, Celery node or program) and when they
+    began to try, with a random id that makes it this acquisition's alone."""
+    record = {"id": secrets.token_urlsafe(18), "host": _host(), "pid": os.getpid(), "worker": holder_name,
               "since": time.time()}
-    try:
-        lock._client.set(holder_key(name), orjson.dumps(record), ex=expire)
-        lock.holder = holder_key(name)
-    except redis.RedisError as exc:
-        log.warning("could not record the holder of the lock %s (%s)", name, exc)
-
-
-def _forget_holder(lock: _Lock) -> None:
-    """Delete our holder record before releasing: after the release it may already be the next holder's."""
-    if lock.holder is not None:
-        try:
-            lock._client.delete(lock.holder)
-        except redis.RedisError:
-            pass  # it expires with the lock
+    return orjson.dumps(record).decode()
 
 
 class HeldLock:
@@ -137,11 +124,10 @@ class HeldLock:
     def ensure_held(self) -> None:
         """Raise ``LockLostError`` unless the lock is still ours; renew it for a full expiry if so.
 
-        Only the lock is extended here, one round trip before each commit point: the holder
-        record is for people, and the renewal thread extends it with the lock, well within its
-        expiry (python-redis-lock renews at two thirds of it)."""
+        One round trip before each commit point (the holder record is the lock's value: it is
+        extended with it)."""
         try:
-            redis_lock.Lock.extend(self._lock, self._expire)
+            self._lock.extend(self._expire)
         except redis_lock.NotAcquired:
             raise LockLostError("the catalog lock expired or was taken by another writer; write abandoned") from None
         except redis.RedisError as exc:
@@ -154,7 +140,7 @@ def catalog_lock(client: redis.Redis, catalog: Path, expire: int, timeout: float
     """Hold the catalog's write lock, auto-renewed, waiting at most ``timeout`` seconds for it;
     ``wait=False``: only if it is free now, else ``LockBusyError``."""
     name = lock_name(catalog)
-    lock = _Lock(client, name, expire=expire, auto_renewal=True)
+    lock = _Lock(client, name, expire=expire, auto_renewal=True, id=holder_record())
     deadline = time.monotonic() + timeout
     try:
         acquired = not wait and lock.acquire(blocking=False)
@@ -167,14 +153,13 @@ def catalog_lock(client: redis.Redis, catalog: Path, expire: int, timeout: float
                     f"another writer held the lock on {catalog} for over {timeout:g}s (CATALOG_LOCK_TIMEOUT)"
                 )
             step = max(1, min(LOCK_WAIT_STEP, int(remaining)))
+            lock._id = holder_record()  # "since" is then at most one step before the lock was taken
             acquired = lock.acquire(blocking=True, timeout=step)
-        _record_holder(lock, name, expire)
     except redis.RedisError as exc:
         raise RedisUnavailableError(f"Redis failed while taking the catalog lock: {exc}") from None
     try:
         yield HeldLock(lock, expire, name)
     finally:
-        _forget_holder(lock)
         try:
             lock.release()
         except redis_lock.NotAcquired:

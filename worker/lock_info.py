@@ -1,9 +1,10 @@
 """Who holds the catalog lock, read without taking it: for `catalog lock`, `catalog health` and the metrics.
 
-python-redis-lock keeps the lock as ``lock:<name>`` = a random id, with an expiry that its
-auto-renewal thread extends. The id says nothing about its owner, so ``catalog_lock`` writes a
-holder record beside it (worker/lock.py ``holder_key``): host, pid, worker name and since when.
-A record whose id is not the lock's value belongs to an earlier holder and is ignored.
+python-redis-lock keeps the lock as ``lock:<name>`` = its holder's id, with an expiry that its
+auto-renewal thread extends. Our writers make that id the holder record (worker/lock.py
+``holder_record``): host, pid, worker name and since when. Anything else in the key (a writer
+of an older version, a value set by hand, one that is not such a record) leaves the holder
+unknown; it is never trusted further than its types.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any
 import orjson
 import redis
 
-from worker.lock import holder_key, redis_key
+from worker.lock import redis_key
 
 HOLDER_MAX_BYTES = 4096
 
@@ -56,16 +57,24 @@ class LockView:
         return None
 
 
-def _holder(raw: bytes | None, lock_id: bytes) -> dict[str, Any] | None:
-    if raw is None or len(raw) > HOLDER_MAX_BYTES:
+LATEST_SINCE = 253402300799.0  # 9999-12-31: a later "since" cannot be shown as a date
+
+
+def _holder(raw: bytes) -> dict[str, Any] | None:
+    """The holder record in a lock's value, or None when it is not one (checked field by field)."""
+    if len(raw) > HOLDER_MAX_BYTES:
         return None
     try:
         record = orjson.loads(raw)
     except orjson.JSONDecodeError:
         return None
-    if not isinstance(record, dict) or str(record.get("id")).encode() != lock_id:
+    if not isinstance(record, dict):
         return None
-    return record
+    since, pid = record.get("since"), record.get("pid")
+    texts = all(isinstance(record.get(name), str) for name in ("id", "host", "worker"))
+    if not (texts and type(pid) is int and type(since) in (int, float) and 0 <= since <= LATEST_SINCE):
+        return None
+    return {"id": record["id"], "host": record["host"], "pid": pid, "worker": record["worker"], "since": float(since)}
 
 
 def read_lock(client: redis.Redis, name: str) -> LockView:
@@ -73,10 +82,9 @@ def read_lock(client: redis.Redis, name: str) -> LockView:
     with client.pipeline(transaction=False) as pipe:
         pipe.get(redis_key(name))
         pipe.pttl(redis_key(name))
-        pipe.get(holder_key(name))
-        value, pttl, raw_holder = pipe.execute()
+        value, pttl = pipe.execute()
     now = time.time()
     if value is None or pttl == -2:  # -2: released between the GET and the PTTL
         return LockView(name, False, None, None, now)
     ttl = None if pttl is None or pttl < 0 else pttl / 1000
-    return LockView(name, True, ttl, _holder(raw_holder, value), now)
+    return LockView(name, True, ttl, _holder(value), now)
