@@ -10,7 +10,9 @@ BENCH_STAMP := $(VENV)/.bench-installed
 # `make bench BENCH_ARGS="--sizes 1000,10000 --quick"`: see `python -m bench.run --help`.
 BENCH_ARGS ?=
 
-.PHONY: run test bench install clean
+TYPECHECK_STAMP := $(VENV)/.typecheck-installed
+
+.PHONY: run test bench typecheck install clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +34,14 @@ $(BENCH_STAMP): $(STAMP)
 
 bench: $(BENCH_STAMP)
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
+
+# mypy over the packages ([tool.mypy] in pyproject.toml); its own extra, kept out of CI.
+$(TYPECHECK_STAMP): $(STAMP)
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev,typecheck]'
+	touch $(TYPECHECK_STAMP)
+
+typecheck: $(TYPECHECK_STAMP)
+	$(BIN)/mypy
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis .dev

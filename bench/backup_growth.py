@@ -28,7 +28,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from synthetic import make_product  # bench/synthetic.py: scripts run from bench/, which is on sys.path
+from synthetic import make_product  # type: ignore[import-not-found]  # bench/synthetic.py: run from bench/
 
 from catalog_core.settings import load_settings
 from worker.backup_policy import BackupPolicy

@@ -148,7 +148,9 @@ def idle_latency(producer: Producer, batches: list[list[dict[str, Any]]], tag: s
                  floor: Callable[[], float]) -> tuple[list[float], list[float], dict[str, int]]:
     """Submit-to-result milliseconds of each batch but the first (a warm-up), one at a time, and a
     sample of the floor (``floor()``, milliseconds) before each: G1's reference, taken beside it."""
-    latencies, floors, statuses = [], [], Counter()
+    latencies: list[float] = []
+    floors: list[float] = []
+    statuses: Counter[str] = Counter()
     for number, batch in enumerate(batches):
         if number:
             # After the previous batch's result its worker still publishes, counts and logs: the

@@ -74,10 +74,11 @@ def goal_rows(figures: dict[str, Any]) -> list[Row]:
                         f"{project:.1f}/s = {project / raw:.1%} of raw Celery {raw:.0f}/s",
                         f"≥ {share:.0%} of raw", project >= share * raw))
     for records in (1, large):
-        rates = [rate(figures, "project", count, records) for count in workers]
-        if len(rates) > 1 and None not in rates:
-            steps = " → ".join(f"{value:.1f}" for value in rates)  # type: ignore[str-format]
-            never_lower = all(b >= a for a, b in zip(rates, rates[1:]))  # type: ignore[operator]
+        found = [rate(figures, "project", count, records) for count in workers]
+        rates = [value for value in found if value is not None]
+        if len(rates) > 1 and len(rates) == len(found):
+            steps = " → ".join(f"{value:.1f}" for value in rates)
+            never_lower = all(b >= a for a, b in zip(rates, rates[1:]))
             rows.append(Row(f"G2 scaling: {records}-record batches/s with {', '.join(map(str, workers))} workers",
                             steps, "never lower with more workers", never_lower))
     for entry in peak_memory_by_size(figures):

@@ -9,7 +9,7 @@ and ``catalog revert`` reach.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 import orjson
 import redis
@@ -18,6 +18,8 @@ from pydantic import ValidationError
 from schemas.events import ChangeEvent
 
 READ_PAGE = 500
+# A stream's entries as redis-py returns them to our clients, which never decode responses.
+StreamEntries = list[tuple[bytes, dict[bytes, bytes]]]
 
 
 def events_key(queue: str) -> str:
@@ -93,7 +95,7 @@ def publish(client: redis.Redis, queue: str, events: Sequence[EncodedEvent], max
 
 def last_published_fence(client: redis.Redis, queue: str) -> int:
     """The fencing token of the newest event in the stream; 0 when it is empty (or gone with Redis's data)."""
-    newest = client.xrevrange(events_key(queue), count=1)
+    newest = cast(StreamEntries, client.xrevrange(events_key(queue), count=1))
     if not newest:
         return 0
     try:
@@ -114,7 +116,7 @@ def read_events(client: redis.Redis, queue: str, since: str = "-") -> Iterator[t
     """Every entry after stream id ``since`` (exclusive; ``-``: from the oldest), oldest first, page by page."""
     start = since if since == "-" else f"({since}"
     while True:
-        page = client.xrange(events_key(queue), min=start, count=READ_PAGE)
+        page = cast(StreamEntries, client.xrange(events_key(queue), min=start, count=READ_PAGE))
         for entry_id, fields in page:
             yield entry_id.decode(), parse_entry(fields)
         if len(page) < READ_PAGE:
@@ -124,7 +126,8 @@ def read_events(client: redis.Redis, queue: str, since: str = "-") -> Iterator[t
 
 def follow(client: redis.Redis, queue: str, since: str, block_ms: int) -> list[tuple[str, ChangeEvent | None]]:
     """Entries after ``since`` (``$``: only new ones), waiting up to ``block_ms`` for the first."""
-    answer = client.xread({events_key(queue): since}, count=READ_PAGE, block=block_ms)
+    answer = cast(list[tuple[bytes, StreamEntries]],
+                  client.xread({events_key(queue): since}, count=READ_PAGE, block=block_ms))
     if not answer:
         return []
     return [(entry_id.decode(), parse_entry(fields)) for entry_id, fields in answer[0][1]]

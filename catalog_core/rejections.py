@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from typing import cast
 
 import orjson
 import redis
@@ -43,7 +44,7 @@ def record_rejection(client: redis.Redis, queue: str, rejected: RejectedBatch, k
 def list_rejections(client: redis.Redis, queue: str, limit: int = 100) -> list[RejectedBatch]:
     """The newest rejected batches first."""
     index_key, data_key = _keys(queue)
-    batch_ids = client.zrevrange(index_key, 0, limit - 1)
+    batch_ids = cast(list[bytes], client.zrevrange(index_key, 0, limit - 1))  # responses never decoded
     if not batch_ids:
         return []
     payloads = client.hmget(data_key, batch_ids)

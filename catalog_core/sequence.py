@@ -12,6 +12,8 @@ in every language (until about the year 2240).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import redis
 
 from catalog_core.errors import RedisUnavailableError
@@ -139,7 +141,7 @@ def fence_and_abandoned(client: redis.Redis, fence: str, floor: int, queue: str)
     return int(token), _safe_sequences(members)
 
 
-def _safe_sequences(members: set[bytes]) -> list[int]:
+def _safe_sequences(members: Iterable[bytes | str]) -> list[int]:
     found = []
     for member in members:
         try:

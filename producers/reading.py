@@ -62,7 +62,7 @@ def open_input(path: str | Path, limit: int, setting: str) -> Iterator[BinaryIO]
         os.close(fd)
         raise
     with os.fdopen(fd, "rb", buffering=0) as handle:
-        yield handle  # type: ignore[misc]
+        yield handle
 
 
 def iter_bytes(path: str | Path, limit: int, setting: str) -> Iterator[bytes]:

@@ -5,12 +5,12 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 from collections.abc import Sequence
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Final, Literal
 
 import orjson
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION: Final = 2
 MAX_SAFE_INTEGER = 2**53 - 1  # exact in every JSON implementation
 SUPPORTED_VERSIONS = (1, 2)
 

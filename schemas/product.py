@@ -96,7 +96,7 @@ def _optional(field: FieldInfo) -> tuple[Any, None]:
 def _patch_model() -> type[BaseModel]:
     id_field = Product.model_fields["product_id"]
     optional = {name: _optional(field) for name, field in Product.model_fields.items() if name != "product_id"}
-    return create_model(  # type: ignore[call-overload, no-any-return]
+    return create_model(  # type: ignore[call-overload]
         "ProductPatch",
         __config__=ConfigDict(extra="forbid"),
         __doc__=(

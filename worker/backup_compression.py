@@ -96,7 +96,7 @@ def remove_stale_compression_temps(backup_dir: Path) -> list[Path]:
     file, not about the backup's name.
     """
     now = dt.datetime.now(dt.UTC)
-    removed = []
+    removed: list[Path] = []
     try:
         entries = list(os.scandir(backup_dir))
     except OSError:

@@ -75,6 +75,8 @@ def _envelope_problem(envelope: Any) -> str | None:
 
 def checked_entry(item: bytes, queue: str) -> bytes:
     """``item`` if it is a kombu envelope, else an envelope that carries the reason (and any task id)."""
+    envelope: Any
+    problem: str | None
     try:
         envelope = orjson.loads(item)
     except orjson.JSONDecodeError as exc:
@@ -84,8 +86,9 @@ def checked_entry(item: bytes, queue: str) -> bytes:
     if problem is None:
         return item
     found = envelope if isinstance(envelope, dict) else {}
-    headers = found.get("headers") if isinstance(found.get("headers"), dict) else {}
-    properties = found.get("properties") if isinstance(found.get("properties"), dict) else {}
+    headers, properties = found.get("headers"), found.get("properties")
+    headers = headers if isinstance(headers, dict) else {}
+    properties = properties if isinstance(properties, dict) else {}
     return orjson.dumps({
         "body": None, "content-type": None, "content-encoding": None,
         "headers": {"id": headers["id"]} if isinstance(headers.get("id"), str) else {},

@@ -103,7 +103,8 @@ class QoS(kombu_redis.QoS):
 class Channel(kombu_redis.Channel):
     Message = TolerantMessage
     QoS = QoS
-    from_transport_options = kombu_redis.Channel.from_transport_options + ("claim_grace",)
+    # (kombu types these class attributes by their defaults: a tuple of its length, None, a bool)
+    from_transport_options = kombu_redis.Channel.from_transport_options + ("claim_grace",)  # type: ignore[assignment]
     claim_grace = reliable_queue.CLAIM_GRACE
     _claiming: tuple[str, str] | None = None  # (queue, key) of the outstanding BRPOPLPUSH
     _claim: Claim | None = None  # popped, being delivered, not yet recorded
@@ -134,7 +135,7 @@ class Channel(kombu_redis.Channel):
         timeout = self.brpop_timeout if timeout is None else timeout
         self._claiming = (queues[0], key)
         self._in_poll = self.client.connection
-        self._brpop_sent_at = monotonic()
+        self._brpop_sent_at = monotonic()  # type: ignore[assignment]
         self.client.connection.send_command("BRPOPLPUSH", key, reliable_queue.claim_key(key), timeout or 0)
 
     def _brpop_read(self, **options: Any) -> bool:
@@ -161,7 +162,7 @@ class Channel(kombu_redis.Channel):
             return True
         finally:
             self._claiming = None
-            self._in_poll = None
+            self._in_poll = None  # type: ignore[assignment]
             self._flush_brpop_reauth()
 
     def _poll_error(self, type: str, **options: Any) -> None:

@@ -71,8 +71,13 @@ def _holder(raw: bytes) -> dict[str, Any] | None:
     if not isinstance(record, dict):
         return None
     since, pid = record.get("since"), record.get("pid")
-    texts = all(isinstance(record.get(name), str) for name in ("id", "host", "worker"))
-    if not (texts and type(pid) is int and type(since) in (int, float) and 0 <= since <= LATEST_SINCE):
+    if not all(isinstance(record.get(name), str) for name in ("id", "host", "worker")):
+        return None
+    if not isinstance(pid, int) or isinstance(pid, bool):
+        return None
+    if not isinstance(since, int | float) or isinstance(since, bool):
+        return None
+    if not 0 <= since <= LATEST_SINCE:
         return None
     return {"id": record["id"], "host": record["host"], "pid": pid, "worker": record["worker"], "since": float(since)}
 

@@ -38,8 +38,11 @@ CREATED = "product_id"  # in a product's versions: the sequence of the batch tha
 class CatalogView(Protocol):
     """What the merge reads of a catalog: its ids in order, and a product by id (decoded on demand)."""
 
-    ids: list[str]
-    position: Mapping[str, int]
+    @property
+    def ids(self) -> list[str]: ...
+
+    @property
+    def position(self) -> Mapping[str, int]: ...
 
     def product(self, product_id: str) -> dict[str, Any]: ...
 
@@ -198,16 +201,16 @@ def merge_into(
         return outcome
 
     appended: list[str] = []
-    for product_id, product in merged.items():
+    for product_id, record in merged.items():
         if product_id not in position:
             if sequence is None:
                 appended.append(product_id)
-            outcome.changed_products[product_id] = product
+            outcome.changed_products[product_id] = record
             outcome.created += 1
-        elif _same_product(product, stored[product_id]):
+        elif _same_product(record, stored[product_id]):
             outcome.unchanged += 1
         else:
-            outcome.changed_products[product_id] = product
+            outcome.changed_products[product_id] = record
             outcome.previous[product_id] = stored[product_id]
             outcome.updated += 1
     outcome.appended = appended

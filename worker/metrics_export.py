@@ -55,6 +55,7 @@ class CatalogCollector(Collector):
         self.client = client or redis.Redis.from_url(settings.redis_url, socket_timeout=REDIS_TIMEOUT,
                                                      socket_connect_timeout=REDIS_TIMEOUT)
         self._products_cache: tuple[tuple[int, int, int], int] | None = None
+        self._last_commit: Any = None  # Redis's record of the last commit time, per scrape
 
     # --- Redis ---------------------------------------------------------------------------
     def _redis_metrics(self) -> list[Metric]:
@@ -134,7 +135,7 @@ class CatalogCollector(Collector):
 
     def _lock_metrics(self) -> list[Metric]:
         view = read_lock(self.client, existing_lock_name(self.settings.catalog_path))
-        found = [_gauge("catalog_lock_held", "1 while a writer holds the catalog lock.", int(view.held)),
+        found: list[Metric] = [_gauge("catalog_lock_held", "1 while a writer holds the catalog lock.", int(view.held)),
                  _gauge("catalog_lock_expire_seconds", "CATALOG_LOCK_EXPIRE.", self.settings.lock_expire)]
         # -1: held without an expiry (stuck until deleted); 0: free.
         ttl = (-1.0 if view.ttl is None else view.ttl) if view.held else 0.0
@@ -208,7 +209,7 @@ class CatalogCollector(Collector):
         return found
 
     def collect(self) -> Iterator[Metric]:
-        self._last_commit: Any = None
+        self._last_commit = None
         try:
             from_redis = self._redis_metrics()
             up = 1

@@ -27,6 +27,7 @@ import logging
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import cast
 
 import orjson
 import redis
@@ -153,7 +154,7 @@ class StagingArea:
         first = self._client().blpop([staged.reply_to], timeout=timeout)
         if first is None:
             return []
-        return self._outcomes([first[1], *self._drain_answers(staged)])
+        return self._outcomes([cast(bytes, first[1]), *self._drain_answers(staged)])  # responses never decoded
 
     def answers_now(self, staged: Round) -> list[StagedOutcome]:
         return self._outcomes(self._drain_answers(staged))
@@ -163,7 +164,7 @@ class StagingArea:
         key = self._key()
         with self._client().pipeline(transaction=False) as pipe:
             for index in indices:
-                pipe.lrem(key, 1, staged.entries[index])
+                pipe.lrem(key, 1, staged.entries[index])  # type: ignore[arg-type]  # typed str; bytes go as they are
             removed = pipe.execute()
         return {index for index, count in zip(indices, removed, strict=True) if count}
 
