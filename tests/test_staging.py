@@ -20,6 +20,7 @@ from schemas import BatchResult
 from tests.helpers import product, wait_for
 from worker import group_commit, staged_handover
 from worker.app import WorkerContext
+from worker.batch_apply import GroupMerge
 from worker.lock import catalog_lock, lock_name
 from worker import staging as staging_module
 from worker.staging import DRAIN_NOTICE_MS, REPLY_TTL_S, push_answers, staging_key
@@ -109,14 +110,14 @@ def test_batches_staged_while_a_fed_holder_merges_join_the_same_commit(
     commits_before = read_state(state_path(settings.catalog_path)).commits  # type: ignore[union-attr]
     first = feeding.stage([request(feeder, "f0", [product("F0")])])  # the holder is fed
     late: list[Any] = []
-    apply_one = holder.store._apply_one
+    apply_one = GroupMerge.apply_one
 
     def merge_while_more_arrive(*args: Any) -> Any:
         if not late:  # staged while the holder merges
             late.append(feeding.stage([request(feeder, "f1", [product("F1")]), request(feeder, "f2", [product("F2")])]))
         return apply_one(*args)
 
-    monkeypatch.setattr(holder.store, "_apply_one", merge_while_more_arrive)
+    monkeypatch.setattr(GroupMerge, "apply_one", merge_while_more_arrive)
     own = holder.committer.apply(request(holder, "h1", [product("H1")]))
     assert own.status.value == "applied"
     assert [a.batch_id for a in feeding.answers_now(first)] == ["f0"]

@@ -388,11 +388,11 @@ def test_each_batch_is_logged_once_with_its_outcome(settings: Settings, caplog: 
     store = CatalogStore(settings)
     store.apply([product("A"), product("Z")], "b0", sequence=1)
     store.apply([{"product_id": "Z", "product_name": "New"}], "b9", sequence=9)
-    with caplog.at_level(logging.INFO, logger="worker.store"):
+    with caplog.at_level(logging.INFO, logger="worker"):
         records = [product("B"), {"product_id": "A", "category": "Tour"}, {"product_id": "Z", "product_name": "Old"}]
         store.apply(records, "b1", sequence=2)
         store.apply(records, "b1", sequence=3)
-    assert [r.getMessage() for r in caplog.records if r.name == "worker.store"] == [
+    assert [r.getMessage() for r in caplog.records if r.name in ("worker.store", "worker.batch_apply")] == [
         "batch b1 (sequence 2) applied: 1 created, 1 updated, 1 unchanged, 1 superseded field(s)",
         "batch b1 was already applied: duplicate",
     ]

@@ -14,7 +14,6 @@ Exactly-once effects on top of at-least-once delivery:
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -29,9 +28,7 @@ from catalog_core.errors import (
     CatalogError,
     FencedError,
     LockLostError,
-    ProductNotYetCreatedError,
 )
-from catalog_core.events import EncodedEvent
 from catalog_core.redis_client import connect
 from catalog_core.sequence import (
     fence_and_abandoned, fence_key, issued_ceiling, next_sequence,
@@ -42,17 +39,16 @@ from schemas.batch import digest_of, records_json
 from worker.atomic import discard, release_cached_pages
 from worker.backup_policy import BackupPolicy
 from worker.backups import CapWatch, find_backup, read_backup, take_backup
+from worker.batch_apply import GroupMerge
 from worker.catalog_image import CatalogImage
 from worker.collector import collector_paused
 from worker.commit import Recovered, recover_for_write
 from worker.lock import HeldLock, catalog_lock
-from worker.changes import change_event
-from worker.merge import merge_into
 from worker.outbox import publish_pending
 from worker.state import CatalogState, current_identity, state_path
 from worker.state_journal import LedgerWindow
 from worker.write_attempt import (
-    AsWritten, BatchRequest, CommitStats, Outcome, Planned, WriteAttempt, batch_status, order_key,
+    AsWritten, BatchRequest, CommitStats, Outcome, Planned, WriteAttempt,
 )
 
 log = logging.getLogger(__name__)
@@ -232,14 +228,16 @@ class CatalogStore:
             backup = take_backup(self.path, self.backup_dir) if write.image.sha256 is not None else None
             try:
                 outcomes: dict[int, Outcome] = {}
-                image = self._merge(write, write.image, requests, 0, backup, outcomes)
+                merging = GroupMerge(write, backup, self._take_sequence, self.check_size,
+                                     bool(self.settings.events_maxlen))
+                image = merging.merge(write.image, requests, 0, outcomes)
                 if gather is not None:
                     # Those that came while these merged join this commit too (once, the group's
                     # room allowing): a burst's last batches waited for the whole of it, then for
                     # a commit of their own. In any order: the merge does not depend on it.
                     merged = len(requests)
                     requests.extend(gather())
-                    image = self._merge(write, image, requests, merged, backup, outcomes)
+                    image = merging.merge(image, requests, merged, outcomes)
                 changed = image is not write.image
                 if not changed:
                     discard(backup)
@@ -262,64 +260,9 @@ class CatalogStore:
                          outcome.unchanged, len(outcome.superseded))
         return results
 
-    def _merge(self, write: WriteAttempt, image: CatalogImage, requests: Sequence[BatchRequest], start: int,
-               backup: Path | None, outcomes: dict[int, Outcome]) -> CatalogImage:
-        """Apply ``requests[start:]`` to ``image`` in sequence order, each outcome into ``outcomes``."""
-        for index in sorted(range(start, len(requests)), key=lambda i: order_key(requests[i], i)):
-            try:
-                outcomes[index], image = self._apply_one(write, image, requests[index], backup)
-            except ProductNotYetCreatedError as exc:
-                outcomes[index] = exc
-        return image
-
-    def _apply_one(self, write: WriteAttempt, image: CatalogImage, request: BatchRequest,
-                   backup: Path | None) -> tuple[BatchResult, CatalogImage]:
-        state, batch_id, digest, records = write.state, request.batch_id, request.digest, request.records
-        sequence = request.sequence
-        if sequence is None:
-            sequence = next_sequence(self.redis, self.settings.queue, floor=state.sequence_high)
-        original = state.original(batch_id)
-        if original is not None:
-            matches = None if original.content_sha256 is None or request.planner else original.content_sha256 == digest
-            if matches is False:
-                log.warning("batch %s was already %s with OTHER records: this submission is not applied",
-                            batch_id, original.status.value)
-            else:
-                log.info("batch %s was already %s: duplicate", batch_id, original.status.value)
-            state.complete(sequence)
-            state.duplicates += 1
-            return BatchResult(batch_id=batch_id, status=BatchStatus.DUPLICATE, sequence=sequence, fence=write.fence,
-                               original=original, content_sha256=digest, content_matches=matches), image
-        deletions: list[str] = []
-        if request.planner is not None:
-            planned = request.planner(state)
-            records, deletions = planned.records, [p for p in planned.deletions if p in image.position]
-            digest = digest_of(self.check_size(records))
-        outcome = merge_into(image, records, sequence, state.versions)
-        status = batch_status(outcome, batch_id, sequence, state, request.final_attempt)
-        if deletions and status == BatchStatus.UNCHANGED:
-            status = BatchStatus.APPLIED
-        applied = status == BatchStatus.APPLIED
-        result = BatchResult(batch_id=batch_id, status=status, created=outcome.created, updated=outcome.updated,
-                             unchanged=outcome.unchanged, deleted=len(deletions) if applied else 0,
-                             errors=outcome.errors, sequence=sequence, fence=write.fence,
-                             superseded=outcome.superseded, content_sha256=digest,
-                             backup=str(backup) if applied and backup else None)
-        state.versions.update(outcome.versions)
-        state.record(result, dt.datetime.now(dt.UTC))
-        if applied:
-            state.applied += 1
-            removed = {product_id: image.product(product_id) for product_id in deletions}
-            order, appended = outcome.order, outcome.appended
-            if removed:
-                order, appended = [p for p in (order or [*image.ids, *appended]) if p not in removed], []
-                state.versions.update(dict.fromkeys(removed, {}))  # as if never created
-            image = image.with_changes({p: v for p, v in outcome.changed_products.items() if p not in removed}, order,
-                                       appended)
-            if self.settings.events_maxlen:
-                state.events.append(EncodedEvent(change_event(write.fence, batch_id, request.source, sequence, backup,
-                                                              outcome.changed_products, outcome.previous, removed)))
-        return result, image
+    def _take_sequence(self, floor: int) -> int:
+        """A sequence for a batch that came without one, taken under the lock."""
+        return next_sequence(self.redis, self.settings.queue, floor=floor)
 
     def restore(self, name: str) -> Path | None:
         """Put backup ``name`` back as the catalog, backing up the current version first (so it can be undone).
