@@ -280,9 +280,10 @@ def _same_product(merged: dict[str, Any], stored: dict[str, Any]) -> bool:
     """Equal data, even when the stored product lacks fields that only hold their defaults."""
     if merged == stored:
         return True
-    if any(name in stored and merged[name] != stored[name] and not isinstance(stored[name], dict | list)
-           for name in merged):
-        return False  # a plain value there differs: no default can make up for it
+    for name, value in merged.items():  # a loop, not any() over a generator: once per product a batch touches
+        old = stored.get(name, value)
+        if old != value and not isinstance(old, dict | list):
+            return False  # a plain value there differs: no default can make up for it
     try:
         return Product.model_validate(stored).to_record() == merged
     except ValidationError:
