@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from catalog_core.errors import CatalogCorruptError
 from worker.catalog_file import serialize_catalog
-from worker import catalog_image
+from worker import catalog_image_parts
 from worker.catalog_image import CatalogImage
 from tests.helpers import catalog_digest
 
@@ -159,12 +159,12 @@ def test_a_file_another_writer_changed_is_cut_like_the_known_image_into_the_same
 @contextmanager
 def rebase_at(count: int) -> Iterator[None]:
     """Images keep up to ``count`` new entries over their file, whatever its size (these are small)."""
-    saved = catalog_image.REBASE_AT, catalog_image.PART_BYTES
-    catalog_image.REBASE_AT, catalog_image.PART_BYTES = count, 1
+    saved = catalog_image_parts.REBASE_AT, catalog_image_parts.PART_BYTES
+    catalog_image_parts.REBASE_AT, catalog_image_parts.PART_BYTES = count, 1
     try:
         yield
     finally:
-        catalog_image.REBASE_AT, catalog_image.PART_BYTES = saved
+        catalog_image_parts.REBASE_AT, catalog_image_parts.PART_BYTES = saved
 
 
 @st.composite
@@ -190,7 +190,7 @@ def change_chains(draw: st.DrawFn) -> tuple[list[dict[str, Any]], list[tuple[dic
 
 
 @settings(max_examples=150, deadline=None)
-@given(case=change_chains(), overlay=st.sampled_from([0, 1, 3, catalog_image.REBASE_AT]))
+@given(case=change_chains(), overlay=st.sampled_from([0, 1, 3, catalog_image_parts.REBASE_AT]))
 def test_any_chain_of_changes_and_writes_serializes_exactly_as_the_full_dump_of_a_plain_model(
     case: tuple[list[dict[str, Any]], list[tuple[dict[str, dict[str, Any]], list[str] | None, bool]]], overlay: int,
 ) -> None:
@@ -227,7 +227,7 @@ def test_new_products_placed_before_the_last_few_are_laid_over_the_file_and_seri
 ) -> None:
     ids = [p["product_id"] for p in catalog]
     model = {p["product_id"]: p for p in catalog}
-    with rebase_at(catalog_image.REBASE_AT):
+    with rebase_at(catalog_image_parts.REBASE_AT):
         image = CatalogImage.from_own_bytes(serialize_catalog(catalog), "sha") or CatalogImage.from_products(catalog)
         if data.draw(st.booleans()) and ids:  # an overlay already there, written or not
             earlier = {pid: {"product_id": pid, "v": data.draw(VALUES)}
