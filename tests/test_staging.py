@@ -43,6 +43,12 @@ def request(context: WorkerContext, batch_id: str, records: list[Any]) -> Any:
     return context.store.request(records, batch_id, next_sequence(context.store.redis, context.settings.queue))
 
 
+def stage_once(into: list[Any], feeding: Any, feeder: WorkerContext, *batch_ids: str) -> None:
+    """Stage ``batch_ids`` (one product each, named after them) from ``feeder``, the first time only."""
+    if not into:
+        into.append(feeding.stage([request(feeder, batch_id, [product(batch_id.upper())]) for batch_id in batch_ids]))
+
+
 def in_thread(context: WorkerContext, batch_id: str, records: list[Any]) -> tuple[threading.Thread, dict[str, Any]]:
     outcome: dict[str, Any] = {}
 
@@ -82,8 +88,7 @@ def test_a_holder_whose_own_batches_are_done_goes_on_with_batches_staged_during_
     answer = staging.answer
 
     def answer_as_more_arrive(*args: Any) -> Any:
-        if not later:  # the feeder's next batches come once the commit is written (too late for it)
-            later.append(feeding.stage([request(feeder, "f2", [product("F2")]), request(feeder, "f3", [product("F3")])]))
+        stage_once(later, feeding, feeder, "f2", "f3")  # once the commit is written: too late for it
         return answer(*args)
 
     monkeypatch.setattr(staging, "answer", answer_as_more_arrive)
@@ -113,8 +118,7 @@ def test_batches_staged_while_a_fed_holder_merges_join_the_same_commit(
     apply_one = GroupMerge.apply_one
 
     def merge_while_more_arrive(*args: Any) -> Any:
-        if not late:  # staged while the holder merges
-            late.append(feeding.stage([request(feeder, "f1", [product("F1")]), request(feeder, "f2", [product("F2")])]))
+        stage_once(late, feeding, feeder, "f1", "f2")  # staged while the holder merges
         return apply_one(*args)
 
     monkeypatch.setattr(GroupMerge, "apply_one", merge_while_more_arrive)

@@ -135,8 +135,9 @@ class CatalogCollector(Collector):
 
     def _lock_metrics(self) -> list[Metric]:
         view = read_lock(self.client, existing_lock_name(self.settings.catalog_path))
-        found: list[Metric] = [_gauge("catalog_lock_held", "1 while a writer holds the catalog lock.", int(view.held)),
-                 _gauge("catalog_lock_expire_seconds", "CATALOG_LOCK_EXPIRE.", self.settings.lock_expire)]
+        found: list[Metric] = [
+            _gauge("catalog_lock_held", "1 while a writer holds the catalog lock.", int(view.held)),
+            _gauge("catalog_lock_expire_seconds", "CATALOG_LOCK_EXPIRE.", self.settings.lock_expire)]
         # -1: held without an expiry (stuck until deleted); 0: free.
         ttl = (-1.0 if view.ttl is None else view.ttl) if view.held else 0.0
         found.append(_gauge("catalog_lock_ttl_seconds", "Seconds left on the lock; -1 without expiry, 0 free.", ttl))

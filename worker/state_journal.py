@@ -156,7 +156,8 @@ def _record_bytes(state: CatalogState, events: bytes | None = None) -> bytes:
     The entry that carries them is this commit's own: it is serialized here, and kept no further."""
     carries = [events is not None and _carries(entry, state.events) for entry in state.journal]
     kept = iter(_serialized.fragments([entry for entry, own in zip(state.journal, carries, strict=True) if not own]))
-    journal = [{**entry, "events": orjson.Fragment(events or b"[]")} if own else next(kept)
+    own_events = None if events is None else orjson.Fragment(events)  # only an entry that carries them uses it
+    journal = [{**entry, "events": own_events} if own else next(kept)
                for entry, own in zip(state.journal, carries, strict=True)]
     record = {"format": STATE_FORMAT, **{name: getattr(state, name) for name in HEAD_FIELDS}, "journal": journal}
     return orjson.dumps(record)
