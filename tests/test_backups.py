@@ -11,9 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from catalog_core.errors import BackupNotFoundError
+from catalog_core.errors import BackupNotFoundError, CommitError
 from worker.backup_policy import BackupPolicy
-from worker.backups import backup_name, find_backup, list_backups, read_backup, rotate_backups, scan_backups, take_backup
+from worker.backups import (backup_name, backup_target, find_backup, link_backup, list_backups, read_backup,
+                            rotate_backups, scan_backups, take_backup)
 
 NOW = dt.datetime(2026, 11, 28, 12, 0, 0, tzinfo=dt.UTC)
 
@@ -65,6 +66,19 @@ def test_many_backups_in_the_same_instant_get_unique_names(catalog: Path, backup
     names = {take_backup(catalog, backup_dir, now=NOW) for _ in range(200)}
     assert len(names) == 200
     assert len(list_backups(catalog, backup_dir)) == 200
+
+
+def test_a_backup_name_taken_after_it_was_chosen_commits_nothing_and_asks_for_a_retry(
+    catalog: Path, backup_dir: Path
+) -> None:
+    target = backup_target(catalog, backup_dir, now=NOW)
+    assert target is not None and not target.exists()
+    target.write_text("put there by hand")
+    with pytest.raises(CommitError, match="was taken while this write ran") as raised:
+        link_backup(catalog, target)
+    assert raised.value.retryable
+    assert target.read_text() == "put there by hand"
+    assert backup_target(catalog, backup_dir, now=NOW) != target  # the retry names another
 
 
 def test_a_backup_falls_back_to_a_copy_when_hard_links_fail(

@@ -157,13 +157,13 @@ from worker.commit import recover_for_write  # noqa: E402
 
 
 def test_recovery_of_agreeing_files_does_nothing_and_says_none(catalog: Path) -> None:
-    state, data, action, _identity = recover_for_write(catalog)
+    state, data, action, _identity, _seen = recover_for_write(catalog)
     assert action is None and data.sha256 == catalog_digest(OLD) and state.catalog_sha256 == catalog_digest(OLD)
 
 
 def test_recover_for_write_hands_back_the_catalog_as_rolled_forward(catalog: Path) -> None:
     crash_in_child(catalog, "between the renames")
-    state, data, action, _identity = recover_for_write(catalog)
+    state, data, action, _identity, _seen = recover_for_write(catalog)
     assert data.sha256 == catalog_digest(NEW) and state.catalog_sha256 == catalog_digest(NEW)
     assert action is not None and action.startswith("rolled forward")
 

@@ -13,7 +13,7 @@ from tests.helpers import product
 from worker import catalog_image
 from worker import commit as commit_module
 from worker.backups import list_backups
-from worker.catalog_file import serialize_catalog
+from worker.catalog_file import FileSeen, serialize_catalog
 from worker.store import CatalogStore
 
 
@@ -25,13 +25,13 @@ def ids(settings: Settings) -> list[str]:
 def reads(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
     """Every time a writer reads the catalog file."""
     seen: list[Path] = []
-    real = commit_module.read_catalog_bytes
+    real = commit_module.read_catalog_file
 
-    def counting(path: Path) -> bytes | None:
+    def counting(path: Path) -> tuple[bytes, FileSeen] | tuple[None, None]:
         seen.append(path)
         return real(path)
 
-    monkeypatch.setattr(commit_module, "read_catalog_bytes", counting)
+    monkeypatch.setattr(commit_module, "read_catalog_file", counting)
     return seen
 
 
@@ -136,3 +136,34 @@ def test_a_catalog_swapped_for_another_file_of_the_same_size_and_mtime_is_still_
     os.replace(swapped, path)  # a new inode
     store.apply([product("B")], "b2")
     assert ids(settings) == ["Q", "B"]
+
+
+def test_a_hand_edit_in_place_that_puts_the_mtime_back_is_still_seen(
+    settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = CatalogStore(settings)
+    store.apply([product("A")], "b1")
+    path = settings.catalog_path
+    before = os.stat(path)
+    path.write_bytes(path.read_bytes().replace(b'"A"', b'"Z"'))  # same size, same inode
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))  # the mtime put back, as `touch -d` does
+    after = os.stat(path)
+    assert (after.st_ino, after.st_size, after.st_mtime_ns) == (before.st_ino, before.st_size, before.st_mtime_ns)
+    store.apply([product("B")], "b2")
+    assert ids(settings) == ["Z", "B"]
+    assert "changed outside catalog-ingest" in caplog.text
+
+
+def test_a_write_that_changes_nothing_leaves_the_catalog_file_untouched(settings: Settings, reads: list[Path]) -> None:
+    store = CatalogStore(settings)
+    store.apply([product("A")], "b1")
+    before = os.stat(settings.catalog_path)
+    assert store.apply([product("A")], "b2").status.value == "unchanged"
+    assert store.apply([{"product_id": "A", "pricing": "bad"}], "b3").status.value == "rejected"
+    # Not even linked as a backup and unlinked again: a change of its ctime would mean "edited by hand".
+    assert os.stat(settings.catalog_path).st_ctime_ns == before.st_ctime_ns
+    assert len(list_backups(settings.catalog_path, settings.backup_path)) == 0
+    reads.clear()
+    store.apply([product("B")], "b4")
+    assert reads == []  # and the next write still trusts its copy
+    assert ids(settings) == ["A", "B"]

@@ -14,7 +14,7 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from catalog_core.errors import BackupError, BackupFolderFullError, BackupNotFoundError
+from catalog_core.errors import BackupError, BackupFolderFullError, BackupNotFoundError, CommitError
 from catalog_core.settings import Settings
 from worker.backup_compression import (COMPRESSED_SUFFIX, DEFAULT_MAX_BACKUP_BYTES, compress_file, decompress_bounded,
                                        remove_stale_compression_temps)
@@ -67,6 +67,26 @@ def take_backup(catalog: Path, backup_dir: Path, now: dt.datetime | None = None)
     microsecond is tried. A full disk or quota is a ``BackupFolderFullError`` (a ``CommitError``):
     the commit it is part of stops, with what to do.
     """
+    for _ in range(100):
+        target = backup_target(catalog, backup_dir, now)
+        if target is None:
+            return None
+        try:
+            _link(catalog, target)
+        except FileExistsError:
+            continue  # taken in between: the next call finds it taken and names the next one
+        return target
+    raise BackupError(f"cannot find a free backup name in {backup_dir}")
+
+
+def backup_target(catalog: Path, backup_dir: Path, now: dt.datetime | None = None) -> Path | None:
+    """A free name for the backup of the current catalog, its folder made; None when there is no catalog yet.
+
+    A write names its backup before it merges (its ledger entries carry the name) and links it
+    (``link_backup``) only once it knows that the catalog changes: a write that changes nothing
+    never touches the catalog file, whose change time then tells a writer whether anyone edited
+    it in place (worker/commit.py).
+    """
     if not catalog.exists():
         return None
     try:
@@ -78,19 +98,33 @@ def take_backup(catalog: Path, backup_dir: Path, now: dt.datetime | None = None)
     taken_at = now or dt.datetime.now(dt.UTC)
     for _ in range(10_000):
         target = backup_dir / backup_name(catalog, taken_at)
-        try:
-            if target.with_name(target.name + COMPRESSED_SUFFIX).exists():
-                raise FileExistsError(target)
-            _link_or_copy(catalog, target)
-        except FileExistsError:
-            taken_at += dt.timedelta(microseconds=1)
-            continue
-        except OSError as exc:
-            if exc.errno in FULL_DISK_ERRNOS:
-                raise _folder_full(backup_dir, exc) from exc
-            raise BackupError(f"cannot back up {catalog} into {backup_dir}: {exc}") from exc
-        return target
+        if not os.path.lexists(target) and not os.path.lexists(target.with_name(target.name + COMPRESSED_SUFFIX)):
+            return target
+        taken_at += dt.timedelta(microseconds=1)
     raise BackupError(f"cannot find a free backup name in {backup_dir}")
+
+
+def link_backup(catalog: Path, target: Path) -> None:
+    """Make ``target`` (``backup_target``'s, named earlier) the backup of the current catalog.
+
+    Under the lock nobody else names backups; a name taken since anyway (by hand) is a
+    ``CommitError``: nothing is committed, and the batches are retried (under a new name)."""
+    try:
+        _link(catalog, target)
+    except FileExistsError:
+        raise CommitError(f"the backup name {target.name} was taken while this write ran; nothing was "
+                          "committed") from None
+
+
+def _link(catalog: Path, target: Path) -> None:
+    try:
+        _link_or_copy(catalog, target)
+    except FileExistsError:
+        raise
+    except OSError as exc:
+        if exc.errno in FULL_DISK_ERRNOS:
+            raise _folder_full(target.parent, exc) from exc
+        raise BackupError(f"cannot back up {catalog} into {target.parent}: {exc}") from exc
 
 
 def _remove(backup: Backup) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -41,15 +42,29 @@ def parse_catalog(data: bytes, source: Path | str) -> list[dict[str, Any]]:
     return products
 
 
+# A catalog file as a writer saw it: inode, size, mtime and ctime (ns). The ctime is the one a
+# hand cannot put back: an edit in place that restores the size and the mtime (`touch -d`) still moves it.
+FileSeen = tuple[int, int, int, int]
+
+
+def seen_of(status: os.stat_result) -> FileSeen:
+    return status.st_ino, status.st_size, status.st_mtime_ns, status.st_ctime_ns
+
+
 def read_catalog_bytes(path: Path) -> bytes | None:
     """The catalog file's bytes; None when there is no catalog yet.
 
     Only a regular file is a catalog: a FIFO is not waited on (opened non-blocking, checked with
     ``fstat``) and a device is never read, so a wrong CATALOG_PATH cannot hang or fill memory.
     """
+    return read_catalog_file(path)[0]
+
+
+def read_catalog_file(path: Path) -> tuple[bytes, FileSeen] | tuple[None, None]:
+    """``read_catalog_bytes``, and the file's identity taken from the descriptor its bytes came from."""
     read = read_regular_file(path, lambda reason: CatalogCorruptError(
         f"{path}: not readable as a catalog: {reason}. {RESTORE_HINT}"))
-    return None if read is None else read[0]
+    return (None, None) if read is None else (read[0], seen_of(read[1]))
 
 
 def read_catalog(path: Path) -> list[dict[str, Any]]:

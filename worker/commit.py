@@ -41,7 +41,7 @@ from worker.atomic import (
     write_temp,
 )
 from worker.catalog_digest import describes, digest_of
-from worker.catalog_file import read_catalog_bytes
+from worker.catalog_file import FileSeen, read_catalog_file, seen_of
 from worker.catalog_image import CatalogImage
 from worker.state import (
     CatalogState,
@@ -74,6 +74,7 @@ class Committed(NamedTuple):
 
     state_identity: FileIdentity | None  # None: not sure it is ours (someone replaced it at once)
     catalog_sha256: str | None
+    catalog_seen: FileSeen | None = None  # the catalog it renamed into place (None: none, or not sure)
 
 
 def _catalog_temp(catalog: Path, data: Sequence[bytes | memoryview], helper: ThreadPoolExecutor
@@ -144,6 +145,11 @@ def commit(catalog: Path, new_catalog: bytes | Sequence[bytes | memoryview] | No
         # undoes this rename leaves "new state, old catalog" with the temp file in place, which
         # recovery rolls forward (crash table, "power loss after 10"). The next commit's folder
         # fsync makes this rename durable too.
+        # Its ctime now (a rename sets it), if it is still the file we renamed: the next write
+        # trusts its copy only while the file is exactly this (``_agreeing_catalog``).
+        seen = _seen_now(catalog)
+        if seen is not None and state.catalog_file is not None and seen[0] == state.catalog_file[0]:
+            committed = committed._replace(catalog_seen=seen)
     for removed in collect_bases(catalog, state):
         log.debug("removed %s, a state segment no longer named", removed.name)
     return committed
@@ -156,6 +162,7 @@ class Recovered(NamedTuple):
     image: CatalogImage  # the catalog as recovered, parsed once
     action: str | None  # None (they agreed), or a sentence for the log
     state_identity: FileIdentity | None  # of the state file exactly as read; None when absent
+    catalog_seen: FileSeen | None = None  # the catalog file ``image`` is of, as read or renamed (ctime included)
 
 
 def recover(catalog: Path) -> tuple[CatalogState, str | None]:
@@ -187,53 +194,62 @@ def recover_for_write(catalog: Path, known: Recovered | None = None) -> Recovere
         state: CatalogState | None = known.state
     else:
         state, identity = read_state_file(state_file)
-    image, action = _agreeing_catalog(catalog, state, known.image if known else None)
+    image, action, seen = _agreeing_catalog(catalog, state, known.image if known else None,
+                                            known.catalog_seen if known else None)
     if action is not None:
         state, identity = read_state_file(state_file)
     for stale in remove_stale_temp_files(catalog):  # after recovery, which may roll one forward
         log.warning("removed %s, left by a writer that crashed or lost the lock", stale)
     if action:
         log.warning("%s: %s", catalog, action)
-    return Recovered(state or CatalogState(catalog_sha256=image.sha256), image, action, identity)
+    return Recovered(state or CatalogState(catalog_sha256=image.sha256), image, action, identity, seen)
 
 
-def _file_identity(catalog: Path) -> list[int] | None:
+def _seen_now(catalog: Path) -> FileSeen | None:
     try:
-        status = os.stat(catalog)
+        return seen_of(os.stat(catalog))
     except FileNotFoundError:
         return None
-    return [status.st_ino, status.st_size, status.st_mtime_ns]
 
 
-def _agreeing_catalog(catalog: Path, state: CatalogState | None, known: CatalogImage | None
-                      ) -> tuple[CatalogImage, str | None]:
-    """The catalog, parsed, once it agrees with ``state``; and what recovery did (None: nothing).
+def _agreeing_catalog(catalog: Path, state: CatalogState | None, known: CatalogImage | None,
+                      seen: FileSeen | None) -> tuple[CatalogImage, str | None, FileSeen | None]:
+    """The catalog, parsed, once it agrees with ``state``; what recovery did (None: nothing); and
+    the file as read (its identity from the descriptor the bytes came from).
 
     Fast path: the catalog file is the one the state committed (same inode, size and mtime,
     recorded at commit) and this process already has that version parsed (same sha256: also
-    after another writer's commit that changed only the state). Otherwise it is read and hashed.
+    after another writer's commit that changed only the state), the file exactly as this
+    process last saw it (``seen``, ctime included). Next: the state's file, in our layout, cut
+    into its entries. Otherwise it is read and hashed.
     """
-    on_disk = _file_identity(catalog)
-    if state is not None and on_disk is not None and on_disk == state.catalog_file:
-        if known is not None and known.sha256 == state.catalog_sha256:
-            return known, None
+    now = _seen_now(catalog)
+    # The file this process last saw, its inode, size and mtime unchanged, yet changed since: an
+    # edit in place that put its mtime back (`touch -d`), which only the ctime shows. Nothing
+    # recorded of it is trusted, not even the state's identity: it is hashed like any hand edit.
+    edited_in_place = seen is not None and now is not None and now[:3] == seen[:3] and now != seen
+    if state is not None and now is not None and list(now[:3]) == state.catalog_file and not edited_in_place:
+        if known is not None and known.sha256 == state.catalog_sha256 and now == seen:
+            return known, None, seen
         if state.catalog_own_layout:
             # The very file a writer of ours committed (another worker, most often): cut, not parsed.
-            data = read_catalog_bytes(catalog)
-            if data is not None:
+            data, read = read_catalog_file(catalog)
+            if data is not None and read is not None and list(read[:3]) == state.catalog_file:
                 image = None if known is None else CatalogImage.from_own_bytes_like(data, state.catalog_sha256, known)
                 image = image or CatalogImage.from_own_bytes(data, state.catalog_sha256)
                 if image is not None:
-                    return image, None
-    current = read_catalog_bytes(catalog)
+                    return image, None, read
+    current, read = read_catalog_file(catalog)
     image = CatalogImage.from_file_bytes(current, catalog)
     if state is None:
-        return image, None if current is None else "no state file yet: started one for the existing catalog"
+        return image, None if current is None else "no state file yet: started one for the existing catalog", read
     if _agrees(state.catalog_sha256, current, image.sha256):
-        state.catalog_file = on_disk  # verified by its bytes: the fast path can take it from now on
-        return image, None
+        # Verified by its bytes: the fast path can take it from now on.
+        state.catalog_file = None if read is None else list(read[:3])
+        return image, None, read
     action = _reconcile(catalog, state, current, image.sha256)
-    return CatalogImage.from_file_bytes(read_catalog_bytes(catalog), catalog), action
+    current, read = read_catalog_file(catalog)
+    return CatalogImage.from_file_bytes(current, catalog), action, read
 
 
 def _agrees(recorded: str | None, current: bytes | None, digest: str | None) -> bool:

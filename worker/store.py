@@ -36,9 +36,9 @@ from catalog_core.sequence import (
 from catalog_core.settings import Settings
 from schemas import BatchResult, BatchStatus
 from schemas.batch import digest_of, records_json
-from worker.atomic import discard, release_cached_pages
+from worker.atomic import release_cached_pages
 from worker.backup_policy import BackupPolicy
-from worker.backups import CapWatch, find_backup, read_backup, take_backup
+from worker.backups import CapWatch, backup_target, find_backup, link_backup, read_backup, take_backup
 from worker.batch_apply import GroupMerge
 from worker.catalog_image import CatalogImage
 from worker.collector import collector_paused
@@ -224,27 +224,25 @@ class CatalogStore:
             if not requests:
                 return []  # nothing came (a holder that drains found the staged batches taken)
             write = self._begin(held)
-            # The version every batch of this commit replaces: linked now so the ledger can name it.
-            backup = take_backup(self.path, self.backup_dir) if write.image.sha256 is not None else None
-            try:
-                outcomes: dict[int, Outcome] = {}
-                merging = GroupMerge(write, backup, self._take_sequence, self.check_size,
-                                     bool(self.settings.events_maxlen))
-                image = merging.merge(write.image, requests, 0, outcomes)
-                if gather is not None:
-                    # Those that came while these merged join this commit too (once, the group's
-                    # room allowing): a burst's last batches waited for the whole of it, then for
-                    # a commit of their own. In any order: the merge does not depend on it.
-                    merged = len(requests)
-                    requests.extend(gather())
-                    image = merging.merge(image, requests, merged, outcomes)
-                changed = image is not write.image
-                if not changed:
-                    discard(backup)
-                    backup = None
-            except BaseException:
-                discard(backup)
-                raise
+            # The version every batch of this commit replaces: named now so the ledger can name it,
+            # linked only if the catalog changes (a write that changes nothing never touches the file).
+            backup = backup_target(self.path, self.backup_dir) if write.image.sha256 is not None else None
+            outcomes: dict[int, Outcome] = {}
+            merging = GroupMerge(write, backup, self._take_sequence, self.check_size,
+                                 bool(self.settings.events_maxlen))
+            image = merging.merge(write.image, requests, 0, outcomes)
+            if gather is not None:
+                # Those that came while these merged join this commit too (once, the group's
+                # room allowing): a burst's last batches waited for the whole of it, then for
+                # a commit of their own. In any order: the merge does not depend on it.
+                merged = len(requests)
+                requests.extend(gather())
+                image = merging.merge(image, requests, merged, outcomes)
+            changed = image is not write.image
+            if changed and backup is not None:
+                link_backup(self.path, backup)
+            else:
+                backup = None
             write.commit(image if changed else None, backup)
             results = [outcomes[i] for i in range(len(requests))]
             if deliver is not None:

@@ -104,7 +104,9 @@ class WriteAttempt:
             discard(backup)  # the commit did not happen: nor did its backup
             raise
         kept = self.image if image is None else image.sealed_as(committed.catalog_sha256)
-        self.store.remember(Recovered(self.state.settled(), kept, None, committed.state_identity))
+        # A commit of the state only leaves the catalog file as it was read: untouched, backup unlinked.
+        seen = self.recovered.catalog_seen if image is None else committed.catalog_seen
+        self.store.remember(Recovered(self.state.settled(), kept, None, committed.state_identity, seen))
         # Past the commit point nothing may fail the batch: this is best effort.
         forget_abandoned(self.store.redis, self.store.settings.queue, self.abandoned)
         if publish_committed(self.store.redis, self.store.settings.queue, self.store.settings.events_maxlen,
