@@ -19,6 +19,8 @@ from typing import Any
 from urllib.parse import quote
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from catalog_core.errors import RedisUnavailableError
 from devtools.supervisor import die_with_parent
@@ -131,14 +133,13 @@ class RedisServer:
 
     def wait_ready(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
-        client = self.client(socket_connect_timeout=1)
-        while time.monotonic() < deadline:
-            if self.process is not None and self.process.poll() is not None:
-                log_tail = "".join(
-                    path.read_text(errors="replace")[-2000:]
-                    for path in (self.data_dir / "redis.stderr", self.data_dir / "redis.log") if path.exists()
-                )
-                raise RedisUnavailableError(f"redis-server exited at start:\n{log_tail}")
+        # One try per look, each bounded: redis-py's own retries (ten, with backoff) made a look
+        # at a server not yet listening take seconds, past the deadline, the exit never seen.
+        client = self.client(socket_connect_timeout=1, socket_timeout=1, retry=Retry(NoBackoff(), 0))
+        while True:
+            self._raise_if_exited()
+            if time.monotonic() >= deadline:
+                raise RedisUnavailableError(f"redis-server did not answer on port {self.port} within {timeout:g}s")
             try:
                 # Answering is not enough: another server may own the port we were given.
                 if self.process is None or client.info("server")["process_id"] == self.process.pid:
@@ -146,7 +147,14 @@ class RedisServer:
             except redis.RedisError:
                 pass
             time.sleep(0.05)
-        raise RedisUnavailableError(f"redis-server did not answer on port {self.port} within {timeout:g}s")
+
+    def _raise_if_exited(self) -> None:
+        if self.process is not None and self.process.poll() is not None:
+            log_tail = "".join(
+                path.read_text(errors="replace")[-2000:]
+                for path in (self.data_dir / "redis.stderr", self.data_dir / "redis.log") if path.exists()
+            )
+            raise RedisUnavailableError(f"redis-server exited at start:\n{log_tail}")
 
     def stop(self, timeout: float = 10.0) -> None:
         if self.process is None or self.process.poll() is not None:

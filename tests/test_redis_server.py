@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import socket
+import time
 from pathlib import Path
 
 import pytest
@@ -57,3 +59,19 @@ def test_a_binary_without_tls_says_so_at_start(tmp_path: Path) -> None:
     files = TlsFiles(cert=tmp_path / "c.pem", key=tmp_path / "k.pem", ca=tmp_path / "ca.pem")
     with pytest.raises(RedisUnavailableError, match="exited at start"):
         RedisServer(tmp_path / "r", tls=files).start(timeout=5)
+
+
+def test_a_server_that_exits_while_its_port_never_answers_is_reported_as_exited_in_time(tmp_path: Path) -> None:
+    # Its port held by a listener that accepts and never answers (another program's), and a
+    # "redis-server" that exits a moment after it starts: each look at the port must be bounded,
+    # so the exit is seen and named, within the timeout, not a hang or a vague "did not answer".
+    fake = tmp_path / "redis-server"
+    fake.write_text("#!/bin/sh\nsleep 0.3\necho 'FATAL: cannot start' >&2\nexit 3\n")
+    fake.chmod(0o755)
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        started = time.monotonic()
+        with pytest.raises(RedisUnavailableError, match="exited at start(.|\n)*FATAL: cannot start"):
+            RedisServer(tmp_path / "r", port=silent.getsockname()[1], binary=str(fake)).start(timeout=4)
+        assert time.monotonic() - started < 4
