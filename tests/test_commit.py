@@ -152,7 +152,7 @@ def test_a_state_only_commit_leaves_the_catalog_file_alone(catalog: Path) -> Non
 
 import logging  # noqa: E402
 
-from catalog_core.errors import CommitError  # noqa: E402
+from catalog_core.errors import CatalogCorruptError, CommitError  # noqa: E402
 from worker.commit import recover_for_write  # noqa: E402
 
 
@@ -305,3 +305,11 @@ def test_a_state_written_before_the_digest_agrees_by_the_plain_sha256_and_the_ne
     state.fence = 2
     commit(path, OWN_NEW, state, lambda: None)
     assert read_state(state_path(path)).catalog_sha256 == catalog_digest(OWN_NEW)  # type: ignore[union-attr]
+
+
+def test_a_deleted_catalog_is_not_adopted_as_an_empty_one(catalog: Path) -> None:
+    catalog.unlink()
+    with pytest.raises(CatalogCorruptError, match="missing, but its state file records one"):
+        recover(catalog)
+    assert read_state(state_path(catalog)).catalog_sha256 == catalog_digest(OLD)  # type: ignore[union-attr]
+    assert recover_for_write(catalog, missing_ok=True).image.sha256 is None  # a restore puts one back

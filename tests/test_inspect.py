@@ -10,7 +10,10 @@ import pytest
 from catalog_core.errors import CatalogMissingError
 from schemas import Product
 from tests.helpers import product
+from worker.catalog_digest import digest_of
+from worker.commit import commit
 from worker.inspect import catalog_stats, verify_catalog
+from worker.state import CatalogState
 
 
 def write_catalog(path: Path, products: list[dict]) -> Path:
@@ -38,6 +41,14 @@ def test_an_unparseable_catalog_is_one_problem_not_a_crash(tmp_path: Path) -> No
 def test_a_missing_catalog_is_said_plainly(tmp_path: Path) -> None:
     with pytest.raises(CatalogMissingError, match="no catalog file yet"):
         verify_catalog(tmp_path / "products.json")
+
+
+def test_a_catalog_deleted_while_its_state_records_one_is_said_to_be_missing_not_new(tmp_path: Path) -> None:
+    path = write_catalog(tmp_path / "products.json", [product("A")])
+    commit(path, None, CatalogState(catalog_sha256=digest_of(path.read_bytes())), lambda: None)  # the state records it
+    path.unlink()
+    with pytest.raises(CatalogMissingError, match="missing, but products.json.state records one"):
+        verify_catalog(path)
 
 
 def test_stats_count_products_by_state_category_and_city(tmp_path: Path) -> None:

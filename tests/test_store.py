@@ -435,3 +435,22 @@ def test_the_store_gives_the_catalog_of_the_reference_model_after_any_processing
         except ProductNotYetCreatedError:
             queue.append((sequence, records))
     assert json.loads(catalog_path.read_bytes()) == apply_in_sequence_order(initial_catalog(), batches)
+
+
+def test_a_catalog_deleted_while_its_state_records_it_is_refused_not_replaced_and_a_restore_brings_it_back(
+    settings: Settings,
+) -> None:
+    store = CatalogStore(settings)
+    store.apply([product("A"), product("B")], "b1")
+    store.apply([product("C")], "b2")  # its backup holds A and B
+    state_before = (settings.catalog_path.parent / "products.json.state").read_bytes()
+    settings.catalog_path.unlink()  # a mistaken `rm`, a clean-up script
+    for writer in (store, CatalogStore(settings)):  # the worker that wrote it, and any other
+        with pytest.raises(CatalogCorruptError, match="missing, but its state file records one"):
+            writer.apply([product("D")], "b3")
+    assert not settings.catalog_path.exists()
+    assert (settings.catalog_path.parent / "products.json.state").read_bytes() == state_before  # nothing adopted
+    [backup] = list_backups(settings.catalog_path, settings.backup_path)
+    CatalogStore(settings).restore(backup.name)  # the way back the error names
+    assert store.apply([product("D")], "b3").status == BatchStatus.APPLIED
+    assert [p["product_id"] for p in json.loads(settings.catalog_path.read_text())] == ["A", "B", "D"]

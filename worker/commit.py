@@ -29,7 +29,7 @@ from contextlib import suppress
 from pathlib import Path
 from typing import NamedTuple
 
-from catalog_core.errors import CommitError, FencedError
+from catalog_core.errors import CatalogCorruptError, CommitError, FencedError
 from worker.atomic import (
     TEMP_SUFFIX,
     atomic_write,
@@ -174,7 +174,7 @@ def recover(catalog: Path) -> tuple[CatalogState, str | None]:
     return recovered.state, recovered.action
 
 
-def recover_for_write(catalog: Path, known: Recovered | None = None) -> Recovered:
+def recover_for_write(catalog: Path, known: Recovered | None = None, missing_ok: bool = False) -> Recovered:
     """``recover``, also returning the catalog parsed and the identity of the state file exactly as read.
 
     ``known`` is what this process had when it last wrote (or read): files whose identity has
@@ -182,6 +182,10 @@ def recover_for_write(catalog: Path, known: Recovered | None = None) -> Recovere
     restore, a hand edit) changes the identity, and the file is read. A writer compares the
     state identity with ``worker.state.current_identity`` right before its commit: any
     difference means someone committed since the read.
+
+    A catalog file that is gone while the state records one is a ``CatalogCorruptError``
+    (nothing is written: adopting "no catalog" would make the next commit a catalog of its
+    batches alone), but for ``missing_ok``: a restore, which puts one back.
     """
     state_file = state_path(catalog)
     # First, before reading anything, the state temp files of other writers: one that lost the
@@ -195,7 +199,7 @@ def recover_for_write(catalog: Path, known: Recovered | None = None) -> Recovere
     else:
         state, identity = read_state_file(state_file)
     image, action, seen = _agreeing_catalog(catalog, state, known.image if known else None,
-                                            known.catalog_seen if known else None)
+                                            known.catalog_seen if known else None, missing_ok)
     if action is not None:
         state, identity = read_state_file(state_file)
     for stale in remove_stale_temp_files(catalog):  # after recovery, which may roll one forward
@@ -213,7 +217,8 @@ def _seen_now(catalog: Path) -> FileSeen | None:
 
 
 def _agreeing_catalog(catalog: Path, state: CatalogState | None, known: CatalogImage | None,
-                      seen: FileSeen | None) -> tuple[CatalogImage, str | None, FileSeen | None]:
+                      seen: FileSeen | None, missing_ok: bool = False
+                      ) -> tuple[CatalogImage, str | None, FileSeen | None]:
     """The catalog, parsed, once it agrees with ``state``; what recovery did (None: nothing); and
     the file as read (its identity from the descriptor the bytes came from).
 
@@ -247,7 +252,7 @@ def _agreeing_catalog(catalog: Path, state: CatalogState | None, known: CatalogI
         # Verified by its bytes: the fast path can take it from now on.
         state.catalog_file = None if read is None else list(read[:3])
         return image, None, read
-    action = _reconcile(catalog, state, current, image.sha256)
+    action = _reconcile(catalog, state, current, image.sha256, missing_ok)
     current, read = read_catalog_file(catalog)
     return CatalogImage.from_file_bytes(current, catalog), action, read
 
@@ -273,7 +278,8 @@ def _pending_catalog(catalog: Path, token: str | None) -> Path | None:
         return None
 
 
-def _reconcile(catalog: Path, state: CatalogState, current: bytes | None, digest: str | None) -> str:
+def _reconcile(catalog: Path, state: CatalogState, current: bytes | None, digest: str | None,
+               missing_ok: bool = False) -> str:
     """``digest``: the digest of ``current`` (the catalog's bytes now), computed once by the caller."""
     state_file = state_path(catalog)
     pending = _pending_catalog(catalog, state.pending_token)
@@ -285,8 +291,18 @@ def _reconcile(catalog: Path, state: CatalogState, current: bytes | None, digest
     if previous is not None and _agrees(previous.catalog_sha256, current, digest):
         atomic_write(state_file, serialize_state(previous))
         return "rolled back to the previous state: the new catalog of an interrupted commit was lost"
+    if current is None and not missing_ok:
+        # Deleted (by mistake, by a script) or a folder that is not the one the writers wrote:
+        # "no catalog" adopted, the next commit would be a catalog of its batches alone.
+        raise CatalogCorruptError(
+            f"{catalog}: the catalog file is missing, but its state file records one (fence {state.fence}); "
+            "nothing was written. If it was deleted by mistake, put it back: `catalog backups list`, then "
+            "`catalog backups restore NAME`. To start a new, empty catalog on purpose, move "
+            f"{state_file.name} aside as well.")
     # Neither: the file was changed by hand (an edit, a copy). Keep it; it becomes the truth.
     state.catalog_sha256 = digest
     state.pending_token = None
     atomic_write(state_file, serialize_state(state))
+    if current is None:
+        return "the catalog file was missing (deleted outside catalog-ingest); the restore puts one back"
     return "the catalog was changed outside catalog-ingest; its current content is kept and adopted"

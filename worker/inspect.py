@@ -21,8 +21,21 @@ from worker.state import read_state, state_path
 def _read_existing(path: Path) -> bytes:
     data = read_catalog_bytes(path)  # regular files only: a FIFO or a device is refused, not read
     if data is None:
+        if _state_records_a_catalog(path):
+            raise CatalogMissingError(
+                f"{path}: the catalog file is missing, but {state_path(path).name} records one: it was deleted or "
+                "moved, and writes refuse until it is back (`catalog backups list`, then `catalog backups restore "
+                "NAME`)")
         raise CatalogMissingError(f"{path}: no catalog file yet (the first applied batch creates it)")
     return data
+
+
+def _state_records_a_catalog(path: Path) -> bool:
+    try:
+        state = read_state(state_path(path))
+    except CatalogCorruptError:
+        return False  # an unreadable state says nothing; the writers report it
+    return state is not None and state.catalog_sha256 is not None
 
 
 def _state_problems(path: Path, data: bytes) -> list[RecordError]:

@@ -117,8 +117,9 @@ class CatalogStore:
     def _locked(self, wait: bool = True) -> AbstractContextManager[HeldLock]:
         return catalog_lock(self.redis, self.path, self.settings.lock_expire, self.settings.lock_timeout, wait)
 
-    def _begin(self, held: HeldLock) -> WriteAttempt:
-        recovered = recover_for_write(self.path, self._known)
+    def _begin(self, held: HeldLock, missing_ok: bool = False) -> WriteAttempt:
+        """Steps 1-2 of a write. ``missing_ok``: a catalog the state records may be gone (a restore puts one back)."""
+        recovered = recover_for_write(self.path, self._known, missing_ok)
         self.remember(recovered if recovered.action is None else None)
         # The fence key comes from the same read of the catalog id as the lock itself.
         fence, abandoned = fence_and_abandoned(self.redis, fence_key(held.name), recovered.state.fence,
@@ -273,7 +274,7 @@ class CatalogStore:
 
         def attempt() -> Path | None:
             with self._locked() as held:
-                write = self._begin(held)
+                write = self._begin(held, missing_ok=True)
                 taken = take_backup(self.path, self.backup_dir) if write.image.sha256 is not None else None
                 write.commit(AsWritten(restored_image, data), taken)
                 return taken
