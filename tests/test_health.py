@@ -37,6 +37,22 @@ def test_a_catalog_that_agrees_with_its_state_is_ok_and_one_edited_by_hand_is_de
     assert code == 1 and found["catalog"][0] == "degraded"
 
 
+def test_a_deleted_state_file_or_catalog_is_degraded_and_says_that_writes_refuse(
+        settings: Settings, run_cli: CliRunner, tmp_path) -> None:  # noqa: ANN001
+    for number in (1, 2):  # two commits: the second keeps the first's state as products.json.state.prev
+        applied = run_cli("apply", str(write_jsonl(tmp_path / f"b{number}.jsonl", [product(f"A-{number}")])))
+        assert applied.returncode == 0, applied.stderr
+    state = settings.catalog_path.with_name("products.json.state")
+    kept = state.read_bytes()
+    state.unlink()
+    code, found = checks(run_cli, "catalog")
+    assert code == 1 and found["catalog"][0] == "degraded" and "state file is missing" in found["catalog"][1]
+    state.write_bytes(kept)
+    settings.catalog_path.unlink()
+    code, found = checks(run_cli, "catalog")
+    assert code == 1 and found["catalog"][0] == "degraded" and "backups restore" in found["catalog"][1]
+
+
 def test_an_unacked_batch_older_than_the_visibility_timeout_is_degraded(settings: Settings,
                                                                        run_cli: CliRunner) -> None:
     client = redis.Redis.from_url(settings.redis_url)

@@ -51,6 +51,18 @@ def test_a_catalog_deleted_while_its_state_records_one_is_said_to_be_missing_not
         verify_catalog(path)
 
 
+def test_a_deleted_state_file_is_a_problem_when_its_previous_version_shows_there_was_one(tmp_path: Path) -> None:
+    path = write_catalog(tmp_path / "products.json", [product("A")])
+    assert verify_catalog(path) == (1, [])  # no state ever: nothing to say
+    commit(path, None, CatalogState(catalog_sha256=digest_of(path.read_bytes())), lambda: None)
+    commit(path, None, CatalogState(catalog_sha256=digest_of(path.read_bytes())), lambda: None)  # .state.prev
+    path.with_name("products.json.state").unlink()
+    _, problems = verify_catalog(path)
+    assert [p.msg for p in problems] == [
+        "products.json.state is missing, but products.json.state.prev shows that this catalog had one: writes "
+        "refuse until it is back (`catalog apply` says how)"]
+
+
 def test_stats_count_products_by_state_category_and_city(tmp_path: Path) -> None:
     products = [
         Product.model_validate(product("A", category="Tour", destination_city="Dubai")).to_record(),

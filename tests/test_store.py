@@ -454,3 +454,29 @@ def test_a_catalog_deleted_while_its_state_records_it_is_refused_not_replaced_an
     CatalogStore(settings).restore(backup.name)  # the way back the error names
     assert store.apply([product("D")], "b3").status == BatchStatus.APPLIED
     assert [p["product_id"] for p in json.loads(settings.catalog_path.read_text())] == ["A", "B", "D"]
+
+
+def test_a_state_file_deleted_after_commits_is_refused_not_started_anew_and_its_previous_version_is_the_way_back(
+    settings: Settings,
+) -> None:
+    store = CatalogStore(settings)
+    store.apply([product("A")], "b1")
+    store.apply([product("B")], "b2")  # products.json.state.prev: the state from before b2's commit
+    state = settings.catalog_path.with_name("products.json.state")
+    catalog_before = settings.catalog_path.read_bytes()
+    state.unlink()
+    for writer in (store, CatalogStore(settings)):
+        with pytest.raises(CatalogCorruptError, match="missing, but products.json.state.prev beside it"):
+            writer.apply([product("C")], "b3")
+    assert settings.catalog_path.read_bytes() == catalog_before and not state.exists()
+    settings.catalog_path.with_name("products.json.state.prev").rename(state)  # the way back the error names
+    assert store.apply([product("A")], "b1").status == BatchStatus.DUPLICATE  # the ledger is back
+    assert store.apply([product("C")], "b3").status == BatchStatus.APPLIED
+    assert [p["product_id"] for p in json.loads(settings.catalog_path.read_text())] == ["A", "B", "C"]
+
+
+def test_a_catalog_without_any_state_yet_still_gets_one(settings: Settings) -> None:
+    settings.catalog_path.parent.mkdir(parents=True, exist_ok=True)
+    settings.catalog_path.write_text(json.dumps([product("SEED")]))  # the replaced system's file, as found
+    assert CatalogStore(settings).apply([product("A")], "b1").status == BatchStatus.APPLIED
+    assert [p["product_id"] for p in json.loads(settings.catalog_path.read_text())] == ["SEED", "A"]

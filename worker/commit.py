@@ -198,6 +198,8 @@ def recover_for_write(catalog: Path, known: Recovered | None = None, missing_ok:
         state: CatalogState | None = known.state
     else:
         state, identity = read_state_file(state_file)
+        if state is None:
+            _refuse_a_deleted_state(catalog)
     image, action, seen = _agreeing_catalog(catalog, state, known.image if known else None,
                                             known.catalog_seen if known else None, missing_ok)
     if action is not None:
@@ -207,6 +209,22 @@ def recover_for_write(catalog: Path, known: Recovered | None = None, missing_ok:
     if action:
         log.warning("%s: %s", catalog, action)
     return Recovered(state or CatalogState(catalog_sha256=image.sha256), image, action, identity, seen)
+
+
+def _refuse_a_deleted_state(catalog: Path) -> None:
+    """No state file, but its previous version beside it: the state was deleted, not never written.
+
+    A new one would forget which batches were applied (a redelivery applied again) and which
+    sequence wrote each field (an older batch overwriting a newer one's): nothing is written."""
+    state_file, previous = state_path(catalog), previous_state_path(catalog)
+    if os.path.lexists(previous):
+        raise CatalogCorruptError(
+            f"{state_file}: missing, but {previous.name} beside it shows that this catalog had one: it was "
+            "deleted or moved. Nothing was written: a new state would forget which batches were applied (a "
+            "redelivered batch would be applied again, an older one could overwrite newer fields). Put it "
+            f"back; or go on from the state before the last commit, `mv {previous.name} {state_file.name}` "
+            f"(that commit's batches then count as not seen yet); or, to start a new ledger on purpose, move "
+            f"{previous.name} aside as well.")
 
 
 def _seen_now(catalog: Path) -> FileSeen | None:
