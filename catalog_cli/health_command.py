@@ -24,7 +24,7 @@ from worker.catalog_file import parse_catalog, read_catalog_bytes
 from worker.lock import existing_lock_name
 from worker.lock_info import read_lock
 from catalog_core.metric_keys import times_key
-from worker.state import previous_state_path, read_state, state_path
+from worker.state import had_state, read_state, state_path
 
 PING_TIMEOUT = 3.0  # default seconds a worker has to answer; its main process answers even while it runs batches
 SETTLE_ATTEMPTS = 3  # a commit between its two renames disagrees for milliseconds: look again
@@ -62,12 +62,14 @@ def _catalog_agrees(settings: Settings) -> Check:
     data = read_catalog_bytes(path)
     state = read_state(state_path(path))
     if data is None:
-        return Check("catalog", Status.OK if state is None else Status.DEGRADED,
-                     "no catalog yet" if state is None else "the state file exists but the catalog does not: writes "
-                     "refuse until it is restored (`catalog backups restore NAME`)")
+        if state is None:
+            return Check("catalog", Status.OK, "no catalog yet")
+        refused = (": writes refuse until it is restored (`catalog backups restore NAME`)"
+                   if state.catalog_sha256 is not None else "")  # a state of rejections only records no catalog
+        return Check("catalog", Status.DEGRADED, f"the state file exists but the catalog does not{refused}")
     products = parse_catalog(data, path)
     if state is None:
-        if previous_state_path(path).exists():
+        if had_state(path):
             return Check("catalog", Status.DEGRADED, f"{len(products):,} products, but the state file is missing (its "
                          "previous version shows there was one): writes refuse until it is back, `catalog verify` "
                          "tells more")

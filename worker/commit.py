@@ -47,6 +47,7 @@ from worker.state import (
     CatalogState,
     FileIdentity,
     current_identity,
+    had_state,
     previous_state_path,
     read_state,
     read_state_file,
@@ -217,7 +218,7 @@ def _refuse_a_deleted_state(catalog: Path) -> None:
     A new one would forget which batches were applied (a redelivery applied again) and which
     sequence wrote each field (an older batch overwriting a newer one's): nothing is written."""
     state_file, previous = state_path(catalog), previous_state_path(catalog)
-    if os.path.lexists(previous):
+    if had_state(catalog):
         raise CatalogCorruptError(
             f"{state_file}: missing, but {previous.name} beside it shows that this catalog had one: it was "
             "deleted or moved. Nothing was written: a new state would forget which batches were applied (a "
@@ -251,18 +252,24 @@ def _agreeing_catalog(catalog: Path, state: CatalogState | None, known: CatalogI
     # edit in place that put its mtime back (`touch -d`), which only the ctime shows. Nothing
     # recorded of it is trusted, not even the state's identity: it is hashed like any hand edit.
     edited_in_place = seen is not None and now is not None and now[:3] == seen[:3] and now != seen
+    current: bytes | None = None
+    read: FileSeen | None = None
+    was_read = False
     if state is not None and now is not None and list(now[:3]) == state.catalog_file and not edited_in_place:
         if known is not None and known.sha256 == state.catalog_sha256 and now == seen:
             return known, None, seen
         if state.catalog_own_layout:
             # The very file a writer of ours committed (another worker, most often): cut, not parsed.
-            data, read = read_catalog_file(catalog)
-            if data is not None and read is not None and list(read[:3]) == state.catalog_file:
-                image = None if known is None else CatalogImage.from_own_bytes_like(data, state.catalog_sha256, known)
-                image = image or CatalogImage.from_own_bytes(data, state.catalog_sha256)
+            current, read = read_catalog_file(catalog)
+            was_read = True
+            if current is not None and read is not None and list(read[:3]) == state.catalog_file:
+                image = None if known is None else CatalogImage.from_own_bytes_like(current, state.catalog_sha256,
+                                                                                     known)
+                image = image or CatalogImage.from_own_bytes(current, state.catalog_sha256)
                 if image is not None:
                     return image, None, read
-    current, read = read_catalog_file(catalog)
+    if not was_read:  # the bytes read above serve the slow path too: a file is read once
+        current, read = read_catalog_file(catalog)
     image = CatalogImage.from_file_bytes(current, catalog)
     if state is None:
         return image, None if current is None else "no state file yet: started one for the existing catalog", read

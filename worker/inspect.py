@@ -15,7 +15,7 @@ from schemas import Product, RecordError, format_loc
 from worker.backups import list_backups
 from worker.catalog_digest import describes, digest_of
 from worker.catalog_file import parse_catalog, read_catalog_bytes
-from worker.state import previous_state_path, read_state, state_path
+from worker.state import had_state, previous_state_path, read_state, state_path
 
 
 def _read_existing(path: Path) -> bytes:
@@ -45,11 +45,10 @@ def _state_problems(path: Path, data: bytes) -> list[RecordError]:
     except CatalogCorruptError as exc:
         return [RecordError(index=None, msg=str(exc))]
     if state is None:
-        previous = previous_state_path(path)
-        if previous.exists():
+        if had_state(path):
             return [RecordError(index=None, msg=(
-                f"{state_path(path).name} is missing, but {previous.name} shows that this catalog had one: writes "
-                "refuse until it is back (`catalog apply` says how)"))]
+                f"{state_path(path).name} is missing, but {previous_state_path(path).name} shows that this catalog "
+                "had one: writes refuse until it is back (`catalog apply` says how)"))]
         return []
     digest = digest_of(data)
     if describes(state.catalog_sha256, data, digest):

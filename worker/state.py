@@ -62,6 +62,12 @@ def previous_state_path(catalog: Path) -> Path:
     return catalog.with_name(catalog.name + ".state.prev")
 
 
+def had_state(catalog: Path) -> bool:
+    """Whether ``catalog`` had a state file once: its previous version is there (every commit after
+    the first leaves one). Asked when the state file is missing: deleted, not never written."""
+    return os.path.lexists(previous_state_path(catalog))
+
+
 @dataclass
 class CatalogState:
     """Everything beside the catalog that must change atomically with it."""
