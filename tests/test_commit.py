@@ -9,11 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from worker import commit as commit_module
+from catalog_core.errors import FencedError
 from tests.helpers import catalog_digest
+from worker import commit as commit_module
 from worker.catalog_file import serialize_catalog
 from worker.commit import commit, recover
-from worker.state import CatalogState, previous_state_path, read_state, state_path
+from worker.state import CatalogState, had_state, previous_state_path, read_state, state_path
 
 OLD = b'[{"product_id": "OLD"}]\n'
 NEW = b'[{"product_id": "NEW"}]\n'
@@ -313,3 +314,22 @@ def test_a_deleted_catalog_is_not_adopted_as_an_empty_one(catalog: Path) -> None
         recover(catalog)
     assert read_state(state_path(catalog)).catalog_sha256 == catalog_digest(OLD)  # type: ignore[union-attr]
     assert recover_for_write(catalog, missing_ok=True).image.sha256 is None  # a restore puts one back
+
+
+def test_a_first_commit_that_aborts_at_its_check_leaves_nothing_that_says_a_state_existed(tmp_path: Path) -> None:
+    path = tmp_path / "products.json"
+
+    def lost_the_lock() -> None:
+        raise FencedError("lost the lock")
+
+    with pytest.raises(FencedError):
+        commit(path, NEW, CatalogState(fence=1), lost_the_lock)
+    assert not state_path(path).exists() and not previous_state_path(path).exists()
+    assert not had_state(path)  # the next writer starts a state, rather than refusing a deleted one
+    commit(path, NEW, CatalogState(fence=2), lambda: None)
+    assert previous_state_path(path).read_bytes() == state_path(path).read_bytes()
+    first = state_path(path).read_bytes()
+    commit(path, OLD, CatalogState(fence=3), lambda: None)  # keeps the first as .state.prev: it already was
+    assert previous_state_path(path).read_bytes() == first
+    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith(".")) == [
+        "products.json", "products.json.state", "products.json.state.prev"]

@@ -475,6 +475,28 @@ def test_a_state_file_deleted_after_commits_is_refused_not_started_anew_and_its_
     assert [p["product_id"] for p in json.loads(settings.catalog_path.read_text())] == ["A", "B", "C"]
 
 
+def test_a_state_file_deleted_after_the_catalogs_first_commit_is_refused_and_its_link_is_the_way_back(
+    settings: Settings,
+) -> None:
+    store = CatalogStore(settings)
+    store.apply([product("A")], "b1")  # the first commit: no state before it to keep
+    folder = settings.catalog_path.parent
+    state, previous = folder / "products.json.state", folder / "products.json.state.prev"
+    assert previous.read_bytes() == state.read_bytes()  # linked past the commit point: the very state
+    catalog_before = settings.catalog_path.read_bytes()
+    state.unlink()
+    for writer in (store, CatalogStore(settings)):
+        with pytest.raises(CatalogCorruptError, match="missing, but products.json.state.prev beside it"):
+            writer.apply([product("A", product_name="Redelivered")], "b1")  # a new ledger would apply it again
+    assert settings.catalog_path.read_bytes() == catalog_before and not state.exists()
+    previous.rename(state)
+    assert store.apply([product("A", product_name="Redelivered")], "b1").status == BatchStatus.DUPLICATE
+    assert store.apply([product("B")], "b2").status == BatchStatus.APPLIED
+    assert store.apply([product("C")], "b3").status == BatchStatus.APPLIED
+    assert sorted(p.name for p in folder.iterdir() if p.name.startswith("products.json")) == [
+        "products.json", "products.json.id", "products.json.state", "products.json.state.prev"]  # no link left over
+
+
 def test_a_catalog_without_any_state_yet_still_gets_one(settings: Settings) -> None:
     settings.catalog_path.parent.mkdir(parents=True, exist_ok=True)
     settings.catalog_path.write_text(json.dumps([product("SEED")]))  # the replaced system's file, as found

@@ -11,7 +11,8 @@ crash-point table):
    journal is full, a new base segment is written first (worker/state_journal.py);
 7. check the lock and the fence; any failure aborts here, temps removed;
 8. hard-link the current state as ``.state.prev``;
-9. rename the state temp over the state file and fsync the folder: the commit point;
+9. rename the state temp over the state file and fsync the folder: the commit point (a first
+   commit, which had no state to keep at step 8, then links its state as ``.state.prev``);
 10. rename the catalog temp over the catalog (no folder fsync: a power loss that undoes this
     rename is the crash after step 9, rolled forward; the next commit's folder fsync covers it).
 Recovery (step 1) compares the catalog's digest with the state's and rolls forward (the
@@ -59,15 +60,31 @@ from worker.state_journal import LedgerWindow, collect_bases, encode_record
 log = logging.getLogger(__name__)
 
 
-def _link_previous(state_file: Path, previous: Path) -> None:
-    """Keep the state being replaced, for a roll back; a hard link costs nothing."""
+def _link_previous(state_file: Path, previous: Path) -> bool:
+    """Step 8: keep the state being replaced, for a roll back (a hard link costs nothing); whether
+    there was one."""
     if not state_file.exists():
-        return
+        return False
     staging = previous.with_name(previous.name + ".new")
     with suppress(FileNotFoundError):
         staging.unlink()
     os.link(state_file, staging)
     os.replace(staging, previous)
+    with suppress(FileNotFoundError):
+        staging.unlink()  # still there when ``previous`` already was this file (the first commit's link)
+    return True
+
+
+def _mark_first_commit(state_file: Path, previous: Path) -> None:
+    """Step 9, a catalog's first commit: the new state is linked as ``.state.prev`` too, so that a
+    state file deleted after it is seen to have existed (``had_state``) and refused, not started
+    anew; ``mv`` of it back is then the very state. Linked only past the commit point: a first
+    commit that aborts leaves no trace. Best effort (a missing link only leaves that check blind)."""
+    try:
+        os.link(state_file, previous)
+    except OSError as exc:
+        if not isinstance(exc, FileExistsError):
+            log.warning("%s: could not link the first state as %s (%s)", state_file, previous.name, exc)
 
 
 class Committed(NamedTuple):
@@ -121,7 +138,7 @@ def commit(catalog: Path, new_catalog: bytes | Sequence[bytes | memoryview] | No
                 synced.result()  # both temp files durable before anything is renamed
         state_inode = _stat_own_temp(state_temp).st_ino
         before_commit()
-        _link_previous(state_file, previous)
+        first = not _link_previous(state_file, previous)
         os.replace(state_temp, state_file)
     except BaseException as exc:
         discard(catalog_temp, state_temp)
@@ -130,6 +147,8 @@ def commit(catalog: Path, new_catalog: bytes | Sequence[bytes | memoryview] | No
         raise
     # The state rename must be durable before the catalog's: recovery rolls forward from it.
     sync_folder_or_warn(catalog.parent)
+    if first:
+        _mark_first_commit(state_file, previous)
     # The state file's identity now (a rename changes its ctime), if it is still the one we renamed.
     identity = current_identity(state_file)
     committed = Committed(identity if identity is not None and identity.inode == state_inode else None,

@@ -63,8 +63,8 @@ def previous_state_path(catalog: Path) -> Path:
 
 
 def had_state(catalog: Path) -> bool:
-    """Whether ``catalog`` had a state file once: its previous version is there (every commit after
-    the first leaves one). Asked when the state file is missing: deleted, not never written."""
+    """Whether ``catalog`` had a state file once: its previous version is there (every commit leaves
+    one; the first links its own state). Asked when the state file is missing: deleted, not never written."""
     return os.path.lexists(previous_state_path(catalog))
 
 
