@@ -1,4 +1,4 @@
-"""worker.commit: a crash between any two steps of a commit is recovered at the next load."""
+"""worker.commit and worker.recovery: a crash between any two steps of a commit is recovered at the next load."""
 
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ from catalog_core.errors import FencedError
 from tests.helpers import catalog_digest
 from worker import commit as commit_module
 from worker.catalog_file import serialize_catalog
-from worker.commit import commit, recover
+from worker.commit import commit
+from worker.recovery import recover
 from worker.state import CatalogState, had_state, previous_state_path, read_state, state_path
 
 OLD = b'[{"product_id": "OLD"}]\n'
@@ -154,7 +155,7 @@ def test_a_state_only_commit_leaves_the_catalog_file_alone(catalog: Path) -> Non
 import logging  # noqa: E402
 
 from catalog_core.errors import CatalogCorruptError, CommitError  # noqa: E402
-from worker.commit import recover_for_write  # noqa: E402
+from worker.recovery import recover_for_write  # noqa: E402
 
 
 def test_recovery_of_agreeing_files_does_nothing_and_says_none(catalog: Path) -> None:
@@ -200,7 +201,7 @@ def test_recovery_logs_what_it_did_and_each_stale_temp_file_it_removed(
     stale = catalog.parent / ".products.json.deadbeef.tmp"
     stale.write_bytes(b"[{half")
     catalog.write_bytes(b'[{"product_id": "HAND"}]')
-    with caplog.at_level(logging.WARNING, logger="worker.commit"):
+    with caplog.at_level(logging.WARNING, logger="worker.recovery"):
         _, action = recover(catalog)
     messages = [record.getMessage() for record in caplog.records]
     assert f"removed {stale}, left by a writer that crashed or lost the lock" in messages

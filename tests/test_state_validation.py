@@ -18,7 +18,8 @@ from tests.conftest import CliRunner
 from tests.helpers import catalog_digest, product, write_jsonl
 from worker.catalog_file import serialize_catalog
 from worker import state as state_module
-from worker.commit import commit, recover, recover_for_write
+from worker.commit import commit
+from worker.recovery import recover, recover_for_write
 from worker.state import (
     CatalogState,
     FileIdentity,

@@ -11,7 +11,7 @@ import pytest
 from catalog_core.settings import Settings
 from tests.helpers import product
 from worker import catalog_image
-from worker import commit as commit_module
+from worker import recovery as recovery_module
 from worker.backups import list_backups
 from worker.catalog_file import FileSeen, serialize_catalog
 from worker.store import CatalogStore
@@ -25,13 +25,13 @@ def ids(settings: Settings) -> list[str]:
 def reads(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
     """Every time a writer reads the catalog file."""
     seen: list[Path] = []
-    real = commit_module.read_catalog_file
+    real = recovery_module.read_catalog_file
 
     def counting(path: Path) -> tuple[bytes, FileSeen] | tuple[None, None]:
         seen.append(path)
         return real(path)
 
-    monkeypatch.setattr(commit_module, "read_catalog_file", counting)
+    monkeypatch.setattr(recovery_module, "read_catalog_file", counting)
     return seen
 
 

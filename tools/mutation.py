@@ -26,7 +26,7 @@ from collections import Counter
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-DEFAULT_MODULES = ["worker.commit", "worker.state", "worker.merge", "worker.store"]
+DEFAULT_MODULES = ["worker.commit", "worker.recovery", "worker.state", "worker.merge", "worker.store"]
 # Killed: a test failed, pytest failed, the type check caught it, or it hung (a timeout: the
 # tests did notice, the mutant never finished).
 KILLED = {1, 3, 37, 36, 24, -24, 152, 255}

@@ -85,7 +85,7 @@ def backup_target(catalog: Path, backup_dir: Path, now: dt.datetime | None = Non
     A write names its backup before it merges (its ledger entries carry the name) and links it
     (``link_backup``) only once it knows that the catalog changes: a write that changes nothing
     never touches the catalog file, whose change time then tells a writer whether anyone edited
-    it in place (worker/commit.py).
+    it in place (worker/recovery.py).
     """
     if not catalog.exists():
         return None

@@ -51,6 +51,14 @@ def seen_of(status: os.stat_result) -> FileSeen:
     return status.st_ino, status.st_size, status.st_mtime_ns, status.st_ctime_ns
 
 
+def seen_now(path: Path) -> FileSeen | None:
+    """The catalog file as it is now (``seen_of``); None when there is none."""
+    try:
+        return seen_of(os.stat(path))
+    except FileNotFoundError:
+        return None
+
+
 def read_catalog_bytes(path: Path) -> bytes | None:
     """The catalog file's bytes; None when there is no catalog yet.
 

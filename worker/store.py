@@ -1,8 +1,8 @@
 """The catalog store: every write to the catalog goes through here. No Celery inside.
 
-A write: take the lock, recover from any interrupted commit, take a fencing token, read the
-state and the catalog (only now, so they are the latest), compute the outcome, then commit
-catalog and state together (worker/commit.py), with a backup of the replaced catalog.
+A write: take the lock, recover from any interrupted commit (worker/recovery.py), take a fencing
+token, read the state and the catalog (only now, so they are the latest), compute the outcome,
+then commit catalog and state together (worker/commit.py), with a backup of the replaced catalog.
 
 Exactly-once effects on top of at-least-once delivery:
 - a batch id already in the state's ledger is not applied again: the result is ``duplicate``
@@ -42,7 +42,7 @@ from worker.backups import CapWatch, backup_target, find_backup, link_backup, re
 from worker.batch_apply import GroupMerge
 from worker.catalog_image import CatalogImage
 from worker.collector import collector_paused
-from worker.commit import Recovered, recover_for_write
+from worker.recovery import Recovered, recover_for_write
 from worker.lock import HeldLock, catalog_lock
 from worker.outbox import publish_pending
 from worker.state import CatalogState, current_identity, state_path

@@ -14,10 +14,11 @@ from schemas import BatchResult, BatchStatus
 from worker.atomic import discard
 from worker.catalog_digest import digest_of
 from worker.catalog_image import CatalogImage
-from worker.commit import Recovered, commit
+from worker.commit import commit
 from worker.lock import HeldLock
 from worker.merge import MergeOutcome
 from worker.outbox import publish_committed
+from worker.recovery import Recovered
 from worker.state import CatalogState, current_identity, read_state, state_path
 
 if TYPE_CHECKING:

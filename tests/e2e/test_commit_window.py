@@ -62,7 +62,7 @@ def test_a_paused_writer_that_resumes_inside_another_writers_read_is_never_ackno
         wait_until(lambda: process_state(a.pid) == "T", "writer A stops just before its commit rename")
         wait_until(lambda: not client.exists(lock_key), "writer A's lock expires")
         # B keeps its lock for 30 s: its own pause must not be what saves it.
-        b = paused_apply(settings, "worker.commit:read_state_file:after",
+        b = paused_apply(settings, "worker.recovery:read_state_file:after",
                          write_jsonl(tmp_path / "b.jsonl", [product("FROM-B")]), lock_expire=30)
         wait_until(lambda: process_state(b.pid) == "T", "writer B stops right after reading the state")
         a.send_signal(signal.SIGCONT)
