@@ -131,6 +131,10 @@ def main() -> int:
                         help="keep earlier verdicts (mutmut re-tests only changed functions, not changed tests)")
     args = parser.parse_args()
     mutmut = Path(sys.executable).with_name("mutmut")
+    if not mutmut.exists():
+        print(f"{mutmut} not found: install it with `{Path(sys.executable).with_name('pip')} install -e "
+              "'.[dev,mutation]'`", file=sys.stderr)
+        return 2
     if not args.report_only:
         args.workdir.mkdir(parents=True, exist_ok=True)
         copy_tree(args.workdir)
