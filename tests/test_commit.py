@@ -334,3 +334,21 @@ def test_a_first_commit_that_aborts_at_its_check_leaves_nothing_that_says_a_stat
     assert previous_state_path(path).read_bytes() == first
     assert sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith(".")) == [
         "products.json", "products.json.state", "products.json.state.prev"]
+
+
+def test_a_first_commit_whose_link_fails_is_still_committed_and_says_the_check_is_blind(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "products.json"
+
+    def no_links(source: object, target: object) -> None:
+        raise OSError(31, "Too many links")
+
+    monkeypatch.setattr(commit_module.os, "link", no_links)
+    with caplog.at_level(logging.WARNING, logger="worker.commit"):
+        commit(path, NEW, CatalogState(fence=1), lambda: None)
+    assert path.read_bytes() == NEW and read_state(state_path(path)) is not None
+    assert not previous_state_path(path).exists()
+    assert [r.getMessage() for r in caplog.records] == [
+        f"{state_path(path)}: could not link the first state as products.json.state.prev ([Errno 31] Too many "
+        "links); were the state deleted before the next commit, writers could not tell it ever existed"]

@@ -60,7 +60,8 @@ def _mark_first_commit(state_file: Path, previous: Path) -> None:
         os.link(state_file, previous)
     except OSError as exc:
         if not isinstance(exc, FileExistsError):
-            log.warning("%s: could not link the first state as %s (%s)", state_file, previous.name, exc)
+            log.warning("%s: could not link the first state as %s (%s); were the state deleted before the "
+                        "next commit, writers could not tell it ever existed", state_file, previous.name, exc)
 
 
 class Committed(NamedTuple):
