@@ -352,3 +352,22 @@ def test_a_first_commit_whose_link_fails_is_still_committed_and_says_the_check_i
     assert [r.getMessage() for r in caplog.records] == [
         f"{state_path(path)}: could not link the first state as products.json.state.prev ([Errno 31] Too many "
         "links); were the state deleted before the next commit, writers could not tell it ever existed"]
+
+
+def test_a_state_file_replaced_right_after_our_rename_is_not_taken_for_ours(
+    catalog: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A writer that lost its lock can see another's state land between its rename and its stat:
+    recording that identity as its own would make its copy look current, and its next write
+    overwrite the other's commit."""
+    real_sync = commit_module.sync_folder_or_warn
+
+    def another_writer_commits(folder: Path) -> None:
+        real_sync(folder)
+        replacement = state_path(catalog).with_name("another-writers-state")
+        replacement.write_bytes(state_path(catalog).read_bytes())
+        os.replace(replacement, state_path(catalog))
+
+    monkeypatch.setattr(commit_module, "sync_folder_or_warn", another_writer_commits)
+    committed = commit(catalog, NEW, CatalogState(fence=2), lambda: None)
+    assert committed.state_identity is None
