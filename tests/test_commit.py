@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 import os
@@ -10,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from catalog_core.errors import FencedError
+from schemas import BatchResult, BatchStatus
 from tests.helpers import catalog_digest
 from worker import commit as commit_module
 from worker.catalog_file import serialize_catalog
@@ -371,3 +373,20 @@ def test_a_state_file_replaced_right_after_our_rename_is_not_taken_for_ours(
     monkeypatch.setattr(commit_module, "sync_folder_or_warn", another_writer_commits)
     committed = commit(catalog, NEW, CatalogState(fence=2), lambda: None)
     assert committed.state_identity is None
+
+
+def test_a_hand_edit_adopted_by_recovery_keeps_the_ledger_and_the_field_versions(catalog: Path) -> None:
+    """Recovery rewrites the state when it adopts a hand edit: forgetting the ledger there would let a
+    redelivered batch apply again, forgetting the versions let an older batch overwrite newer fields."""
+    state = read_state(state_path(catalog))
+    assert state is not None
+    state.record(BatchResult(batch_id="b1", status=BatchStatus.APPLIED, sequence=7, created=1),
+                 dt.datetime.now(dt.UTC))
+    state.versions["OLD"] = {"product_id": 7, "v": 7}
+    commit(catalog, OLD, state, lambda: None)
+    catalog.write_bytes(b'[{"product_id": "HAND"}]\n')  # an edit by hand
+    adopted, action = recover(catalog)
+    assert action is not None and "adopted" in action
+    for kept in (adopted, read_state(state_path(catalog))):
+        assert kept is not None
+        assert kept.ledger["b1"]["sequence"] == 7 and kept.versions["OLD"] == {"product_id": 7, "v": 7}
