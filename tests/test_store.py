@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -437,6 +438,14 @@ def test_the_store_gives_the_catalog_of_the_reference_model_after_any_processing
     assert json.loads(catalog_path.read_bytes()) == apply_in_sequence_order(initial_catalog(), batches)
 
 
+def refused_by_every_writer(settings: Settings, store: CatalogStore, records: list[dict[str, Any]], batch_id: str,
+                             match: str) -> None:
+    """The writer that wrote the files, and any other, refuse the batch with ``match``."""
+    for writer in (store, CatalogStore(settings)):
+        with pytest.raises(CatalogCorruptError, match=match):
+            writer.apply(records, batch_id)
+
+
 def test_a_catalog_deleted_while_its_state_records_it_is_refused_not_replaced_and_a_restore_brings_it_back(
     settings: Settings,
 ) -> None:
@@ -445,9 +454,7 @@ def test_a_catalog_deleted_while_its_state_records_it_is_refused_not_replaced_an
     store.apply([product("C")], "b2")  # its backup holds A and B
     state_before = (settings.catalog_path.parent / "products.json.state").read_bytes()
     settings.catalog_path.unlink()  # a mistaken `rm`, a clean-up script
-    for writer in (store, CatalogStore(settings)):  # the worker that wrote it, and any other
-        with pytest.raises(CatalogCorruptError, match="missing, but its state file records one"):
-            writer.apply([product("D")], "b3")
+    refused_by_every_writer(settings, store, [product("D")], "b3", "missing, but its state file records one")
     assert not settings.catalog_path.exists()
     assert (settings.catalog_path.parent / "products.json.state").read_bytes() == state_before  # nothing adopted
     [backup] = list_backups(settings.catalog_path, settings.backup_path)
@@ -465,9 +472,7 @@ def test_a_state_file_deleted_after_commits_is_refused_not_started_anew_and_its_
     state = settings.catalog_path.with_name("products.json.state")
     catalog_before = settings.catalog_path.read_bytes()
     state.unlink()
-    for writer in (store, CatalogStore(settings)):
-        with pytest.raises(CatalogCorruptError, match="missing, but products.json.state.prev beside it"):
-            writer.apply([product("C")], "b3")
+    refused_by_every_writer(settings, store, [product("C")], "b3", "missing, but products.json.state.prev beside it")
     assert settings.catalog_path.read_bytes() == catalog_before and not state.exists()
     settings.catalog_path.with_name("products.json.state.prev").rename(state)  # the way back the error names
     assert store.apply([product("A")], "b1").status == BatchStatus.DUPLICATE  # the ledger is back
@@ -485,9 +490,8 @@ def test_a_state_file_deleted_after_the_catalogs_first_commit_is_refused_and_its
     assert previous.read_bytes() == state.read_bytes()  # linked past the commit point: the very state
     catalog_before = settings.catalog_path.read_bytes()
     state.unlink()
-    for writer in (store, CatalogStore(settings)):
-        with pytest.raises(CatalogCorruptError, match="missing, but products.json.state.prev beside it"):
-            writer.apply([product("A", product_name="Redelivered")], "b1")  # a new ledger would apply it again
+    refused_by_every_writer(settings, store, [product("A", product_name="Redelivered")], "b1",  # a new ledger
+                            "missing, but products.json.state.prev beside it")  # would apply it again
     assert settings.catalog_path.read_bytes() == catalog_before and not state.exists()
     previous.rename(state)
     assert store.apply([product("A", product_name="Redelivered")], "b1").status == BatchStatus.DUPLICATE
